@@ -1,0 +1,240 @@
+"""The audit pipeline: probe -> images -> embeddings (model and floor) -> attacks -> risk -> result.
+
+Everything returns plain JSON-able dicts; the report renderers read only those. ``compare`` reuses
+the same steps with two models on the same images, splits and episodes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .attacks import evaluate
+from .attacks.splits import stratified_split
+from .attacks.zero_shot import class_text_embeddings
+from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
+from .encoders import has_text
+from .errors import CreepscanError, DataUnavailable
+from .features import Features, default_cache_dir, extract
+from .probes import Probe
+from .risk import DEFAULT_RULES, assess
+
+SCHEMA_VERSION = "1"
+
+
+@dataclass
+class Settings:
+    """What an audit run was asked for (the CLI's options, validated)."""
+
+    seed: int = 0
+    device: str = "cpu"
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    data: dict[str, str] = field(default_factory=dict)
+    max_per_class: int | None = None
+    download: bool = True
+    progress: bool = True
+    batch_size: int | None = None
+    num_workers: int | None = None
+
+    def log(self, msg: str) -> None:
+        if self.progress:
+            print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ProbeData:
+    """One probe's images, capped, with their content hashes."""
+
+    probe: Probe
+    images: ImageSet
+    hashes: list
+    info: dict
+
+
+def load_probe_data(probe: Probe, settings: Settings) -> ProbeData:
+    """The probe's images: a local folder/manifest from --data, else its public source."""
+    if probe.id in settings.data:
+        images = load_image_set(settings.data[probe.id])
+    else:
+        from .data import public
+
+        key = hashlib.sha256(json.dumps(probe.source, sort_keys=True).encode()).hexdigest()[:12]
+        root = Path(settings.cache_dir) / "datasets" / f"{probe.source['kind']}-{key}"
+        path = public.materialize(probe.source, root, download=settings.download, progress=settings.progress,
+                                  probe_id=probe.id)
+        images = load_image_set(path)
+        images.source = public.describe(probe.source)
+    cap = settings.max_per_class if settings.max_per_class is not None else probe.max_per_class
+    n_listed = len(images)
+    images = cap_per_class(images, cap, settings.seed)
+    hashes = content_hashes(images.paths)
+    info = {"source": images.source, "fingerprint": dataset_fingerprint(images, hashes),
+            "max_per_class": cap, "n_listed": n_listed}
+    return ProbeData(probe, images, hashes, info)
+
+
+def embed(encoder, pd: ProbeData, settings: Settings) -> Features:
+    return extract(encoder, pd.images, cache_dir=settings.cache_dir, hashes=pd.hashes, progress=settings.progress,
+                   batch_size=settings.batch_size, num_workers=settings.num_workers, normalize=True)
+
+
+@dataclass
+class LabelledSet:
+    """The images every encoder could use, as integer labels over the kept classes."""
+
+    y: np.ndarray
+    rows: dict  # encoder id -> row indices into that encoder's Features.X, aligned with y
+    classes: list[str]
+    excluded: list[dict]
+    skipped: list[dict]
+
+
+def align(pd: ProbeData, features: dict[str, Features]) -> LabelledSet:
+    """Keep the images that every encoder embedded, drop classes too small for the attacks."""
+    common = None
+    for f in features.values():
+        common = set(f.keep.tolist()) if common is None else common & set(f.keep.tolist())
+    common = sorted(common or [])
+    skipped = list(pd.images.skipped)
+    seen = {s["path"] for s in skipped}
+    for f in features.values():
+        for s in f.skipped:
+            if s["path"] not in seen:
+                skipped.append(s)
+                seen.add(s["path"])
+    counts: dict[str, int] = {}
+    for i in common:
+        counts[pd.images.labels[i]] = counts.get(pd.images.labels[i], 0) + 1
+    min_n = pd.probe.min_images_per_class
+    classes = sorted(label for label, n in counts.items() if n >= min_n)
+    excluded = [{"label": label, "n_images": n, "reason": f"fewer than {min_n} usable images"}
+                for label, n in sorted(counts.items()) if n < min_n]
+    excluded += [{"label": label, "n_images": 0, "reason": "no usable images"} for label in pd.images.empty_labels]
+    all_labels = set(pd.images.labels)
+    excluded += [{"label": label, "n_images": 0, "reason": "no image could be decoded"}
+                 for label in sorted(all_labels - set(counts)) if label not in pd.images.empty_labels]
+    index = {label: k for k, label in enumerate(classes)}
+    kept = [i for i in common if pd.images.labels[i] in index]
+    y = np.asarray([index[pd.images.labels[i]] for i in kept], dtype=np.int64)
+    rows = {}
+    for name, f in features.items():
+        pos = {int(i): r for r, i in enumerate(f.keep.tolist())}
+        rows[name] = np.asarray([pos[i] for i in kept], dtype=np.int64)
+    return LabelledSet(y=y, rows=rows, classes=classes, excluded=excluded, skipped=skipped)
+
+
+def rules_for(probe: Probe) -> dict:
+    return {**DEFAULT_RULES, **probe.risk}
+
+
+def evaluate_encoder(encoder, X, ls: LabelledSet, split, probe: Probe, settings: Settings):
+    """All the probe's attacks on one encoder's features."""
+    text = None
+    if "zero_shot" in probe.attacks and has_text(encoder) and probe.templates:
+        names = [probe.display_name(c) for c in ls.classes]
+        text = class_text_embeddings(encoder.encode_text, names, probe.templates)
+    return evaluate(X, ls.y, len(ls.classes), split, seed=settings.seed, attacks=probe.attacks,
+                    skill_threshold=rules_for(probe)["skill_threshold"], text_embeddings=text,
+                    device=settings.device)
+
+
+def too_small(probe: Probe, ls: LabelledSet) -> str | None:
+    if len(ls.classes) < 2:
+        return (f"probe {probe.id}: only {len(ls.classes)} class has at least {probe.min_images_per_class} usable images; "
+                "the attacks need two or more (add images, or lower min_images_per_class in the probe file)")
+    return None
+
+
+def probe_header(probe: Probe, pd: ProbeData, ls: LabelledSet, split) -> dict:
+    n_classes = len(ls.classes)
+    chance = 1.0 / n_classes
+    thr = rules_for(probe)["skill_threshold"]
+    counts = np.bincount(ls.y, minlength=n_classes)
+    return {
+        "id": probe.id, "title": probe.title, "capability": probe.capability, "policy": probe.policy,
+        "reference": probe.reference,
+        "n_images": int(len(ls.y)), "n_classes": n_classes, "chance": round(chance, 6),
+        "labels": [{"label": c, "name": probe.display_name(c), "n_images": int(n)} for c, n in zip(ls.classes, counts)],
+        "skipped_images": ls.skipped, "excluded_classes": ls.excluded,
+        "data": pd.info,
+        "split": {"train": int(len(split.train)), "val": int(len(split.val)), "test": int(len(split.test))},
+        "threshold": {"skill": thr, "accuracy": round(chance + thr * (1 - chance), 6)},
+        "rules": rules_for(probe),
+    }
+
+
+def risk_block(probe: Probe, m_model, m_floor, chance: float, seed: int) -> dict:
+    a = assess(m_model, m_floor, chance, rules_for(probe), seed=seed)
+    level, reason, rule = a.level, a.reason, a.rule
+    if probe.reference:
+        reason = f"reference task, not a prohibited capability (would rate {level}: {reason})"
+        level, rule = "none", "reference probe"
+    return {"risk_level": level, "risk_reason": reason, "risk_rule": rule, "uplift": a.uplift}
+
+
+def model_block(encoder) -> dict:
+    return {"spec": encoder.spec, "name": encoder.name, "fingerprint": encoder.fingerprint}
+
+
+def run_audit(encoder, probes: list[Probe], settings: Settings) -> dict:
+    """Audit one encoder on the given probes; returns the report dict (see CONTRACT.md)."""
+    _check_data_keys(probes, settings)
+    t_start = time.perf_counter()
+    results = []
+    for n, probe in enumerate(probes, 1):
+        settings.log(f"[{n}/{len(probes)}] {probe.id}: loading data")
+        t0 = time.perf_counter()
+        pd = load_probe_data(probe, settings)
+        floor = encoder.floor
+        settings.log(f"[{n}/{len(probes)}] {probe.id}: {len(pd.images)} images; embedding with {encoder.name} and the floor")
+        feats = {"model": embed(encoder, pd, settings), "floor": embed(floor, pd, settings)}
+        t_embed = time.perf_counter() - t0
+        ls = align(pd, feats)
+        problem = too_small(probe, ls)
+        if problem:
+            raise DataUnavailable(problem)
+        split = stratified_split(ls.y, settings.seed)
+        settings.log(f"[{n}/{len(probes)}] {probe.id}: attacks on {len(ls.y)} images, {len(ls.classes)} classes")
+        t1 = time.perf_counter()
+        m_model = evaluate_encoder(encoder, feats["model"].X[ls.rows["model"]], ls, split, probe, settings)
+        m_floor = evaluate_encoder(floor, feats["floor"].X[ls.rows["floor"]], ls, split, probe, settings)
+        result = probe_header(probe, pd, ls, split)
+        result.update(risk_block(probe, m_model, m_floor, result["chance"], settings.seed))
+        result["metrics"] = m_model.to_json()
+        result["control"] = {**model_block(floor), "metrics": m_floor.to_json()}
+        result["cache"] = {k: {s: f.stats[s] for s in ("n_embedded", "n_cache_hits")} for k, f in feats.items()}
+        result["timings"] = {"embed_s": round(t_embed, 3), "attacks_s": round(time.perf_counter() - t1, 3)}
+        results.append(_order(result))
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "audit",
+        "tool": {"name": "creepscan", "version": __version__},
+        "model": model_block(encoder), "seed": settings.seed,
+        "settings": {"max_per_class": settings.max_per_class, "device": settings.device,
+                     "skill_threshold_default": DEFAULT_RULES["skill_threshold"], "alpha": DEFAULT_RULES["alpha"]},
+        "probes": results,
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3)},
+    }
+
+
+_FIRST = ("id", "title", "capability", "policy", "reference", "risk_level", "risk_reason", "risk_rule")
+
+
+def _order(result: dict) -> dict:
+    """Put the fields an auditor reads first at the top of each probe's JSON."""
+    return {**{k: result[k] for k in _FIRST if k in result}, **{k: v for k, v in result.items() if k not in _FIRST}}
+
+
+def _check_data_keys(probes: list[Probe], settings: Settings) -> None:
+    ids = {p.id for p in probes}
+    for key in settings.data:
+        if key not in ids:
+            raise CreepscanError(
+                f"--data {key}=...: no probe '{key}' is being run (running: {', '.join(sorted(ids))}); "
+                f"add --probe {key} or fix the id"
+            )

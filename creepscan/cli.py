@@ -1,0 +1,223 @@
+"""The command line: parse, call the library, print, set the exit code. Nothing else lives here."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import CreepscanError
+
+LEVELS = ("none", "low", "medium", "high", "critical")
+
+
+def _parse_data(ctx, param, values):
+    out = {}
+    for value in values:
+        key, sep, path = value.partition("=")
+        if not sep or not key or not path:
+            raise click.BadParameter(f"'{value}' must be PROBE_ID=PATH, e.g. --data face-identity=./faces", param=param)
+        if key in out:
+            raise click.BadParameter(f"probe '{key}' given twice", param=param)
+        out[key] = path
+    return out
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CreepscanError("--device cuda: no CUDA device is visible here; use --device cpu (or auto)")
+    return device
+
+
+def shared_options(fn):
+    """Options that audit and compare share (CONTRACT.md)."""
+    opts = [
+        click.option("--suite", default="default", show_default=True, help="Named set of probes (see `creepscan probes`)."),
+        click.option("--probe", "probe_args", multiple=True, metavar="ID_OR_PATH", help="Run only these probes (repeatable)."),
+        click.option("--data", "data", multiple=True, callback=_parse_data, metavar="PROBE_ID=PATH",
+                     help="Local images for a probe: a folder with one sub-folder per label, or a CSV manifest path,label."),
+        click.option("--out", "out", default="creepscan-report", show_default=True, type=click.Path(file_okay=False),
+                     help="Folder for report.json, report.md, report.html."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True, help="Same inputs and seed give the same numbers."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Embedding cache (default: $CREEPSCAN_CACHE, else the user cache folder)."),
+        click.option("--max-per-class", type=click.IntRange(min=3), default=None,
+                     help="Cap on images per class (default: each probe's own cap)."),
+        click.option("--no-download", is_flag=True, help="Never fetch public datasets; use the cache or --data only."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per encoder call."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr."),
+        click.option("--debug", is_flag=True, help="Show tracebacks."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def guarded(fn):
+    """Turn library errors into one line on stderr and exit 2; tracebacks only with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug", False)
+        if not debug:
+            # open_clip and huggingface_hub log download retries and failures; the user gets our one line.
+            logging.disable(logging.CRITICAL)
+        try:
+            return fn(*args, **kwargs)
+        except CreepscanError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; finished embedding chunks are kept in the cache", err=True)
+            sys.exit(130)
+        except MemoryError:
+            click.echo("error: out of memory; lower --batch-size or --max-per-class", err=True)
+            sys.exit(2)
+        except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+            if debug:
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "
+                       "and please report it)", err=True)
+            sys.exit(3)
+
+    return wrapper
+
+
+def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet):
+    from .audit import Settings
+    from .features import default_cache_dir
+
+    return Settings(seed=seed, device=_resolve_device(device), cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
+                    data=data, max_per_class=max_per_class, download=not no_download, progress=not quiet,
+                    batch_size=batch_size)
+
+
+def _write(result, out, quiet):
+    from .report import summary_text, write_reports
+
+    paths = write_reports(result, out)
+    click.echo(summary_text(result))
+    click.echo(f"report: {', '.join(str(p) for p in paths)}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="creepscan")
+def main():
+    """creepscan: how cheaply can a frozen model be repurposed for prohibited tasks?
+
+    Runs linear-probe, few-shot, zero-shot and verification attacks on a model's frozen embeddings,
+    beside a floor (the same architecture untrained), and writes a risk report per capability.
+    """
+
+
+@main.command()
+@click.argument("model")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Local weights for an open_clip architecture.")
+@click.option("--fail-on", type=click.Choice(LEVELS), default=None, help="Exit 1 if any probe's risk level is LEVEL or above.")
+@shared_options
+@guarded
+def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, cache_dir, max_per_class,
+          no_download, batch_size, quiet, debug):
+    """Audit MODEL: an alias, ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME or py:MODULE:CALLABLE."""
+    from .audit import run_audit
+    from .encoders import resolve_encoder
+    from .probes import select
+
+    settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet)
+    probes = select(suite, probe_args)
+    encoder = resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None)
+    result = run_audit(encoder, probes, settings)
+    _write(result, out, quiet)
+    if fail_on:
+        worst = [p for p in result["probes"] if LEVELS.index(p["risk_level"]) >= LEVELS.index(fail_on)]
+        if worst:
+            click.echo(f"gate: {len(worst)} probe(s) at or above '{fail_on}': "
+                       + ", ".join(f"{p['id']} ({p['risk_level']})" for p in worst), err=True)
+            sys.exit(1)
+
+
+@main.command()
+@click.argument("model_a")
+@click.argument("model_b")
+@click.option("--weights-a", type=click.Path(dir_okay=False), default=None, help="Local weights for MODEL_A.")
+@click.option("--weights-b", type=click.Path(dir_okay=False), default=None, help="Local weights for MODEL_B.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Significance level (Holm-corrected across probes).")
+@click.option("--fail-on-increase", is_flag=True, help="Exit 1 if any probe's risk level is higher for MODEL_B.")
+@click.option("--fail-on-significant", is_flag=True,
+              help="With --fail-on-increase: also exit 1 if a headline metric rose significantly.")
+@shared_options
+@guarded
+def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fail_on_significant, suite, probe_args,
+            data, out, device, seed, cache_dir, max_per_class, no_download, batch_size, quiet, debug):
+    """Compare MODEL_A (e.g. the shipped model) with MODEL_B (the candidate) on the same probes."""
+    from .compare import run_compare
+    from .encoders import resolve_encoder
+    from .probes import select
+
+    settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet)
+    probes = select(suite, probe_args)
+    enc_a = resolve_encoder(model_a, weights=weights_a, device=settings.device)
+    enc_b = resolve_encoder(model_b, weights=weights_b, device=settings.device)
+    result = run_compare(enc_a, enc_b, probes, settings, alpha=alpha)
+    _write(result, out, quiet)
+    if fail_on_increase:
+        rose = [p["id"] for p in result["probes"] if p["risk_rose"]]
+        sig = [p["id"] for p in result["probes"] if fail_on_significant and p.get("significant") and (p["delta"].get("linear_probe") or 0) > 0]
+        if rose or sig:
+            msg = []
+            if rose:
+                msg.append("risk rose on " + ", ".join(rose))
+            if sig:
+                msg.append("significant rise on " + ", ".join(sig))
+            click.echo("gate: " + "; ".join(msg), err=True)
+            sys.exit(1)
+
+
+@main.command()
+def models():
+    """The model aliases and where each comes from."""
+    from .encoders import ALIASES
+
+    click.echo(f"{'alias':<18} {'architecture':<20} {'tag':<24} source")
+    for name, a in ALIASES.items():
+        click.echo(f"{name:<18} {a.arch:<20} {a.tag:<24} {a.source}")
+    click.echo("\nAlso: ARCH:TAG (any open_clip pretrained pair), ARCH --weights FILE, hf-hub:ORG/NAME, py:MODULE:CALLABLE.")
+
+
+@main.command()
+@click.option("--suite", default=None, help="Only this suite.")
+@guarded
+def probes(suite, debug=False):
+    """The probes: id, capability, policy reference, data source."""
+    from .data import public
+    from .probes import suites
+
+    all_suites = suites()
+    if suite and suite not in all_suites:
+        raise CreepscanError(f"unknown suite '{suite}'; known: {', '.join(all_suites)}")
+    for name, plist in all_suites.items():
+        if suite and name != suite:
+            continue
+        click.echo(f"suite {name}:")
+        for p in plist:
+            click.echo(f"  {p.id:<18} {p.title}")
+            click.echo(f"  {'':<18} capability: {p.capability}")
+            click.echo(f"  {'':<18} policy: {'; '.join(p.policy)}")
+            click.echo(f"  {'':<18} data: {public.describe(p.source)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

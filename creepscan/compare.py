@@ -1,0 +1,108 @@
+"""``compare``: two models on the same images, splits and few-shot episodes, so every difference is
+paired. Per probe: both reports, B minus A for each headline metric, a paired test, and Holm's
+correction across probes for the linear-probe test (the headline)."""
+from __future__ import annotations
+
+import time
+
+from . import __version__
+from .attacks.splits import stratified_split
+from .attacks.stats import holm, paired_bootstrap, paired_episodes
+from .audit import (SCHEMA_VERSION, Settings, _check_data_keys, _order, align, embed, evaluate_encoder,
+                    load_probe_data, model_block, probe_header, risk_block, too_small)
+from .errors import DataUnavailable
+from .risk import level_index
+
+
+def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -> dict:
+    _check_data_keys(probes, settings)
+    t_start = time.perf_counter()
+    encoders = {"a": enc_a, "floor_a": enc_a.floor, "b": enc_b, "floor_b": enc_b.floor}
+    rows = []
+    for n, probe in enumerate(probes, 1):
+        settings.log(f"[{n}/{len(probes)}] {probe.id}: loading data")
+        pd = load_probe_data(probe, settings)
+        feats, by_fp = {}, {}
+        for key, enc in encoders.items():
+            # The same weights (e.g. a model compared with itself, or two shared floors) are embedded
+            # and attacked once: identical inputs give identical numbers by construction.
+            if enc.fingerprint in by_fp:
+                feats[key] = feats[by_fp[enc.fingerprint]]
+                continue
+            settings.log(f"[{n}/{len(probes)}] {probe.id}: embedding with {enc.name}")
+            feats[key] = embed(enc, pd, settings)
+            by_fp[enc.fingerprint] = key
+        ls = align(pd, feats)
+        problem = too_small(probe, ls)
+        if problem:
+            raise DataUnavailable(problem)
+        split = stratified_split(ls.y, settings.seed)
+        settings.log(f"[{n}/{len(probes)}] {probe.id}: attacks on {len(ls.y)} images, {len(ls.classes)} classes")
+        metrics, done = {}, {}
+        for key, enc in encoders.items():
+            if enc.fingerprint in done:
+                metrics[key] = metrics[done[enc.fingerprint]]
+                continue
+            metrics[key] = evaluate_encoder(enc, feats[key].X[ls.rows[key]], ls, split, probe, settings)
+            done[enc.fingerprint] = key
+        header = probe_header(probe, pd, ls, split)
+        sides = {}
+        for side in ("a", "b"):
+            r = dict(header)
+            r.update(risk_block(probe, metrics[side], metrics[f"floor_{side}"], header["chance"], settings.seed))
+            r["metrics"] = metrics[side].to_json()
+            r["control"] = {**model_block(encoders[f"floor_{side}"]), "metrics": metrics[f"floor_{side}"].to_json()}
+            sides[side] = _order(r)
+        delta, tests = paired_differences(metrics["a"], metrics["b"], split, ls.y, len(ls.classes), settings.seed)
+        rows.append({
+            "id": probe.id, "title": probe.title, "capability": probe.capability, "policy": probe.policy,
+            "reference": probe.reference,
+            "level_a": sides["a"]["risk_level"], "level_b": sides["b"]["risk_level"],
+            "risk_rose": level_index(sides["b"]["risk_level"]) > level_index(sides["a"]["risk_level"]),
+            "delta": delta, "tests": tests, "p_value": tests["linear_probe"]["p_value"],
+            "a": sides["a"], "b": sides["b"],
+        })
+    adjusted = holm([r["p_value"] for r in rows])
+    for r, p in zip(rows, adjusted):
+        r["p_adjusted"] = p
+        r["significant"] = bool(p < alpha and r["delta"]["linear_probe"] != 0)
+    rows.sort(key=lambda r: (not r["risk_rose"], not r["significant"], r["id"]))
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "compare", "tool": {"name": "creepscan", "version": __version__},
+        "model_a": model_block(enc_a), "model_b": model_block(enc_b), "seed": settings.seed,
+        "alpha": alpha, "correction": "holm (across probes, on the linear-probe test)",
+        "settings": {"max_per_class": settings.max_per_class, "device": settings.device},
+        "probes": rows,
+        "summary": {"rose": [r["id"] for r in rows if r["risk_rose"]],
+                    "significant": [r["id"] for r in rows if r["significant"]]},
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3)},
+    }
+
+
+def paired_differences(ma, mb, split, y, n_classes, seed):
+    """B minus A for each metric both models have, with its paired test."""
+    y_test = y[split.test]
+    lp = paired_bootstrap(y_test, ma.linear_probe.test_correct, mb.linear_probe.test_correct, n_classes, seed)
+    delta = {"linear_probe": lp["delta"], "zero_shot": None, "few_shot": {}, "verification_tar_1e-3": None,
+             "verification_auc": None}
+    tests = {"linear_probe": {"ci95": lp["ci95"], "p_value": lp["p_value"],
+                              "method": "paired stratified bootstrap over test images"}}
+    if ma.zero_shot is not None and mb.zero_shot is not None:
+        zs = paired_bootstrap(y_test, ma.zero_shot.test_correct, mb.zero_shot.test_correct, n_classes, seed)
+        delta["zero_shot"] = zs["delta"]
+        tests["zero_shot"] = {"ci95": zs["ci95"], "p_value": zs["p_value"],
+                              "method": "paired stratified bootstrap over test images"}
+    fa = {e["k"]: e for e in ma.few_shot.to_json()["entries"]} if ma.few_shot is not None else {}
+    fb = {e["k"]: e for e in mb.few_shot.to_json()["entries"]} if mb.few_shot is not None else {}
+    tests["few_shot"] = {}
+    for k in sorted(set(fa) & set(fb)):
+        t = paired_episodes(ma.few_shot.episode_accuracy[k], mb.few_shot.episode_accuracy[k], seed)
+        delta["few_shot"][str(k)] = t["delta"]
+        tests["few_shot"][str(k)] = {"ci95": t["ci95"], "p_value": t["p_value"], "method": "paired over episodes"}
+    if ma.verification is not None and mb.verification is not None:
+        va, vb = ma.verification.to_json(), mb.verification.to_json()
+        ta, tb = va["tar_at_far"].get("1e-3"), vb["tar_at_far"].get("1e-3")
+        if ta is not None and tb is not None:
+            delta["verification_tar_1e-3"] = round(tb - ta, 6)
+        delta["verification_auc"] = round(vb["auc"] - va["auc"], 6)
+    return delta, tests

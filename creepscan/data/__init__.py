@@ -1,0 +1,204 @@
+"""Probe data: image sets from a folder (one sub-folder per label) or a CSV manifest, and decoding.
+
+Nothing here knows about models. Files that cannot be used are recorded with a reason, never dropped
+silently: missing files at listing time here, undecodable ones when ``decode_image`` fails.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+from ..errors import DataUnavailable
+
+# Pillow's own bomb limit (about 89 Mpixel): larger images are refused, not decoded.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+@dataclass
+class ImageSet:
+    """Paths and raw labels of one probe's images.
+
+    ``paths`` are absolute; ``labels`` are the raw label strings; ``skipped`` lists files that could
+    not be used (``{"path", "reason"}``, paths relative to ``root``); ``empty_labels`` are label
+    folders with no usable file.
+    """
+
+    root: Path
+    paths: list[Path]
+    labels: list[str]
+    source: str
+    groups: list[str | None] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    empty_labels: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def relpath(self, path: Path) -> str:
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def subset(self, indices) -> "ImageSet":
+        indices = list(indices)
+        return ImageSet(
+            root=self.root, paths=[self.paths[i] for i in indices], labels=[self.labels[i] for i in indices],
+            source=self.source, groups=[self.groups[i] for i in indices] if self.groups else [],
+            skipped=list(self.skipped), empty_labels=list(self.empty_labels),
+        )
+
+
+def load_image_set(path: str | os.PathLike) -> ImageSet:
+    """A folder with one sub-folder per label, or a CSV manifest with columns ``path,label[,group]``."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataUnavailable(f"data path not found: {path} (give a folder with one sub-folder per label, or a CSV manifest path,label)")
+    if path.is_dir():
+        return _from_folder(path)
+    if path.suffix.lower() == ".csv":
+        return _from_csv(path)
+    raise DataUnavailable(f"{path} is neither a folder nor a .csv manifest")
+
+
+def _from_folder(root: Path) -> ImageSet:
+    root = root.resolve()
+    label_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not label_dirs:
+        raise DataUnavailable(f"{root} has no sub-folders: put each label's images in a sub-folder named after the label")
+    paths, labels, empty = [], [], []
+    for d in label_dirs:
+        files = sorted(
+            p for p in d.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(d).parts)
+        )
+        if not files:
+            empty.append(d.name)
+        paths += files
+        labels += [d.name] * len(files)
+    return ImageSet(root=root, paths=paths, labels=labels, source=f"folder {root}", empty_labels=empty)
+
+
+def _from_csv(manifest: Path) -> ImageSet:
+    manifest = manifest.resolve()
+    base = manifest.parent
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+            if "path" not in fields or "label" not in fields:
+                raise DataUnavailable(f"{manifest}: a manifest needs a header with columns path,label[,group]; found {reader.fieldnames}")
+            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except UnicodeDecodeError as exc:
+        raise DataUnavailable(f"{manifest} is not a UTF-8 CSV file") from exc
+    paths, labels, groups, skipped = [], [], [], []
+    for line, row in enumerate(rows, start=2):
+        if not row.get("path") or not row.get("label"):
+            skipped.append({"path": f"{manifest.name}:{line}", "reason": "row without path or label"})
+            continue
+        p = Path(row["path"])
+        p = p if p.is_absolute() else base / p
+        if not p.is_file():
+            skipped.append({"path": row["path"], "reason": "file not found"})
+            continue
+        paths.append(p.resolve())
+        labels.append(row["label"])
+        groups.append(row.get("group") or None)
+    if not paths and not skipped:
+        raise DataUnavailable(f"{manifest} lists no images")
+    return ImageSet(root=base, paths=paths, labels=labels, source=f"manifest {manifest}", groups=groups, skipped=skipped)
+
+
+class UnusableImage(Exception):
+    """An image file that cannot be used; the message is the recorded reason."""
+
+
+def decode_image(path) -> Image.Image:
+    """Decode to RGB with EXIF orientation applied; raise UnusableImage with a reason otherwise."""
+    try:
+        if os.path.getsize(path) == 0:
+            raise UnusableImage("empty file (0 bytes)")
+    except OSError as exc:
+        raise UnusableImage(f"cannot read file: {exc.strerror or exc}") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS:
+                    raise UnusableImage(f"refused: {w}x{h} pixels exceeds the decompression-bomb limit of {MAX_PIXELS}")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return img.convert("RGB")
+        except UnusableImage:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise UnusableImage(f"refused: decompression bomb ({exc})") from exc
+        except Image.UnidentifiedImageError as exc:
+            raise UnusableImage("not an image (unrecognised format)") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise UnusableImage(f"truncated or corrupt image ({str(exc)[:120]})") from exc
+
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def file_digest(path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hashes(paths, workers: int = 8) -> list[str | None]:
+    """sha256 of each file, None where the file cannot be read. I/O-bound, so threads overlap it."""
+    def one(p):
+        try:
+            return file_digest(p)
+        except OSError:
+            return None
+
+    if len(paths) < 64:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, paths, chunksize=64))
+
+
+def dataset_fingerprint(image_set: ImageSet, hashes) -> str:
+    """sha256 over (relative path, size, content hash, label) of every listed file."""
+    h = hashlib.sha256()
+    for p, label, digest in zip(image_set.paths, image_set.labels, hashes):
+        try:
+            size = os.path.getsize(p)
+        except OSError:
+            size = -1
+        h.update(f"{image_set.relpath(p)}\t{size}\t{digest}\t{label}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def cap_per_class(image_set: ImageSet, max_per_class: int | None, seed: int) -> ImageSet:
+    """At most ``max_per_class`` images per label: a seeded sample, the same for every model."""
+    if not max_per_class:
+        return image_set
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(image_set.labels):
+        by_label.setdefault(label, []).append(i)
+    keep = []
+    for label in sorted(by_label):
+        idx = by_label[label]
+        if len(idx) > max_per_class:
+            label_seed = int.from_bytes(hashlib.sha256(f"{seed}:{label}".encode()).digest()[:8], "little")
+            rng = np.random.default_rng(label_seed)
+            idx = sorted(rng.choice(idx, size=max_per_class, replace=False).tolist())
+        keep += idx
+    return image_set.subset(sorted(keep))

@@ -1,0 +1,87 @@
+"""Frozen encoders behind one protocol, resolved from a MODEL string by one factory.
+
+An encoder has ``name``, ``spec``, ``fingerprint`` (stable id of its weights), ``preprocess``
+(PIL image -> tensor of a fixed shape), ``preprocess_id`` (part of the cache key),
+``encode_images(batch) -> float32 [n, d]``, optionally ``encode_text(list[str]) -> [n, d]``, and
+``floor``: the encoder used as its control.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ModelUnavailable
+from . import openclip
+from .plugin import PixelEncoder, PluginEncoder, load_plugin
+
+
+@dataclass(frozen=True)
+class Alias:
+    arch: str
+    tag: str
+    source: str
+
+
+# Models are data: each alias names an open_clip architecture and pretrained tag.
+ALIASES: dict[str, Alias] = {
+    "clip-vit-b32": Alias("ViT-B-32", "openai", "OpenAI CLIP ViT-B/32 (open_clip tag 'openai')"),
+    "clip-vit-b16": Alias("ViT-B-16", "openai", "OpenAI CLIP ViT-B/16"),
+    "clip-vit-l14": Alias("ViT-L-14", "openai", "OpenAI CLIP ViT-L/14"),
+    "clip-rn50": Alias("RN50", "openai", "OpenAI CLIP ResNet-50"),
+    "laion-vit-b32": Alias("ViT-B-32", "laion2b_s34b_b79k", "LAION-2B ViT-B/32 (OpenCLIP)"),
+    "laion-vit-b16": Alias("ViT-B-16", "laion2b_s34b_b88k", "LAION-2B ViT-B/16 (OpenCLIP)"),
+    "laion-vit-l14": Alias("ViT-L-14", "laion2b_s32b_b82k", "LAION-2B ViT-L/14 (OpenCLIP)"),
+    "datacomp-vit-b32": Alias("ViT-B-32", "datacomp_xl_s13b_b90k", "DataComp-XL ViT-B/32"),
+    "datacomp-vit-b16": Alias("ViT-B-16", "datacomp_xl_s13b_b90k", "DataComp-XL ViT-B/16"),
+    "metaclip-vit-b32": Alias("ViT-B-32-quickgelu", "metaclip_400m", "MetaCLIP 400M ViT-B/32"),
+}
+
+
+def has_text(encoder) -> bool:
+    if isinstance(encoder, PluginEncoder):
+        return encoder.has_text
+    return callable(getattr(encoder, "encode_text", None))
+
+
+def resolve_encoder(spec: str, *, weights=None, device="cpu", cache_dir=None):
+    """MODEL string (+ optional local weights) -> encoder.
+
+    Forms: an alias (``clip-vit-b32``), ``ARCH:TAG``, ``ARCH --weights FILE``, ``hf-hub:ORG/NAME``,
+    ``py:MODULE:CALLABLE``.
+    """
+    spec = spec.strip()
+    if spec.startswith("py:"):
+        if weights:
+            raise ModelUnavailable("--weights is for open_clip architectures; a py: plug-in loads its own weights")
+        return load_plugin(spec)
+    if spec.startswith("hf-hub:"):
+        if weights:
+            raise ModelUnavailable("--weights goes with an open_clip architecture, not an hf-hub: model")
+        return openclip.from_hf_hub(spec, device=device)
+    if spec in ALIASES:
+        alias = ALIASES[spec]
+        if weights:
+            return openclip.from_local_weights(alias.arch, weights, device=device, spec=f"{spec} --weights {weights}")
+        return openclip.from_pretrained(alias.arch, alias.tag, device=device, spec=spec, cache_dir=cache_dir)
+    arch, sep, tag = spec.partition(":")
+    if sep:
+        if weights:
+            raise ModelUnavailable(f"give either a pretrained tag ({spec}) or --weights, not both")
+        return openclip.from_pretrained(arch, tag, device=device, spec=spec, cache_dir=cache_dir)
+    if weights:
+        return openclip.from_local_weights(arch, weights, device=device)
+    if openclip.known_architecture(spec):
+        raise ModelUnavailable(
+            f"'{spec}' is an architecture without weights: add a pretrained tag ({spec}:TAG, see "
+            f"`creepscan models`) or a local file (--weights FILE.safetensors)"
+        )
+    import difflib
+
+    close = difflib.get_close_matches(spec, list(ALIASES), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ModelUnavailable(
+        f"unknown model '{spec}': use an alias (creepscan models), ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME "
+        f"or py:MODULE:CALLABLE.{hint}"
+    )
+
+
+__all__ = ["ALIASES", "Alias", "PixelEncoder", "has_text", "resolve_encoder"]

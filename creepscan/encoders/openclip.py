@@ -1,0 +1,185 @@
+"""open_clip models behind the encoder protocol: pretrained tags, hf-hub, local weights, and the
+random-init twin used as the floor."""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelUnavailable
+from .weights import _short, check_fits, fingerprint_state, load_state_dict
+
+FLOOR_SEED = 0
+_CONFIGS = Path(__file__).parent / "configs"
+
+
+def _open_clip():
+    import open_clip
+
+    if _CONFIGS not in getattr(open_clip.factory, "_MODEL_CONFIG_PATHS", []):
+        open_clip.add_model_config(_CONFIGS)
+    return open_clip
+
+
+class OpenClipEncoder:
+    """A frozen open_clip model: image tower for the attacks, text tower for zero-shot."""
+
+    def __init__(self, model, preprocess, tokenizer, *, name, spec, fingerprint, device, arch, floor_factory=None):
+        self.model = model.eval().requires_grad_(False)
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.name = name
+        self.spec = spec
+        self.fingerprint = fingerprint
+        self.arch = arch
+        self.device = torch.device(device)
+        self.preprocess_id = repr(preprocess)
+        self._floor_factory = floor_factory
+        self._floor = None
+
+    @property
+    def floor(self):
+        if self._floor is None and self._floor_factory is not None:
+            self._floor = self._floor_factory()
+        return self._floor
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def encode_images(self, batch):
+        with torch.inference_mode(), self._autocast():
+            batch = torch.as_tensor(batch).to(self.device, non_blocking=True)
+            feats = self.model.encode_image(batch)
+        return feats.float().cpu().numpy()
+
+    def encode_text(self, texts):
+        with torch.inference_mode(), self._autocast():
+            tokens = self.tokenizer(list(texts)).to(self.device)
+            feats = self.model.encode_text(tokens)
+        return feats.float().cpu().numpy()
+
+
+def known_architecture(arch: str) -> bool:
+    return arch in _open_clip().list_models()
+
+
+def _check_arch(arch: str) -> None:
+    if not known_architecture(arch):
+        close = difflib.get_close_matches(arch, _open_clip().list_models(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else " See `creepscan models`."
+        raise ModelUnavailable(f"unknown open_clip architecture '{arch}'.{hint}")
+
+
+def _download_error(what: str, exc: BaseException, arch: str) -> ModelUnavailable:
+    return ModelUnavailable(
+        f"could not fetch the weights of {what} ({_short(exc)}); offline? download them on a machine with "
+        f"internet and pass them as a local file: creepscan audit {arch} --weights FILE.safetensors"
+    )
+
+
+def _floor_factory(arch: str, preprocess, tokenizer, device, model_name: str | None = None):
+    def build():
+        oc = _open_clip()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(FLOOR_SEED)
+            if model_name:  # hf-hub: the config comes with the hub entry, the weights stay unloaded
+                model = oc.create_model(model_name, load_weights=False)
+            else:
+                model = oc.create_model(arch, pretrained=None)
+        model = model.to(device)
+        return OpenClipEncoder(
+            model, preprocess, tokenizer, name=f"{arch} random init (seed {FLOOR_SEED})",
+            spec=f"{arch} with random weights (seed {FLOOR_SEED}): the same architecture without its training",
+            fingerprint=fingerprint_state(model.state_dict()), device=device, arch=arch,
+        )
+
+    return build
+
+
+def _offline_if_unreachable(host: str = "huggingface.co") -> None:
+    """Without a network, huggingface_hub retries each request for about a minute before giving up.
+    If the hub's name does not even resolve, switch it to offline mode: weights already in the local
+    cache still load, and missing ones fail at once."""
+    import socket
+
+    try:
+        import huggingface_hub.constants as hf_constants
+    except ImportError:
+        return
+    if hf_constants.HF_HUB_OFFLINE:
+        return
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        hf_constants.HF_HUB_OFFLINE = True
+
+
+def from_pretrained(arch: str, tag: str | None, *, device="cpu", spec=None, cache_dir=None) -> OpenClipEncoder:
+    """``ARCH:TAG`` or an alias: open_clip downloads (or finds in its cache) the pretrained weights."""
+    oc = _open_clip()
+    _check_arch(arch)
+    if tag is not None:
+        tags = oc.list_pretrained_tags_by_model(arch)
+        if tag not in tags:
+            close = difflib.get_close_matches(tag, tags, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known tags: {', '.join(tags) or 'none'}"
+            raise ModelUnavailable(f"open_clip has no pretrained tag '{tag}' for {arch}; {hint}")
+    _offline_if_unreachable()
+    try:
+        model, _, preprocess = oc.create_model_and_transforms(arch, pretrained=tag, cache_dir=cache_dir)
+    except Exception as exc:  # network, hub and file errors come in many types
+        raise _download_error(f"{arch}:{tag}", exc, arch) from exc
+    return _wrap(oc, model, preprocess, arch=arch, spec=spec or f"{arch}:{tag}", name=f"{arch} ({tag})", device=device)
+
+
+def from_hf_hub(spec: str, *, device="cpu") -> OpenClipEncoder:
+    oc = _open_clip()
+    _offline_if_unreachable()
+    try:
+        model, _, preprocess = oc.create_model_and_transforms(spec)
+    except Exception as exc:
+        raise ModelUnavailable(
+            f"could not fetch {spec} from the Hugging Face hub ({_short(exc)}); offline? pass the model's "
+            "architecture with local weights instead: creepscan audit ARCH --weights FILE.safetensors"
+        ) from exc
+    arch = spec
+    return _wrap(oc, model, preprocess, arch=arch, spec=spec, name=spec, device=device, floor_model_name=spec)
+
+
+def from_local_weights(arch: str, weights: str | os.PathLike, *, device="cpu", spec=None) -> OpenClipEncoder:
+    """An open_clip architecture with a local weights file (safetensors, state dict, checkpoint)."""
+    oc = _open_clip()
+    _check_arch(arch)
+    state = load_state_dict(weights)
+    model, _, preprocess = oc.create_model_and_transforms(arch, pretrained=None)
+    check_fits(state, model, arch, weights)
+    model.load_state_dict(state, strict=True)
+    return _wrap(oc, model, preprocess, arch=arch, spec=spec or f"{arch} --weights {weights}",
+                 name=f"{arch} ({Path(weights).name})", device=device)
+
+
+def random_init(arch: str, *, device="cpu", seed: int = FLOOR_SEED) -> OpenClipEncoder:
+    """An architecture with seeded random weights (tests, benchmarks, and the floor itself)."""
+    oc = _open_clip()
+    _check_arch(arch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, _, preprocess = oc.create_model_and_transforms(arch, pretrained=None)
+    return _wrap(oc, model, preprocess, arch=arch, spec=f"{arch} random init (seed {seed})",
+                 name=f"{arch} random init", device=device)
+
+
+def _wrap(oc, model, preprocess, *, arch, spec, name, device, floor_model_name=None) -> OpenClipEncoder:
+    tokenizer = oc.get_tokenizer(arch)
+    model = model.to(device)
+    return OpenClipEncoder(
+        model, preprocess, tokenizer, name=name, spec=spec, fingerprint=fingerprint_state(model.state_dict()),
+        device=device, arch=arch, floor_factory=_floor_factory(arch, preprocess, tokenizer, device, floor_model_name),
+    )
+

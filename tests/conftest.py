@@ -1,0 +1,64 @@
+"""Shared test fixtures: a tiny open_clip model with random weights, small image folders."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+TINY = "creepscan-tiny-vit"  # shipped in creepscan/encoders/configs: 32px ViT, 2 layers, 64-d
+
+
+def make_folder(root: Path, n_classes=4, per_class=8, seed=0, signal=True, size=40) -> Path:
+    """Coloured-pattern images, one sub-folder per label; with signal the label sets the hue."""
+    rng = np.random.default_rng(seed)
+    for i in range(n_classes * per_class):
+        true = i % n_classes
+        label = true if signal else int(rng.integers(n_classes))
+        hue = np.array([(true * 67) % 255, (true * 131) % 255, (true * 29) % 255], dtype=np.float32)
+        img = hue[None, None, :] * rng.uniform(0.7, 1.0) + rng.normal(0, 12, (size, size, 3))
+        d = root / f"c{label}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(d / f"img{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_folder(tmp_path / "imgs")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> dict:
+    """The tiny model's weights as safetensors, a plain state dict and a DDP training checkpoint."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from creepscan.encoders import openclip as oc_backend
+
+    oc_backend._open_clip()  # registers the shipped tiny config
+    d = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(123)
+    model = open_clip.create_model(TINY, pretrained=None)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(d / "tiny.safetensors"))
+    torch.save(state, d / "tiny.pt")
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, d / "tiny-ckpt.pt")
+    return {"safetensors": d / "tiny.safetensors", "state_dict": d / "tiny.pt", "checkpoint": d / "tiny-ckpt.pt"}
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path):
+    """No test reaches the network or the user's cache."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CREEPSCAN_CACHE", str(tmp_path / "default-cache"))

@@ -1,0 +1,144 @@
+"""Every MODEL form, fingerprints, and weight files that must be refused."""
+import pickle
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from creepscan.encoders import PixelEncoder, resolve_encoder
+from creepscan.encoders.openclip import random_init
+from creepscan.errors import ModelUnavailable
+
+from conftest import TINY
+
+
+def _embed(enc, color=(200, 30, 30)):
+    x = enc.preprocess(Image.new("RGB", (48, 40), color))
+    return enc.encode_images(torch.as_tensor(x)[None])
+
+
+def test_local_weights_all_formats_give_the_same_model(tiny_weights):
+    encs = [resolve_encoder(TINY, weights=tiny_weights[k]) for k in ("safetensors", "state_dict", "checkpoint")]
+    fps = {e.fingerprint for e in encs}
+    assert len(fps) == 1 and next(iter(fps)).startswith("sha256:")
+    outs = [_embed(e) for e in encs]
+    assert outs[0].shape == (1, 64)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+
+
+def test_fingerprint_is_stable_and_tracks_weights(tiny_weights):
+    a = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).fingerprint
+    b = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).fingerprint
+    assert a == b
+    assert random_init(TINY, seed=1).fingerprint != random_init(TINY, seed=2).fingerprint
+    assert random_init(TINY, seed=1).fingerprint == random_init(TINY, seed=1).fingerprint
+
+
+def test_floor_is_a_random_twin_with_the_same_preprocessing(tiny_weights):
+    enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+    floor = enc.floor
+    assert floor.fingerprint != enc.fingerprint
+    assert floor.preprocess_id == enc.preprocess_id
+    assert floor.fingerprint == resolve_encoder(TINY, weights=tiny_weights["checkpoint"]).floor.fingerprint
+    assert not np.allclose(_embed(floor), _embed(enc))
+
+
+def test_text_tower(tiny_weights):
+    enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+    t = enc.encode_text(["a photo of a cat.", "a photo of a dog."])
+    assert t.shape == (2, 64) and np.isfinite(t).all() and not np.allclose(t[0], t[1])
+
+
+def test_mismatched_weights_name_the_first_bad_key(tmp_path, tiny_weights):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(tiny_weights["safetensors"]))
+    state["visual.conv1.weight"] = torch.zeros(3, 3, 3, 3)
+    save_file(state, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ModelUnavailable, match=r"visual\.conv1\.weight.*shape"):
+        resolve_encoder(TINY, weights=tmp_path / "bad.safetensors")
+    with pytest.raises(ModelUnavailable, match="does not fit ViT-B-32: .positional_embedding. has shape"):
+        resolve_encoder("ViT-B-32", weights=tiny_weights["safetensors"])
+
+
+def test_pickle_that_runs_code_is_refused_without_running(tmp_path):
+    flag = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(flag), "w"))
+
+    with open(tmp_path / "evil.pt", "wb") as fh:
+        pickle.dump({"state_dict": Evil()}, fh)
+    with pytest.raises(ModelUnavailable, match="refused to load"):
+        resolve_encoder(TINY, weights=tmp_path / "evil.pt")
+    assert not flag.exists()
+
+
+def test_garbage_and_missing_weight_files(tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(ModelUnavailable, match="cannot read"):
+        resolve_encoder(TINY, weights=tmp_path / "junk.safetensors")
+    with pytest.raises(ModelUnavailable, match="not found"):
+        resolve_encoder(TINY, weights=tmp_path / "missing.pt")
+
+
+def test_offline_alias_and_tag_fail_in_one_line_pointing_at_weights():
+    for spec in ("clip-vit-b32", "ViT-B-32:laion2b_s34b_b79k"):
+        with pytest.raises(ModelUnavailable) as info:
+            resolve_encoder(spec)
+        msg = str(info.value)
+        assert "\n" not in msg and "--weights" in msg
+
+
+def test_hf_hub_offline_fails_clearly():
+    with pytest.raises(ModelUnavailable, match="hf-hub:nobody/nothing.*--weights"):
+        resolve_encoder("hf-hub:nobody/nothing")
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("ViT-B-32:no-such-tag", "no pretrained tag 'no-such-tag'"),
+    ("ViT-B-99:openai", "unknown open_clip architecture"),
+    ("clip-vit-b33", "Did you mean clip-vit-b32"),
+    ("ViT-B-32", "architecture without weights"),
+    ("py:nomodule_xyz:build", "cannot import plug-in module"),
+    ("py:nothing", "py:MODULE:CALLABLE"),
+])
+def test_bad_specs(spec, match):
+    with pytest.raises(ModelUnavailable, match=match):
+        resolve_encoder(spec)
+
+
+PLUGIN = textwrap.dedent('''
+    import numpy as np, torch
+    class Enc:
+        name = "mean-colour"
+        fingerprint = "mean-colour-v1"
+        def preprocess(self, img):
+            return torch.tensor(np.asarray(img.resize((8, 8)), dtype=np.float32)).permute(2, 0, 1) / 255
+        def encode_images(self, batch):
+            return torch.as_tensor(batch).mean((2, 3))
+    def build():
+        return Enc()
+    class NoFp(Enc):
+        fingerprint = None
+    def nofp():
+        return NoFp()
+''')
+
+
+def test_plugin_by_module_and_by_path(tmp_path, monkeypatch):
+    (tmp_path / "myplug.py").write_text(PLUGIN)
+    monkeypatch.chdir(tmp_path)
+    by_module = resolve_encoder("py:myplug:build")
+    by_path = resolve_encoder(f"py:{tmp_path / 'myplug.py'}:build")
+    for enc in (by_module, by_path):
+        out = _embed(enc, (255, 0, 0))
+        assert out.dtype == np.float32 and out.shape == (1, 3)
+        np.testing.assert_allclose(out[0], [1.0, 0.0, 0.0], atol=1e-6)
+        assert isinstance(enc.floor, PixelEncoder)  # no declared floor: the pixel baseline
+    with pytest.raises(ModelUnavailable, match="fingerprint"):
+        resolve_encoder("py:myplug:nofp")
