@@ -1,0 +1,247 @@
+"""The report's figures: learning curves and ROC curves as inline SVG strings.
+
+Learning curve: balanced accuracy against labelled images per class (k, log2 axis), the model and
+its floor each with a 95% CI band, the linear probe (full training split) as a marked point with an
+error bar in the "all" column, the probe's threshold and chance as horizontal lines.
+ROC: TAR against FAR (log axis) for the raw-embedding verifier, model against floor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import _fmt as F
+from .svg import Chart
+
+MODEL = "#1f5fbf"
+FLOOR = "#7a7a7a"
+A_COL = "#1f5fbf"
+B_COL = "#d9480f"
+A_FLOOR = "#8fb1e3"
+B_FLOOR = "#f2a77e"
+THRESH = "#c62828"
+CHANCE = "#555555"
+
+LC_XLABEL = "k labelled images per class (log2); all = linear probe on full train split"
+Y_TICKS = [(i / 5, f"{20 * i}%") for i in range(6)]
+
+
+def _curve(metrics: dict) -> tuple[list, list]:
+    """(points [(u, acc)], band [(u, lo, hi)]) of the few-shot curve, u = log2(k)."""
+    pts, band = [], []
+    for k, row in F.few_shot_by_k(metrics).items():
+        if k <= 0:
+            continue
+        u = math.log2(k)
+        acc = F.get(row, "accuracy")
+        ci = F.get(row, "ci95")
+        pts.append((u, acc if F.is_num(acc) else None))
+        if isinstance(ci, list) and len(ci) == 2:
+            band.append((u, ci[0], ci[1]))
+        else:
+            band.append((u, None, None))
+    return pts, band
+
+
+def _ks(*metrics: dict) -> list[int]:
+    ks = sorted({k for m in metrics for k in F.few_shot_by_k(m) if k > 0})
+    return ks or [1, 2, 4, 8, 16]
+
+
+class _LCAxes:
+    def __init__(self, ks: list[int]):
+        self.ks = ks
+        self.umin, self.umax = math.log2(ks[0]), math.log2(ks[-1])
+        self.u_sep = self.umax + 0.7
+        self.u_all = self.umax + 1.4
+        self.x_range = (self.umin - 0.4, self.u_all + 0.5)
+        self.x_ticks = [(math.log2(k), str(k)) for k in ks] + [(self.u_all, "all")]
+
+
+def _has_lp(*metrics: dict) -> bool:
+    return any(F.is_num(F.get(m, "linear_probe", "accuracy")) for m in metrics)
+
+
+def _lp_point(chart: Chart, curve_pts: list, lp: Any, u: float, color: str, opacity: float = 1.0,
+              connect: bool = True, dash: str = "5 4") -> None:
+    acc = F.get(lp, "accuracy")
+    if not F.is_num(acc):
+        return
+    ci = F.get(lp, "ci95")
+    if isinstance(ci, list) and len(ci) == 2:
+        chart.errorbar(u, ci[0], ci[1], color, opacity=opacity)
+    last = next((p for p in reversed(curve_pts) if F.is_num(p[1])), None)
+    if connect and last is not None:
+        chart.line([last, (u, acc)], color, width=1.4, dash=dash, opacity=opacity, css="lp-link")
+    chart.markers([(u, acc)], color, shape="diamond", opacity=opacity)
+
+
+def _reference_lines(chart: Chart, probe: Any) -> None:
+    thr = F.threshold_accuracy(probe)
+    chance = F.get(probe, "chance")
+    chart.hline(thr, THRESH, dash="6 4", width=1.4, css="threshold")
+    chart.hline(chance, CHANCE, dash="2 3", width=1.2, css="chance")
+    if F.is_num(thr):
+        chart.legend(f"threshold {F.pct(thr)}", THRESH, dash="6 4", width=1.4)
+    if F.is_num(chance):
+        chart.legend(f"chance {F.pct(chance)}", CHANCE, dash="2 3", width=1.2)
+
+
+def learning_curve_svg(probe: dict) -> str:
+    """The audit learning curve of one probe result."""
+    mm, fm = F.model_metrics(probe), F.floor_metrics(probe)
+    ax = _LCAxes(_ks(mm, fm))
+    title = F.text(probe.get("title") or probe.get("id"))
+    chart = Chart(title=f"{title}: learning curve", x_range=ax.x_range, y_range=(0.0, 1.0),
+                  x_ticks=ax.x_ticks, y_ticks=Y_TICKS,
+                  x_label=LC_XLABEL,
+                  y_label="balanced accuracy", css_class="plot learning-curve",
+                  aria=f"{title}: balanced accuracy vs labelled images per class, model vs floor")
+    chart.vseparator(ax.u_sep)
+    chart.legend("model, 95% CI", MODEL, band=True, marker="circle", width=2.4)
+    if fm:
+        chart.legend("floor, 95% CI", FLOOR, band=True, marker="circle", width=2.0)
+    if _has_lp(mm, fm):
+        chart.legend("linear probe", "#333333", marker="diamond", dash="5 4", width=1.4)
+    _reference_lines(chart, probe)
+    m_pts, m_band = _curve(mm)
+    f_pts, f_band = _curve(fm)
+    chart.band(f_band, FLOOR)
+    chart.band(m_band, MODEL)
+    chart.line(f_pts, FLOOR, width=2.0, marker="circle", css="series floor")
+    chart.line(m_pts, MODEL, width=2.4, marker="circle", css="series model")
+    _lp_point(chart, f_pts, F.get(fm, "linear_probe"), ax.u_all + 0.12, FLOOR)
+    _lp_point(chart, m_pts, F.get(mm, "linear_probe"), ax.u_all - 0.12, MODEL)
+    return chart.render()
+
+
+def compare_learning_curve_svg(cp: dict) -> str:
+    """Both models' learning curves on one plot (floors drawn lightly)."""
+    a, b = F.as_dict(cp.get("a")), F.as_dict(cp.get("b"))
+    ma, mb = F.model_metrics(a), F.model_metrics(b)
+    fa, fb = F.floor_metrics(a), F.floor_metrics(b)
+    ax = _LCAxes(_ks(ma, mb, fa, fb))
+    title = F.text(cp.get("title") or cp.get("id"))
+    chart = Chart(title=f"{title}: learning curve, A vs B", x_range=ax.x_range, y_range=(0.0, 1.0),
+                  x_ticks=ax.x_ticks, y_ticks=Y_TICKS,
+                  x_label=LC_XLABEL,
+                  y_label="balanced accuracy", css_class="plot learning-curve",
+                  aria=f"{title}: balanced accuracy vs labelled images per class, model A vs model B")
+    chart.vseparator(ax.u_sep)
+    chart.legend("A, 95% CI", A_COL, band=True, marker="circle", width=2.4)
+    chart.legend("B, 95% CI", B_COL, band=True, marker="circle", width=2.4)
+    if fa:
+        chart.legend("floor A", A_FLOOR, dash="4 3", width=1.4)
+    if fb:
+        chart.legend("floor B", B_FLOOR, dash="4 3", width=1.4)
+    if _has_lp(ma, mb, fa, fb):
+        chart.legend("linear probe", "#333333", marker="diamond", dash="5 4", width=1.4)
+    _reference_lines(chart, b or a)
+    fa_pts, _ = _curve(fa)
+    fb_pts, _ = _curve(fb)
+    a_pts, a_band = _curve(ma)
+    b_pts, b_band = _curve(mb)
+    chart.line(fa_pts, A_FLOOR, width=1.4, dash="4 3", css="series floor-a")
+    chart.line(fb_pts, B_FLOOR, width=1.4, dash="4 3", css="series floor-b")
+    chart.band(a_band, A_COL, opacity=0.15)
+    chart.band(b_band, B_COL, opacity=0.15)
+    chart.line(a_pts, A_COL, width=2.4, marker="circle", css="series model-a")
+    chart.line(b_pts, B_COL, width=2.4, marker="circle", css="series model-b")
+    _lp_point(chart, fa_pts, F.get(fa, "linear_probe"), ax.u_all + 0.1, A_FLOOR, connect=False)
+    _lp_point(chart, fb_pts, F.get(fb, "linear_probe"), ax.u_all + 0.3, B_FLOOR, connect=False)
+    _lp_point(chart, a_pts, F.get(ma, "linear_probe"), ax.u_all - 0.3, A_COL)
+    _lp_point(chart, b_pts, F.get(mb, "linear_probe"), ax.u_all - 0.1, B_COL)
+    return chart.render()
+
+
+# --- ROC ---------------------------------------------------------------------------------
+
+def _roc_points(verification: Any) -> list[tuple[float, float]]:
+    """[(log10 FAR, TAR)] sorted by FAR, from ``roc`` or, failing that, the TAR@FAR table."""
+    pts = []
+    for row in F.as_list(F.get(verification, "roc")):
+        if isinstance(row, list) and len(row) >= 2 and F.is_num(row[0]) and F.is_num(row[1]) \
+                and row[0] > 0:
+            pts.append((math.log10(row[0]), float(row[1])))
+    if not pts:
+        pts = _tar_points(verification)
+    return sorted(set(pts))
+
+
+def _tar_points(verification: Any) -> list[tuple[float, float]]:
+    pts = []
+    for far, tar in F.far_items(F.get(verification, "tar_at_far")):
+        try:
+            f = float(far)
+        except (TypeError, ValueError):
+            continue
+        if f > 0 and F.is_num(tar):
+            pts.append((math.log10(f), float(tar)))
+    return sorted(pts)
+
+
+def has_verification(probe: Any) -> bool:
+    return isinstance(F.get(probe, "metrics", "verification"), dict)
+
+
+def _roc_chart(title: str, aria: str, curves: list[tuple[Any, str]]) -> Chart:
+    lows = [p[0] for v, _ in curves for p in _roc_points(v) + _tar_points(v)]
+    lo = max(min([math.floor(x) for x in lows] + [-4]), -6)
+    ticks = [(float(e), "1" if e == 0 else f"1e{e}") for e in range(lo, 1)]
+    chart = Chart(title=title, x_range=(lo, 0.0), y_range=(0.0, 1.0), x_ticks=ticks, y_ticks=Y_TICKS,
+                  x_label="false accept rate (FAR, log10)", y_label="true accept rate (TAR)",
+                  css_class="plot roc", aria=aria)
+    chart.curve(lambda u: 10 ** u, CHANCE, width=1.0, dash="2 3", css="chance")
+    return chart
+
+
+def _auc_label(name: str, verification: Any) -> str:
+    auc = F.get(verification, "auc")
+    return f"{name} (AUC {F.num(auc, 3)})" if F.is_num(auc) else name
+
+
+def roc_svg(probe: dict) -> str:
+    mv = F.get(probe, "metrics", "verification")
+    fv = F.get(probe, "control", "metrics", "verification")
+    title = F.text(probe.get("title") or probe.get("id"))
+    chart = _roc_chart(f"{title}: verification ROC", f"{title}: verification ROC, model vs floor",
+                       [(mv, MODEL), (fv, FLOOR)])
+    chart.legend(_auc_label("model", mv), MODEL, width=2.4)
+    if isinstance(fv, dict):
+        chart.legend(_auc_label("floor", fv), FLOOR, width=2.0)
+    chart.legend("TAR at listed FAR", "#333333", marker="diamond", line=False)
+    chart.legend("chance (TAR = FAR)", CHANCE, dash="2 3", width=1.0)
+    chart.line(_roc_points(fv), FLOOR, width=2.0, css="series floor")
+    chart.line(_roc_points(mv), MODEL, width=2.4, css="series model")
+    chart.markers(_tar_points(fv), FLOOR, shape="diamond")
+    chart.markers(_tar_points(mv), MODEL, shape="diamond")
+    return chart.render()
+
+
+def compare_has_verification(cp: dict) -> bool:
+    return has_verification(cp.get("a")) or has_verification(cp.get("b"))
+
+
+def compare_roc_svg(cp: dict) -> str:
+    a, b = F.as_dict(cp.get("a")), F.as_dict(cp.get("b"))
+    va, vb = F.get(a, "metrics", "verification"), F.get(b, "metrics", "verification")
+    fa, fb = F.get(a, "control", "metrics", "verification"), F.get(b, "control", "metrics", "verification")
+    title = F.text(cp.get("title") or cp.get("id"))
+    chart = _roc_chart(f"{title}: verification ROC, A vs B",
+                       f"{title}: verification ROC, model A vs model B",
+                       [(va, A_COL), (vb, B_COL), (fa, A_FLOOR), (fb, B_FLOOR)])
+    chart.legend(_auc_label("A", va), A_COL, width=2.4)
+    chart.legend(_auc_label("B", vb), B_COL, width=2.4)
+    if isinstance(fa, dict):
+        chart.legend(_auc_label("floor A", fa), A_FLOOR, dash="4 3", width=1.4)
+    if isinstance(fb, dict):
+        chart.legend(_auc_label("floor B", fb), B_FLOOR, dash="4 3", width=1.4)
+    chart.legend("chance", CHANCE, dash="2 3", width=1.0)
+    chart.line(_roc_points(fa), A_FLOOR, width=1.4, dash="4 3", css="series floor-a")
+    chart.line(_roc_points(fb), B_FLOOR, width=1.4, dash="4 3", css="series floor-b")
+    chart.line(_roc_points(va), A_COL, width=2.4, css="series model-a")
+    chart.line(_roc_points(vb), B_COL, width=2.4, css="series model-b")
+    chart.markers(_tar_points(va), A_COL, shape="diamond")
+    chart.markers(_tar_points(vb), B_COL, shape="diamond")
+    return chart.render()

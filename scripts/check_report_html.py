@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Open a creepscan report.html in headless Chromium and check that it rendered safely.
+
+    python scripts/check_report_html.py REPORT.html [--screenshot out.png] [--window-size 1280,2000]
+                                        [--expect-text STR ...] [--chromium PATH]
+
+Checks, on the DOM Chromium built (``--dump-dom``), not on the file:
+  - the page rendered: it has a <title> and an <h1>;
+  - every plot is an <svg class="plot ..."> holding at least one <path>/<polyline> with non-empty,
+    finite geometry; there is one per <figure class="plot"> of the source, at least one learning
+    curve, and (when report.json lies beside the HTML) one learning curve per probe and one ROC per
+    probe with verification;
+  - no <script> element, no on* event attribute, no external resource (src/href/srcset that is not
+    a fragment or data: URL, no url(...) in styles);
+  - every hostile string appears in the page as text, i.e. it was escaped and not parsed: those
+    given with ``--expect-text``, else every string of the report.json beside the HTML that holds
+    "<" or "&" and that the file shows (in escaped form), else <script>alert(1)</script> when the
+    file shows it.
+Exits 0 with "OK ..." on success; non-zero with one line per problem otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+_NUM = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_PATH_TOKEN = re.compile(r"[MLHVCSQTAZmlhvcsqtaz]|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|[\s,]+")
+
+
+class DomScan(HTMLParser):
+    """Collects what the checks need from a serialised DOM."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title = ""
+        self.h1 = 0
+        self.scripts = 0
+        self.event_attrs: list[str] = []
+        self.external: list[str] = []
+        self.svgs: list[dict] = []          # {"cls", "shapes": [geometry strings]}
+        self.figures = 0
+        self.text_parts: list[str] = []
+        self._in_title = False
+        self._svg_depth = 0
+        self._in_style = False
+        self.style_text = ""
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for name, value in attrs:
+            if name.lower().startswith("on"):
+                self.event_attrs.append(f"<{tag} {name}=...>")
+            if name.lower() in ("src", "href", "srcset", "xlink:href", "poster", "action", "data"):
+                v = (value or "").strip()
+                if v and not v.startswith("#") and not v.lower().startswith("data:"):
+                    self.external.append(f"<{tag} {name}={v[:60]!r}>")
+            if name.lower() == "style" and value and "url(" in value.lower():
+                self.external.append(f"<{tag} style=url(...)>")
+        if tag == "title" and self._svg_depth == 0:
+            self._in_title = True
+        elif tag == "h1":
+            self.h1 += 1
+        elif tag == "script":
+            self.scripts += 1
+        elif tag == "style":
+            self._in_style = True
+        elif tag == "link":
+            self.external.append(f"<link {a.get('rel')} {a.get('href')!r}>")
+        elif tag in ("iframe", "object", "embed", "img", "video", "audio", "image"):
+            self.external.append(f"<{tag}>")
+        elif tag == "figure" and "plot" in (a.get("class") or "").split():
+            self.figures += 1
+        if tag == "svg":
+            if self._svg_depth == 0:
+                self.svgs.append({"cls": a.get("class") or "", "shapes": []})
+            self._svg_depth += 1
+        elif self._svg_depth and tag == "path":
+            self.svgs[-1]["shapes"].append(a.get("d") or "")
+        elif self._svg_depth and tag in ("polyline", "polygon"):
+            self.svgs[-1]["shapes"].append(a.get("points") or "")
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag == "svg":
+            self._svg_depth -= 1
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self._in_title = False
+        elif tag == "style":
+            self._in_style = False
+        elif tag == "svg" and self._svg_depth:
+            self._svg_depth -= 1
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+        if self._in_style:
+            self.style_text += data
+            return
+        self.text_parts.append(data)
+
+    @property
+    def text(self) -> str:
+        return " ".join(" ".join(self.text_parts).split())
+
+
+def _geometry_ok(geom: str) -> bool:
+    """Non-empty, and made only of path commands and finite numbers (no NaN/inf/None)."""
+    g = geom.strip()
+    if not g or not _NUM.search(g):
+        return False
+    return "".join(_PATH_TOKEN.findall(g)) == g
+
+
+def run_chromium(chromium: str, html: Path, screenshot: Path | None, window: str) -> str:
+    profile = tempfile.mkdtemp(prefix="creepscan-chromium-")
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars",
+            f"--user-data-dir={profile}"]
+    url = html.resolve().as_uri()
+    try:
+        dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True, timeout=120)
+        if dom.returncode != 0 or not dom.stdout.strip():
+            raise RuntimeError(f"chromium --dump-dom failed (exit {dom.returncode}): "
+                               f"{dom.stderr.strip().splitlines()[-1:] or ''}")
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            shot = subprocess.run(base + [f"--screenshot={screenshot.resolve()}",
+                                          f"--window-size={window}", url],
+                                  capture_output=True, text=True, timeout=120)
+            if shot.returncode != 0 or not screenshot.exists():
+                raise RuntimeError(f"chromium --screenshot failed (exit {shot.returncode})")
+        return dom.stdout
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def hostile_strings(report_json: Path) -> list[str]:
+    """Strings in the report data that markup would parse: they must come out as text."""
+    found: list[str] = []
+
+    def walk(v):
+        if isinstance(v, str):
+            if ("<" in v or "&" in v) and v not in found:
+                found.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(json.loads(report_json.read_text(encoding="utf-8")))
+    return found
+
+
+def expected_plots(report_json: Path) -> tuple[int, int] | None:
+    """(learning curves, ROCs) the report should have, from report.json; None if unreadable."""
+    try:
+        r = json.loads(report_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    probes = [p for p in r.get("probes") or [] if isinstance(p, dict)]
+
+    def has_ver(p):
+        return isinstance((p.get("metrics") or {}).get("verification"), dict)
+
+    if r.get("kind") == "compare":
+        rocs = sum(1 for p in probes if has_ver(p.get("a") or {}) or has_ver(p.get("b") or {}))
+    else:
+        rocs = sum(1 for p in probes if has_ver(p))
+    return len(probes), rocs
+
+
+def check(dom: str, source: str, hostile: list[str], expect: tuple[int, int] | None) -> list[str]:
+    problems = []
+    scan = DomScan()
+    scan.feed(dom)
+    scan.close()
+    src = DomScan()
+    src.feed(source)
+    src.close()
+    if "creepscan" not in scan.title.lower():
+        problems.append(f"page title missing or wrong: {scan.title!r}")
+    if scan.h1 < 1:
+        problems.append("no <h1>: the page did not render its header")
+    plots = [s for s in scan.svgs if "plot" in s["cls"].split()]
+    if not plots:
+        problems.append("no <svg class='plot'> in the rendered page")
+    for i, s in enumerate(plots):
+        shapes = [g for g in s["shapes"] if g.strip()]
+        if not shapes:
+            problems.append(f"plot {i} ({s['cls']}) has no path/polyline with data")
+        bad = [g for g in s["shapes"] if not _geometry_ok(g)]
+        if bad:
+            problems.append(f"plot {i} ({s['cls']}) has {len(bad)} empty or non-numeric shapes, "
+                            f"e.g. {bad[0][:60]!r}")
+    if src.figures != len(plots):
+        problems.append(f"{src.figures} plot figures in the file but {len(plots)} plot svgs rendered")
+    n_lc = sum("learning-curve" in s["cls"].split() for s in plots)
+    n_roc = sum("roc" in s["cls"].split() for s in plots)
+    if expect is not None:
+        if n_lc != expect[0]:
+            problems.append(f"{n_lc} learning-curve plots, expected one per probe ({expect[0]})")
+        if n_roc != expect[1]:
+            problems.append(f"{n_roc} ROC plots, expected one per probe with verification ({expect[1]})")
+    if scan.scripts:
+        problems.append(f"{scan.scripts} <script> element(s) in the rendered DOM")
+    if scan.event_attrs:
+        problems.append(f"event-handler attributes in the DOM: {scan.event_attrs[:3]}")
+    if scan.external:
+        problems.append(f"external resources referenced: {scan.external[:3]}")
+    if "url(" in scan.style_text.lower() or "@import" in scan.style_text.lower():
+        problems.append("stylesheet loads something (url(...) or @import)")
+    text = scan.text
+    for h in hostile:
+        if " ".join(h.split()) not in text:
+            problems.append(f"hostile string not shown as text (parsed as markup?): {h[:60]!r}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("report", type=Path, help="report.html to check")
+    ap.add_argument("--screenshot", type=Path, help="also save a PNG screenshot here")
+    ap.add_argument("--window-size", default="1280,2000", help="screenshot size W,H (default 1280,2000)")
+    ap.add_argument("--expect-text", action="append", default=None,
+                    help="a string that must appear as text (default: the hostile strings of the "
+                         "report.json beside the HTML, else <script>alert(1)</script> if in the file)")
+    ap.add_argument("--chromium", default=os.environ.get("CREEPSCAN_CHROMIUM", CHROMIUM))
+    args = ap.parse_args(argv)
+
+    if not args.report.is_file():
+        print(f"check_report_html: no such file: {args.report}", file=sys.stderr)
+        return 2
+    if not (shutil.which(args.chromium) or Path(args.chromium).is_file()):
+        print(f"check_report_html: chromium not found at {args.chromium}; install it "
+              f"(apt-get install -y chromium) or pass --chromium PATH", file=sys.stderr)
+        return 2
+    source = args.report.read_text(encoding="utf-8")
+    beside = args.report.with_name("report.json")
+    if args.expect_text is not None:
+        hostile = args.expect_text
+    elif beside.is_file():
+        # the ones the renderer chose to show (lists are capped): escaped in the file -> text in the DOM
+        hostile = [h for h in hostile_strings(beside)
+                   if html.escape(" ".join(h.split()), quote=True) in source]
+    else:
+        hostile = ["<script>alert(1)</script>"] if "&lt;script&gt;alert(1)" in source else []
+    expect = expected_plots(beside) if beside.is_file() else None
+    try:
+        dom = run_chromium(args.chromium, args.report, args.screenshot, args.window_size)
+    except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
+        print(f"check_report_html: {e}", file=sys.stderr)
+        return 3
+    problems = check(dom, source, hostile, expect)
+    if problems:
+        for p in problems:
+            print(f"check_report_html: {args.report}: {p}", file=sys.stderr)
+        return 1
+    scan = DomScan()
+    scan.feed(dom)
+    n = sum("plot" in s["cls"].split() for s in scan.svgs)
+    print(f"OK {args.report}: rendered, {n} plots, {len(hostile)} hostile strings shown as text, "
+          f"no scripts, no external resources"
+          + (f", screenshot {args.screenshot}" if args.screenshot else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""report.html in a real browser: headless Chromium renders it, plots and all, with data as text.
+
+Skipped where /usr/bin/chromium is absent (install with ``apt-get install -y chromium``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from creepscan.report import write_reports
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECK = ROOT / "scripts" / "check_report_html.py"
+CHROMIUM = Path("/usr/bin/chromium")
+DATA = Path(__file__).parent / "data"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="headless browser check needs /usr/bin/chromium "
+                                       "(apt-get install -y chromium)")
+
+
+def _check(html: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CHECK), str(html), *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("sample", ["sample_audit.json", "sample_compare.json"])
+def test_sample_report_renders_in_chromium(sample, tmp_path):
+    result = json.loads((DATA / sample).read_text(encoding="utf-8"))
+    paths = write_reports(result, tmp_path)
+    shot = tmp_path / "shot.png"
+    proc = _check(paths[2], "--screenshot", str(shot))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "OK" in proc.stdout
+    # the hostile label was found as text (the check derives it from report.json)
+    assert "hostile strings shown as text" in proc.stdout and " 0 hostile" not in proc.stdout
+    assert shot.stat().st_size > 10_000
+
+
+def test_check_catches_an_injected_script_and_a_broken_plot(tmp_path):
+    result = json.loads((DATA / "sample_audit.json").read_text(encoding="utf-8"))
+    html = write_reports(result, tmp_path)[2]
+    page = html.read_text(encoding="utf-8")
+    bad = page.replace("&lt;script&gt;alert(1)&lt;/script&gt;", "<script>alert(1)</script>", 1)
+    bad = bad.replace('class="series model" d="M', 'class="series model" d="M nan', 1)
+    assert bad != page
+    html.write_text(bad, encoding="utf-8")
+    proc = _check(html)
+    assert proc.returncode == 1
+    assert "<script> element" in proc.stderr
+    assert "non-numeric" in proc.stderr
