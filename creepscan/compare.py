@@ -92,11 +92,12 @@ def paired_differences(ma, mb, split, y, n_classes, seed):
         delta["zero_shot"] = zs["delta"]
         tests["zero_shot"] = {"ci95": zs["ci95"], "p_value": zs["p_value"],
                               "method": "paired stratified bootstrap over test images"}
-    fa = {e["k"]: e for e in ma.few_shot.to_json()["entries"]} if ma.few_shot is not None else {}
-    fb = {e["k"]: e for e in mb.few_shot.to_json()["entries"]} if mb.few_shot is not None else {}
+    ks_a = set(ma.few_shot.ks) if ma.few_shot is not None else set()
+    ks_b = set(mb.few_shot.ks) if mb.few_shot is not None else set()
     tests["few_shot"] = {}
-    for k in sorted(set(fa) & set(fb)):
-        t = paired_episodes(ma.few_shot.episode_accuracy[k], mb.few_shot.episode_accuracy[k], seed)
+    for k in sorted(ks_a & ks_b):
+        # Episodes are drawn from the labels and seed alone, so episode i is the same for A and B.
+        t = paired_episodes(ma.few_shot[k].episode_accuracy, mb.few_shot[k].episode_accuracy, seed)
         delta["few_shot"][str(k)] = t["delta"]
         tests["few_shot"][str(k)] = {"ci95": t["ci95"], "p_value": t["p_value"], "method": "paired over episodes"}
     if ma.verification is not None and mb.verification is not None:

@@ -1,0 +1,116 @@
+"""The command line end to end, on a tiny random-weight open_clip model and small image folders."""
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from creepscan.cli import main
+
+from conftest import TINY, make_folder
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def signal_dir(tmp_path):
+    return make_folder(tmp_path / "signal", n_classes=4, per_class=12, seed=1, signal=True)
+
+
+@pytest.fixture
+def noise_dir(tmp_path):
+    return make_folder(tmp_path / "noise", n_classes=4, per_class=12, seed=2, signal=False)
+
+
+def audit(tmp_path, weights, data, out, *extra):
+    return run("audit", TINY, "--weights", weights, "--probe", "face-identity", "--data", f"face-identity={data}",
+               "--out", tmp_path / out, "--cache-dir", tmp_path / "cache", "--quiet", *extra)
+
+
+def test_help_and_module_entry_point():
+    code, out, _ = run("--help")
+    assert code == 0 and "audit" in out and "compare" in out
+    proc = subprocess.run([sys.executable, "-m", "creepscan", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "audit" in proc.stdout
+
+
+def test_models_lists_aliases():
+    code, out, _ = run("models")
+    assert code == 0 and "clip-vit-b32" in out and "ViT-B-32" in out and "openai" in out
+
+
+def test_audit_writes_reports_and_reruns_from_cache(tmp_path, tiny_weights, signal_dir):
+    (signal_dir / "c0" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    code, out, err = audit(tmp_path, tiny_weights["safetensors"], signal_dir, "r1")
+    assert code == 0, err
+    for name in ("report.json", "report.md", "report.html"):
+        assert (tmp_path / "r1" / name).stat().st_size > 0
+    rep = json.loads((tmp_path / "r1" / "report.json").read_text())
+    probe = rep["probes"][0]
+    assert rep["model"]["fingerprint"].startswith("sha256:") and probe["n_classes"] == 4
+    assert [s["path"] for s in probe["skipped_images"]] == ["c0/broken.jpg"]
+    assert probe["cache"]["model"]["n_embedded"] == 49
+    assert probe["metrics"]["zero_shot"] is not None and probe["control"]["metrics"]["linear_probe"]["accuracy"] >= 0
+    assert "face-identity" in out
+    code, _, _ = audit(tmp_path, tiny_weights["safetensors"], signal_dir, "r2")
+    rep2 = json.loads((tmp_path / "r2" / "report.json").read_text())
+    assert code == 0 and rep2["probes"][0]["cache"]["model"] == {"n_embedded": 0, "n_cache_hits": 49}
+    strip = lambda r: json.dumps([{k: p[k] for k in ("metrics", "control", "risk_level", "uplift")} for p in r["probes"]])
+    assert strip(rep) == strip(rep2)
+
+
+def test_fail_on_gates_the_exit_code(tmp_path, noise_dir):
+    code, _, err = run("audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data",
+                       f"face-identity={noise_dir}", "--out", tmp_path / "n", "--cache-dir", tmp_path / "c",
+                       "--quiet", "--fail-on", "low")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "n" / "report.json").read_text())
+    assert rep["probes"][0]["risk_level"] == "none"
+
+
+def test_fail_on_trips_on_signal(tmp_path, signal_dir):
+    code, _, err = run("audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data",
+                       f"face-identity={signal_dir}", "--out", tmp_path / "s", "--cache-dir", tmp_path / "c",
+                       "--quiet", "--fail-on", "medium")
+    rep = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert rep["probes"][0]["risk_level"] in ("medium", "high", "critical")
+    assert code == 1 and "gate" in err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["audit", TINY, "--data", "face-identity"], "PROBE_ID=PATH"),
+    (["audit", TINY, "--fail-on", "severe"], "severe"),
+    (["audit", "py:conftest_plugins:colour", "--probe", "no-such-probe"], "unknown probe"),
+    (["audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", "emotion=/tmp"], "no probe 'emotion'"),
+    (["audit", "clip-vit-b32", "--probe", "face-identity"], "--weights"),
+    (["audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", "face-identity=/no/such/dir"], "not found"),
+])
+def test_bad_usage_exits_2_with_one_clear_line(args, needle, tmp_path):
+    code, out, err = run(*args, "--out", tmp_path / "o", "--cache-dir", tmp_path / "c")
+    assert code == 2
+    assert needle in err and "Traceback" not in err + out
+
+
+def test_unsafe_weights_exit_2_without_running_code(tmp_path, signal_dir):
+    flag = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(flag), "w"))
+
+    with open(tmp_path / "evil.pt", "wb") as fh:
+        pickle.dump({"state_dict": Evil()}, fh)
+    code, _, err = audit(tmp_path, tmp_path / "evil.pt", signal_dir, "r")
+    assert code == 2 and "refused" in err and not flag.exists()
+
+
+def test_too_few_images_is_a_clear_error(tmp_path):
+    d = make_folder(tmp_path / "tiny", n_classes=2, per_class=3)
+    code, _, err = run("audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", f"face-identity={d}",
+                       "--out", tmp_path / "o", "--cache-dir", tmp_path / "c")
+    assert code == 2 and "min_images_per_class" in err

@@ -1,0 +1,72 @@
+"""compare: paired differences, Holm correction, and the --fail-on-increase gate."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from creepscan.attacks.stats import holm
+from creepscan.cli import main
+
+from conftest import make_folder
+
+
+def compare(tmp_path, a, b, data, out, *extra):
+    r = CliRunner().invoke(main, ["compare", a, b, "--probe", "face-identity", "--data", f"face-identity={data}",
+                                  "--out", str(tmp_path / out), "--cache-dir", str(tmp_path / "cache"), "--quiet",
+                                  "--fail-on-increase", *extra], catch_exceptions=False)
+    rep = json.loads((tmp_path / out / "report.json").read_text()) if (tmp_path / out / "report.json").exists() else None
+    return r.exit_code, rep, r.stderr
+
+
+@pytest.fixture
+def signal_dir(tmp_path):
+    return make_folder(tmp_path / "signal", n_classes=5, per_class=14, seed=3)
+
+
+def _numbers(o):
+    if isinstance(o, bool) or o is None:
+        return
+    if isinstance(o, (int, float)):
+        yield o
+    elif isinstance(o, dict):
+        for v in o.values():
+            yield from _numbers(v)
+    elif isinstance(o, list):
+        for v in o:
+            yield from _numbers(v)
+
+
+def test_self_compare_is_exactly_zero_and_not_significant(tmp_path, signal_dir):
+    code, rep, err = compare(tmp_path, "py:conftest_plugins:colour", "py:conftest_plugins:colour", signal_dir, "same")
+    assert code == 0, err
+    p = rep["probes"][0]
+    deltas = list(_numbers(p["delta"]))
+    assert deltas and all(d == 0 for d in deltas)
+    assert p["p_value"] == 1.0 and p["significant"] is False and p["risk_rose"] is False
+    assert p["a"]["metrics"] == p["b"]["metrics"]
+
+
+def test_rise_is_caught_and_its_reverse_is_not(tmp_path, signal_dir):
+    code, rep, err = compare(tmp_path, "py:conftest_plugins:blind", "py:conftest_plugins:colour", signal_dir, "up")
+    assert code == 1 and "risk rose" in err
+    p = rep["probes"][0]
+    assert p["risk_rose"] and p["significant"] and p["p_adjusted"] < 0.05
+    assert p["delta"]["linear_probe"] > 0.5
+    assert all(d > 0 for d in p["delta"]["few_shot"].values())
+    assert rep["summary"]["rose"] == ["face-identity"]
+    code, rep, _ = compare(tmp_path, "py:conftest_plugins:colour", "py:conftest_plugins:blind", signal_dir, "down")
+    assert code == 0 and rep["probes"][0]["delta"]["linear_probe"] < 0 and not rep["probes"][0]["risk_rose"]
+
+
+def test_both_models_share_images_splits_and_episodes(tmp_path, signal_dir):
+    _, rep, _ = compare(tmp_path, "py:conftest_plugins:blind", "py:conftest_plugins:colour", signal_dir, "pair")
+    a, b = rep["probes"][0]["a"], rep["probes"][0]["b"]
+    assert a["split"] == b["split"] and a["data"]["fingerprint"] == b["data"]["fingerprint"]
+    assert [e["episodes"] for e in a["metrics"]["few_shot"]][:1] and \
+        [e["k"] for e in a["metrics"]["few_shot"]] == [e["k"] for e in b["metrics"]["few_shot"]]
+
+
+def test_holm_adjustment():
+    adj = holm([0.01, 0.04, 0.03])
+    np.testing.assert_allclose(adj, [0.03, 0.06, 0.06])
