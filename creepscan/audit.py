@@ -186,11 +186,13 @@ def run_audit(encoder, probes: list[Probe], settings: Settings) -> dict:
     """Audit one encoder on the given probes; returns the report dict (see CONTRACT.md)."""
     _check_data_keys(probes, settings)
     t_start = time.perf_counter()
-    results = []
+    results, not_run = [], []
     for n, probe in enumerate(probes, 1):
         settings.log(f"[{n}/{len(probes)}] {probe.id}: loading data")
         t0 = time.perf_counter()
-        pd = load_probe_data(probe, settings)
+        pd = load_or_record(probe, settings, len(probes), not_run)
+        if pd is None:
+            continue
         floor = encoder.floor
         settings.log(f"[{n}/{len(probes)}] {probe.id}: {len(pd.images)} images; embedding with {encoder.name} and the floor")
         feats = {"model": embed(encoder, pd, settings), "floor": embed(floor, pd, settings)}
@@ -217,9 +219,23 @@ def run_audit(encoder, probes: list[Probe], settings: Settings) -> dict:
         "model": model_block(encoder), "seed": settings.seed,
         "settings": {"max_per_class": settings.max_per_class, "device": settings.device,
                      "skill_threshold_default": DEFAULT_RULES["skill_threshold"], "alpha": DEFAULT_RULES["alpha"]},
-        "probes": results,
+        "probes": results, "not_run": not_run,
         "timings": {"total_s": round(time.perf_counter() - t_start, 3)},
     }
+
+
+def load_or_record(probe: Probe, settings: Settings, n_probes: int, not_run: list) -> ProbeData | None:
+    """A probe whose public data cannot be fetched is recorded as not run, so the others still run;
+    the CLI then exits 2 after writing the report. Local data given with --data that fails, or a run
+    of a single probe, fails at once."""
+    try:
+        return load_probe_data(probe, settings)
+    except DataUnavailable as exc:
+        if probe.id in settings.data or n_probes == 1:
+            raise
+        settings.log(f"  {probe.id}: not run: {exc}")
+        not_run.append({"id": probe.id, "reason": str(exc)})
+        return None
 
 
 _FIRST = ("id", "title", "capability", "policy", "reference", "risk_level", "risk_reason", "risk_rule")

@@ -107,9 +107,18 @@ def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_s
 def _write(result, out, quiet):
     from .report import summary_text, write_reports
 
+    missing = result.get("not_run")
+    if missing and not result["probes"]:
+        raise CreepscanError(missing[0]["reason"])
     paths = write_reports(result, out)
     click.echo(summary_text(result))
     click.echo(f"report: {', '.join(str(p) for p in paths)}")
+    if missing:
+        raise CreepscanError(
+            f"incomplete: {len(missing)} probe(s) could not run ({', '.join(m['id'] for m in missing)}; reasons in "
+            f"report.json 'not_run'); the report covers the other {len(result['probes'])}. Give local data with "
+            "--data PROBE_ID=PATH, or choose probes with --probe"
+        )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

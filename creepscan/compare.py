@@ -9,7 +9,7 @@ from . import __version__
 from .attacks.splits import stratified_split
 from .attacks.stats import holm, paired_bootstrap, paired_episodes
 from .audit import (SCHEMA_VERSION, Settings, _check_data_keys, _order, align, embed, evaluate_encoder,
-                    load_probe_data, model_block, probe_header, risk_block, too_small)
+                    load_or_record, model_block, probe_header, risk_block, too_small)
 from .errors import DataUnavailable
 from .risk import level_index
 
@@ -18,10 +18,12 @@ def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -
     _check_data_keys(probes, settings)
     t_start = time.perf_counter()
     encoders = {"a": enc_a, "floor_a": enc_a.floor, "b": enc_b, "floor_b": enc_b.floor}
-    rows = []
+    rows, not_run = [], []
     for n, probe in enumerate(probes, 1):
         settings.log(f"[{n}/{len(probes)}] {probe.id}: loading data")
-        pd = load_probe_data(probe, settings)
+        pd = load_or_record(probe, settings, len(probes), not_run)
+        if pd is None:
+            continue
         feats, by_fp = {}, {}
         for key, enc in encoders.items():
             # The same weights (e.g. a model compared with itself, or two shared floors) are embedded
@@ -72,7 +74,7 @@ def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -
         "model_a": model_block(enc_a), "model_b": model_block(enc_b), "seed": settings.seed,
         "alpha": alpha, "correction": "holm (across probes, on the linear-probe test)",
         "settings": {"max_per_class": settings.max_per_class, "device": settings.device},
-        "probes": rows,
+        "probes": rows, "not_run": not_run,
         "summary": {"rose": [r["id"] for r in rows if r["risk_rose"]],
                     "significant": [r["id"] for r in rows if r["significant"]]},
         "timings": {"total_s": round(time.perf_counter() - t_start, 3)},
