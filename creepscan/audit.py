@@ -182,7 +182,7 @@ def model_block(encoder) -> dict:
     return {"spec": encoder.spec, "name": encoder.name, "fingerprint": encoder.fingerprint}
 
 
-def run_audit(encoder, probes: list[Probe], settings: Settings) -> dict:
+def run_audit(encoder, probes: list[Probe], settings: Settings, suite: str | None = None) -> dict:
     """Audit one encoder on the given probes; returns the report dict (see CONTRACT.md)."""
     _check_data_keys(probes, settings)
     t_start = time.perf_counter()
@@ -216,7 +216,7 @@ def run_audit(encoder, probes: list[Probe], settings: Settings) -> dict:
     return {
         "schema_version": SCHEMA_VERSION, "kind": "audit",
         "tool": {"name": "creepscan", "version": __version__},
-        "model": model_block(encoder), "seed": settings.seed,
+        "model": model_block(encoder), "seed": settings.seed, "suite": suite,
         "settings": {"max_per_class": settings.max_per_class, "device": settings.device,
                      "skill_threshold_default": DEFAULT_RULES["skill_threshold"], "alpha": DEFAULT_RULES["alpha"]},
         "probes": results, "not_run": not_run,

@@ -147,7 +147,7 @@ def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, c
     settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet)
     probes = select(suite, probe_args)
     encoder = resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None)
-    result = run_audit(encoder, probes, settings)
+    result = run_audit(encoder, probes, settings, suite=None if probe_args else suite)
     _write(result, out, quiet)
     if fail_on:
         worst = [p for p in result["probes"] if LEVELS.index(p["risk_level"]) >= LEVELS.index(fail_on)]

@@ -7,7 +7,8 @@ import time
 
 from . import __version__
 from .attacks.splits import stratified_split
-from .attacks.stats import holm, paired_bootstrap, paired_episodes
+from .attacks.few_shot import paired_few_shot
+from .attacks.stats import holm, paired_bootstrap
 from .audit import (SCHEMA_VERSION, Settings, _check_data_keys, _order, align, embed, evaluate_encoder,
                     load_or_record, model_block, probe_header, risk_block, too_small)
 from .errors import DataUnavailable
@@ -99,9 +100,10 @@ def paired_differences(ma, mb, split, y, n_classes, seed):
     tests["few_shot"] = {}
     for k in sorted(ks_a & ks_b):
         # Episodes are drawn from the labels and seed alone, so episode i is the same for A and B.
-        t = paired_episodes(ma.few_shot[k].episode_accuracy, mb.few_shot[k].episode_accuracy, seed)
+        t = paired_few_shot(ma.few_shot[k], mb.few_shot[k], n_classes, seed)
         delta["few_shot"][str(k)] = t["delta"]
-        tests["few_shot"][str(k)] = {"ci95": t["ci95"], "p_value": t["p_value"], "method": "paired over episodes"}
+        tests["few_shot"][str(k)] = {"ci95": t["ci95"], "p_value": t["p_value"],
+                                     "method": "paired over episodes and test images"}
     if ma.verification is not None and mb.verification is not None:
         va, vb = ma.verification.to_json(), mb.verification.to_json()
         ta, tb = va["tar_at_far"].get("1e-3"), vb["tar_at_far"].get("1e-3")

@@ -42,6 +42,18 @@ class OpenClipEncoder:
         self._floor = None
 
     @property
+    def batch_size(self) -> int:
+        """Images per forward pass: larger on a GPU, where it is sized from free memory."""
+        if self.device.type != "cuda":
+            return 64
+        free, _ = torch.cuda.mem_get_info(self.device)
+        params = sum(p.numel() for p in self.model.visual.parameters())
+        # Activations of a ViT/ResNet image tower at bf16 are of the order of 40x its weights per
+        # 1,000 images; keep well inside what is free.
+        per_image = max(params * 2 * 40 / 1000, 1 << 20)
+        return int(max(64, min(1024, free * 0.5 // per_image)))
+
+    @property
     def floor(self):
         if self._floor is None and self._floor_factory is not None:
             self._floor = self._floor_factory()

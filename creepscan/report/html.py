@@ -322,6 +322,7 @@ def _audit(result: dict) -> str:
             "</header>",
             '<section id="summary"><h2>Summary</h2>',
             _audit_summary(probes),
+            _not_run(result),
             '<p class="note">Accuracies are balanced accuracy (mean per-class recall) on held-out test '
             "images. The floor is the control encoder (by default the same architecture with random "
             "weights): what an adversary gets without this model's training.</p>",
@@ -449,6 +450,7 @@ def _compare(result: dict) -> str:
             _table(["Probe", "Level A", "Level B", "Change", "Delta linear probe (B &minus; A)", "p",
                     f"p adjusted ({esc(result.get('correction'))})", "Significant"],
                    rows, num_cols=(4, 5, 6), row_classes=classes, css="summary"),
+            _not_run(result),
             '<p class="note">Deltas are B minus A in balanced-accuracy percentage points (pp), from '
             "paired tests on the same test images and episodes.</p>",
             "</section>"]
@@ -456,6 +458,14 @@ def _compare(result: dict) -> str:
         body += _compare_probe(i, cp, result)
     title = f"creepscan compare: {esc(ma.get('spec') or ma.get('name'))} vs {esc(mb.get('spec') or mb.get('name'))}"
     return _page(title, body)
+
+
+def _not_run(result: dict) -> str:
+    missing = result.get("not_run") or []
+    if not missing:
+        return ""
+    items = "".join(f"<li>{esc(m.get('id'))}: {esc(m.get('reason'))}</li>" for m in missing)
+    return f'<p class="flag-text"><strong>Not run ({len(missing)}): the audit is incomplete.</strong></p><ul>{items}</ul>'
 
 
 def render_html(result: dict) -> str:

@@ -209,6 +209,7 @@ def _audit(result: dict) -> list[str]:
     out += _table(["Probe", "Level", "Reason", "Linear probe (model vs floor)",
                    "Few-shot k to threshold", "Zero-shot", "Verification TAR@1e-3"],
                   [_summary_row(p) for p in probes])
+    out += _not_run(result)
     out += ["", "Accuracies are balanced accuracy on held-out test images. The floor is the control "
             "encoder (by default the same architecture with random weights): what an adversary gets "
             "without this model's training.", "", "## Probes", ""]
@@ -308,10 +309,19 @@ def _compare(result: dict) -> list[str]:
     out += _table(["Probe", "Level A", "Level B", "Change", "Delta linear probe (B - A)", "p",
                    f"p adjusted ({md(result.get('correction'))})", "Significant"],
                   [_cmp_summary_row(cp, alpha) for cp in probes])
+    out += _not_run(result)
     out += ["", "Deltas are B minus A in balanced-accuracy percentage points.", "", "## Probes", ""]
     for cp in probes:
         out += _cmp_probe_section(cp, result)
     return out
+
+
+def _not_run(result: dict) -> list[str]:
+    missing = result.get("not_run") or []
+    if not missing:
+        return []
+    return ["", f"**Not run ({len(missing)}):** the audit is incomplete.", ""] + [
+        f"- {md(m.get('id'))}: {md(m.get('reason'))}" for m in missing]
 
 
 def render_markdown(result: dict) -> str:

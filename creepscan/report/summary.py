@@ -113,4 +113,6 @@ def summary_text(result: dict, width: int = 100) -> str:
     """The one-screen summary of an audit or compare result; every line fits ``width`` columns."""
     width = max(int(width), 40)
     lines = _compare(result, width) if F.is_compare(result) else _audit(result, width)
+    for m in result.get("not_run") or []:
+        lines.append(_cut(f"NOT RUN {F.text(m.get('id'))}: {F.text(m.get('reason'))}", width))
     return "\n".join(lines) + "\n"

@@ -1,0 +1,272 @@
+"""Few-shot adaptation: how well an adversary does with k labelled images per class.
+
+For each k (1, 2, 4, 8, ... as far as every kept class has k training images) we draw many
+episodes; an episode's support set is exactly k training images per class, drawn from
+``split.train`` only with a generator seeded from ``(seed, k, episode)``. Supports therefore depend
+only on the labels, the split and the seed: two encoders audited on the same data see identical
+episodes, which is what makes their per-episode accuracies pairable.
+
+Two adversaries per episode, both scored on the validation and the test split:
+  * prototype: nearest class mean of L2-normalised features, by cosine similarity;
+  * logistic: an L2 logistic-regression head (the linear probe's objective, same C), with all the
+    episodes of a batch fitted jointly as one batched L-BFGS program.
+The winner for a k is the adversary with the higher mean *validation* accuracy; the reported
+accuracy is the winner's mean *test* accuracy. The test split is never used to choose anything.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .linear_probe import (Standardizer, _finite_rows, check_inputs, fit_logistic, predict)
+from .splits import Split
+from .stats import balanced_accuracy_rows, balanced_accuracy_var, paired_episodes, skill as _skill
+
+__all__ = ["FewShotEntry", "FewShotResult", "few_shot_curve", "draw_supports", "samples_to_threshold",
+           "paired_few_shot"]
+
+Z95 = 1.959963984540054
+FS_MAX_ITER = 100
+FS_GTOL = 1e-4  # episode heads are averaged over many episodes: a looser stop is enough
+MEMORY_FLOATS = 1 << 25  # ~128 MiB of float32 for one batch's gathered support features
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return float(round(float(x), nd))
+
+
+@dataclass
+class FewShotEntry:
+    """One point of the learning curve. Accuracies are balanced test accuracies, means over episodes."""
+
+    k: int
+    accuracy: float
+    ci95: tuple[float, float]
+    episodes: int
+    winner: str
+    skill: float
+    prototype_accuracy: float
+    logistic_accuracy: float
+    prototype_val_accuracy: float
+    logistic_val_accuracy: float
+    episode_accuracy: np.ndarray = field(repr=False)            # the winner's, per episode (test)
+    prototype_episode_accuracy: np.ndarray = field(repr=False)
+    logistic_episode_accuracy: np.ndarray = field(repr=False)
+    test_correct_rate: np.ndarray = field(repr=False)           # the winner's, per test image
+    test_labels: np.ndarray = field(repr=False)                 # y[split.test]
+
+    def to_json(self) -> dict:
+        return {
+            "k": int(self.k),
+            "accuracy": _r(self.accuracy),
+            "ci95": [_r(self.ci95[0]), _r(self.ci95[1])],
+            "episodes": int(self.episodes),
+            "winner": self.winner,
+            "skill": _r(self.skill),
+            "prototype_accuracy": _r(self.prototype_accuracy),
+            "logistic_accuracy": _r(self.logistic_accuracy),
+        }
+
+
+@dataclass
+class FewShotResult:
+    """The learning curve. ``result[k]`` is the entry for k (KeyError if k was not run)."""
+
+    entries: list[FewShotEntry]
+    unavailable: list[dict]
+    chance: float
+    C: float
+
+    def __getitem__(self, k: int) -> FewShotEntry:
+        for e in self.entries:
+            if e.k == k:
+                return e
+        raise KeyError(f"no few-shot entry for k={k}; available: {[e.k for e in self.entries]}")
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def ks(self) -> list[int]:
+        return [e.k for e in self.entries]
+
+    def to_json(self) -> list[dict]:
+        return [e.to_json() for e in self.entries]
+
+    def unavailable_json(self) -> list[dict]:
+        return [{"k": int(u["k"]), "reason": str(u["reason"])} for u in self.unavailable]
+
+
+def draw_supports(train_labels: np.ndarray, classes: np.ndarray, k: int, seed: int,
+                  episodes: Iterable[int]) -> np.ndarray:
+    """Support sets as positions into the training split: int64 [n_episodes, len(classes) * k].
+
+    Row e holds k positions of each class in ``classes`` order (class-major). Episode e uses its own
+    generator seeded from (seed, k, e): the same labels give the same supports whatever the
+    features, and episode e does not depend on how many episodes are drawn or in what batches.
+    """
+    train_labels = np.asarray(train_labels)
+    order0 = np.argsort(train_labels, kind="stable")
+    sorted_labels = train_labels[order0]
+    starts = np.searchsorted(sorted_labels, classes)
+    counts = np.searchsorted(sorted_labels, classes, side="right") - starts
+    if np.any(counts < k):
+        raise ValueError(f"k={k} exceeds the training images of some class (smallest has {counts.min()})")
+    take = (starts[:, None] + np.arange(k)[None, :]).ravel()
+    rows = []
+    for e in episodes:
+        keys = np.random.default_rng([int(seed), int(k), int(e)]).random(train_labels.size)
+        # within each class block (labels sorted), order by the random keys; take the first k
+        within = np.lexsort((keys[order0], sorted_labels))
+        rows.append(order0[within[take]])
+    return np.asarray(rows, dtype=np.int64).reshape(-1, classes.size * k)
+
+
+def _candidate_ks(counts: np.ndarray, ks: Sequence[int] | None) -> list[int]:
+    if ks is None:
+        out, k = [], 1
+        while k <= counts.max():
+            out.append(k)
+            k *= 2
+        return out
+    out = sorted({int(k) for k in ks})
+    if not out or out[0] < 1:
+        raise ValueError(f"ks must be positive integers, got {list(ks)}")
+    return out
+
+
+def _normalise(t: torch.Tensor) -> torch.Tensor:
+    return t / t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequence[int] | None = None,
+                   C: float = 1.0, min_episodes: int = 10, max_episodes: int = 100,
+                   target_halfwidth: float = 0.02, device="cpu") -> FewShotResult:
+    """Few-shot learning curve: for each k, the best of a prototype and a logistic head.
+
+    X : float [n, d], y : int [n] in 0..n_classes-1. Supports come from ``split.train`` only; the
+    winner per k is chosen on ``split.val``; accuracies are on ``split.test``.
+
+    Episodes are added in batches until the 95% CI half-width is below ``target_halfwidth``, or the
+    Monte-Carlo part of it (episode-to-episode spread) is below half of it (more episodes can't
+    shrink the part that comes from the test set's size), or ``max_episodes`` is reached. The CI is
+    mean +/- 1.96 * sqrt(var_episodes / E + var_test), var_test being the test-set sampling variance
+    of the balanced accuracy of per-image correctness averaged over episodes.
+    """
+    X, y = check_inputs(X, y, n_classes, split)
+    if not (C > 0 and math.isfinite(C)):
+        raise ValueError(f"C must be a positive number, got {C}")
+    if not 1 <= int(min_episodes) <= int(max_episodes):
+        raise ValueError(f"need 1 <= min_episodes <= max_episodes, got {min_episodes}, {max_episodes}")
+    if not target_halfwidth > 0:
+        raise ValueError(f"target_halfwidth must be > 0, got {target_halfwidth}")
+    _finite_rows(X, np.concatenate([split.train, split.val]), "train/val")
+    dev = torch.device(device)
+    y_tr = y[split.train]
+    classes = np.unique(y_tr)
+    K = classes.size
+    counts = np.array([np.count_nonzero(y_tr == c) for c in classes])
+    chance = 1.0 / K
+
+    std = Standardizer(X[split.train], dev)
+    Z_tr = std.design(X[split.train])
+    vt = np.concatenate([split.val, split.test])
+    Z_vt = std.design(X[vt])
+    Xn_tr = _normalise(torch.from_numpy(np.ascontiguousarray(X[split.train], dtype=np.float32)).to(dev))
+    Xn_vt = _normalise(torch.from_numpy(np.ascontiguousarray(X[vt], dtype=np.float32)).to(dev))
+    n_val = split.val.size
+    y_val, y_te = y[split.val], y[split.test]
+    classes_t = torch.from_numpy(classes).to(dev)
+    y_vt_t = torch.from_numpy(y[vt]).to(dev)
+
+    entries: list[FewShotEntry] = []
+    unavailable: list[dict] = []
+    for k in _candidate_ks(counts, ks):
+        short = int(np.count_nonzero(counts < k))
+        if short:
+            unavailable.append({"k": k, "reason": f"{short} of {K} classes have fewer than {k} training images"})
+            continue
+        ys = torch.arange(K, device=dev).repeat_interleave(k)
+        lam = std.lam(C, K * k)
+        per_batch = max(1, MEMORY_FLOATS // (K * k * Z_tr.shape[1]))
+        val_ok = {"prototype": [], "logistic": []}
+        test_ok = {"prototype": [], "logistic": []}
+
+        def run(first: int, count: int) -> None:
+            for b0 in range(first, first + count, per_batch):
+                eps = range(b0, min(first + count, b0 + per_batch))
+                sup = torch.from_numpy(draw_supports(y_tr, classes, k, seed, eps)).to(dev)
+                E = sup.shape[0]
+                protos = _normalise(Xn_tr[sup].view(E, K, k, -1).mean(2))          # [E, K, D]
+                pred_p = (Xn_vt @ protos.reshape(E * K, -1).T).view(-1, E, K).argmax(-1).T  # [E, n_vt]
+                P, _ = fit_logistic(Z_tr[sup], ys.expand(E, -1), K, lam, max_iter=FS_MAX_ITER, gtol=FS_GTOL)
+                pred_l = predict(Z_vt, P)
+                for name, pred in (("prototype", pred_p), ("logistic", pred_l)):
+                    ok = (classes_t[pred] == y_vt_t).cpu().numpy()
+                    val_ok[name].append(ok[:, :n_val])
+                    test_ok[name].append(ok[:, n_val:])
+
+        def summary(name: str):
+            v = np.concatenate(val_ok[name])
+            t = np.concatenate(test_ok[name])
+            va = balanced_accuracy_rows(y_val, v, n_classes)
+            ta = balanced_accuracy_rows(y_te, t, n_classes)
+            return va, ta, t
+
+        done = 0
+        batch = int(min_episodes)
+        while True:
+            run(done, batch)
+            done += batch
+            pv, pt, pc = summary("prototype")
+            lv, lt, lc = summary("logistic")
+            logistic_wins = lv.mean() > pv.mean()  # ties go to the simpler prototype
+            acc_e, corr = (lt, lc) if logistic_wins else (pt, pc)
+            var_ep = float(np.var(acc_e, ddof=1)) if done > 1 else math.inf
+            var_test = balanced_accuracy_var(y_te, corr.mean(axis=0), n_classes)
+            mc_var = var_ep / done
+            half = Z95 * math.sqrt(mc_var + var_test)
+            if done >= max_episodes or half < target_halfwidth or Z95 * math.sqrt(mc_var) < target_halfwidth / 2:
+                break
+            needed = math.ceil(var_ep * (2 * Z95 / target_halfwidth) ** 2) if math.isfinite(var_ep) else 0
+            batch = int(min(max_episodes - done, max(min_episodes, needed - done)))
+        acc = float(acc_e.mean())
+        entries.append(FewShotEntry(
+            k=k, accuracy=acc, ci95=(max(0.0, acc - half), min(1.0, acc + half)), episodes=done,
+            winner="logistic" if logistic_wins else "prototype", skill=_skill(acc, chance),
+            prototype_accuracy=float(pt.mean()), logistic_accuracy=float(lt.mean()),
+            prototype_val_accuracy=float(pv.mean()), logistic_val_accuracy=float(lv.mean()),
+            episode_accuracy=acc_e, prototype_episode_accuracy=pt, logistic_episode_accuracy=lt,
+            test_correct_rate=corr.mean(axis=0), test_labels=y_te,
+        ))
+    return FewShotResult(entries=entries, unavailable=unavailable, chance=chance, C=float(C))
+
+
+def paired_few_shot(a: FewShotEntry, b: FewShotEntry, n_classes: int, seed) -> dict:
+    """Paired test of b minus a at the same k (same labels, split and seed, hence the same episodes),
+    covering both episode-to-episode and test-set noise; see ``stats.paired_episodes``."""
+    if a.k != b.k or not np.array_equal(a.test_labels, b.test_labels):
+        raise ValueError("paired few-shot entries need the same k and the same test images")
+    return paired_episodes(a.episode_accuracy, b.episode_accuracy, seed, y_test=a.test_labels,
+                           rate_a=a.test_correct_rate, rate_b=b.test_correct_rate, n_classes=n_classes)
+
+
+def samples_to_threshold(entries, chance: float, skill_threshold: float) -> int | None:
+    """Smallest k whose skill ((accuracy - chance) / (1 - chance)) reaches the threshold, else None.
+
+    ``entries`` are FewShotEntry objects or their JSON dicts (with "k" and "accuracy")."""
+    best = None
+    for e in entries:
+        k, acc = (e["k"], e["accuracy"]) if isinstance(e, dict) else (e.k, e.accuracy)
+        if acc is None:
+            continue
+        if _skill(acc, chance) >= skill_threshold - 1e-12 and (best is None or k < best):
+            best = int(k)
+    return best

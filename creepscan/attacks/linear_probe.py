@@ -1,0 +1,361 @@
+"""Linear probe: L2-regularised multinomial logistic regression on frozen embeddings.
+
+The model is scikit-learn's ``LogisticRegression(C=C)`` (multinomial, lbfgs): it minimises
+``C * sum_i CE_i + 0.5 * ||W||^2`` with an unpenalised intercept. We minimise the same objective in
+its mean form, ``mean_i CE_i + ||W||^2 / (2 C n)``, with our own batched L-BFGS written in torch so
+that it runs on the CPU or a GPU, fits many few-shot episodes as one tensor program, and avoids
+torch.optim's import and dispatch overhead.
+
+For conditioning, features are centred and divided by one global scale (both computed on the
+training split only): an exact reparameterisation, because the intercept absorbs the centring and
+the penalty is rescaled to match, so the optimum and the predictions are those of the raw problem.
+
+C is chosen on the validation split by the CLIP paper's protocol (coarse grid 1e-6..1e6 in x100
+steps, then halving steps in log space around the best), warm-starting every fit from the nearest C
+already fitted; the probe is then refit on train+val at the chosen C and scored on the test split.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .splits import Split
+from .stats import balanced_accuracy, bootstrap_ci, skill as _skill
+
+__all__ = ["LinearProbeResult", "linear_probe", "fit_logistic", "Standardizer", "COARSE_LOG10_C"]
+
+COARSE_LOG10_C = (-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
+N_HALVINGS = 3          # steps of 1, 1/2, 1/4 decades around the coarse best
+GTOL = 1e-4             # search fits: stop when max|grad| <= GTOL * max|grad at W=0|
+REFIT_GTOL = 1e-6       # the final train+val fit, the one that is scored, is solved tighter
+FTOL = 0.0              # optional: also stop when the relative decrease of f falls below this
+MAX_ITER = 300          # per fit (warm starts usually need 5-20)
+# Iteration caps for weakly regularised fits during the search (they converge slowly, and their
+# validation accuracy has long stopped changing); the scored refit gets REFIT_MAX_ITER_LARGE_C.
+SEARCH_MAX_ITER = ((2.0, 300), (4.0, 40), (math.inf, 25))  # (log10 C below, cap)
+REFIT_MAX_ITER_LARGE_C = 100
+HISTORY = 10
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return float(round(float(x), nd))
+
+
+def _rc(c: float) -> float:
+    return float(f"{float(c):.6g}")
+
+
+@dataclass
+class LinearProbeResult:
+    """Test-split result of the probe at the C chosen on validation.
+
+    ``test_correct``/``test_pred``/``test_labels`` are in ``split.test`` order (kept for paired
+    tests); ``to_json()`` is the report's ``linear_probe`` block (no arrays)."""
+
+    accuracy: float
+    ci95: tuple[float, float]
+    C: float
+    skill: float
+    val_accuracy: float
+    c_search: list[list[float]]
+    n_train: int
+    n_val: int
+    n_test: int
+    chance: float
+    test_correct: np.ndarray = field(repr=False)
+    test_pred: np.ndarray = field(repr=False)
+    test_labels: np.ndarray = field(repr=False)
+
+    def to_json(self) -> dict:
+        return {
+            "accuracy": _r(self.accuracy),
+            "ci95": [_r(self.ci95[0]), _r(self.ci95[1])],
+            "C": _rc(self.C),
+            "skill": _r(self.skill),
+            "val_accuracy": _r(self.val_accuracy),
+            "n_train": int(self.n_train),
+            "n_val": int(self.n_val),
+            "n_test": int(self.n_test),
+            "c_search": [[_rc(c), _r(a)] for c, a in self.c_search],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# The solver
+# --------------------------------------------------------------------------------------------
+
+class Standardizer:
+    """Centre and globally rescale features with statistics of the fitting rows only.
+
+    ``design(X)`` returns float32 ``[n, D+1]`` on ``device``: (X - mean) / scale with a trailing
+    column of ones for the intercept. ``scale`` is the root mean squared centred coordinate, so
+    the L2 penalty on the raw weights is ``||W_z||^2 / scale^2``."""
+
+    def __init__(self, X_fit: np.ndarray, device):
+        X_fit = np.asarray(X_fit, dtype=np.float64)
+        self.mean = X_fit.mean(axis=0)
+        rms = float(np.sqrt(np.mean((X_fit - self.mean) ** 2))) if X_fit.size else 0.0
+        self.scale = rms if rms > 0 and np.isfinite(rms) else 1.0
+        self.device = torch.device(device)
+
+    def design(self, X: np.ndarray) -> torch.Tensor:
+        Z = np.empty((X.shape[0], X.shape[1] + 1), dtype=np.float32)
+        np.subtract(X, self.mean, out=Z[:, :-1], casting="unsafe")
+        Z[:, :-1] /= np.float32(self.scale)
+        Z[:, -1] = 1.0
+        return torch.from_numpy(Z).to(self.device)
+
+    def lam(self, C: float, n: int) -> float:
+        """Penalty weight of the mean-form objective in standardised coordinates."""
+        return 1.0 / (float(C) * n * self.scale ** 2)
+
+
+def _loss_grad(Z, y, P, lam: float, n: int):
+    """Objective per episode and its gradient. Z [E,n,D+1], y [E,n,1] long, P [E,D+1,K]."""
+    logits = torch.bmm(Z, P)
+    ll = logits.gather(-1, y)
+    m = logits.amax(-1, keepdim=True)
+    # exp(-80) is still a normal float32: clamping keeps denormals (very slow on CPUs) out
+    G = logits.sub_(m).clamp_(min=-80.0).exp_()
+    tot = G.sum(-1, keepdim=True)
+    lse = m + torch.log(tot)
+    W = P[:, :-1]
+    f = (lse - ll).sum((1, 2)) / n + 0.5 * lam * (W * W).sum((1, 2))
+    G.div_(tot)
+    G.scatter_add_(-1, y, torch.full_like(ll, -1.0))
+    g = torch.bmm(Z.transpose(1, 2), G).div_(n)
+    g[:, :-1].add_(W, alpha=lam)
+    return f, g
+
+
+def _bdot(a, b):
+    return (a * b).sum((1, 2))
+
+
+def initial_params(y: torch.Tensor, n_classes: int, n_features: int, dtype=torch.float32) -> torch.Tensor:
+    """W = 0 and the intercept at the log class frequencies: the optimum as C -> 0. y [E, n]."""
+    E = y.shape[0]
+    counts = torch.zeros(E, n_classes, dtype=dtype, device=y.device)
+    counts.scatter_add_(1, y, torch.ones_like(y, dtype=dtype))
+    b = torch.log(counts.clamp_min(0.5))
+    P = torch.zeros(E, n_features + 1, n_classes, dtype=dtype, device=y.device)
+    P[:, -1] = b - b.mean(1, keepdim=True)
+    return P
+
+
+def fit_logistic(Z: torch.Tensor, y: torch.Tensor, n_classes: int, lam: float, *,
+                 P0: torch.Tensor | None = None, g_ref: torch.Tensor | None = None,
+                 max_iter: int = MAX_ITER, gtol: float = GTOL, ftol: float = FTOL,
+                 history: int = HISTORY) -> tuple[torch.Tensor, int]:
+    """Fit E independent L2 logistic regressions at once with a batched L-BFGS.
+
+    Z : [E, n, D+1] float32 design (last column ones), y : [E, n] long labels in 0..K-1,
+    lam : mean-form penalty weight on the first D rows of the parameters.
+    Returns parameters ``P`` [E, D+1, K] (last row: intercepts) and the iterations used.
+    Each episode has its own curvature pairs, step sizes and stopping test (max|grad| below
+    ``gtol`` times its gradient at the start ``g_ref``, a stalled objective, or a failed line
+    search), so an episode's answer doesn't depend on the others in its batch beyond float noise.
+    """
+    E, n, D1 = Z.shape
+    y = y.reshape(E, n, 1)
+    P = initial_params(y.reshape(E, n), n_classes, D1 - 1, Z.dtype) if P0 is None else P0.clone()
+    f, g = _loss_grad(Z, y, P, lam, n)
+    if g_ref is None:
+        P_start = initial_params(y.reshape(E, n), n_classes, D1 - 1, Z.dtype)
+        g_ref = g if P0 is None else _loss_grad(Z, y, P_start, lam, n)[1]
+        g_ref = g_ref.abs().amax((1, 2))
+    tol = gtol * g_ref.clamp_min(1e-30)
+    S: list[torch.Tensor] = []
+    Yk: list[torch.Tensor] = []
+    Rho: list[torch.Tensor] = []
+    active = torch.ones(E, dtype=torch.bool, device=Z.device)
+    it = 0
+    for it in range(1, max_iter + 1):
+        active &= g.abs().amax((1, 2)) > tol
+        if not bool(active.any()):
+            it -= 1
+            break
+        # Two-loop recursion, with separate initial scalings for the weights and the intercepts:
+        # at small C their curvatures differ by orders of magnitude (penalty vs data).
+        q = g.clone()
+        alphas = []
+        for s_, y_, r_ in zip(reversed(S), reversed(Yk), reversed(Rho)):
+            a = r_ * _bdot(s_, q)
+            alphas.append(a)
+            q.sub_(y_ * a[:, None, None])
+        if S:
+            s_, y_ = S[-1], Yk[-1]
+            gw = (s_[:, :-1] * y_[:, :-1]).sum((1, 2)) / (y_[:, :-1] * y_[:, :-1]).sum((1, 2)).clamp_min(1e-30)
+            gb = (s_[:, -1] * y_[:, -1]).sum(1) / (y_[:, -1] * y_[:, -1]).sum(1).clamp_min(1e-30)
+            gw = torch.where(gw > 0, gw, torch.ones_like(gw))
+            gb = torch.where(gb > 0, gb, gw)
+            q[:, :-1].mul_(gw[:, None, None])
+            q[:, -1].mul_(gb[:, None])
+        else:
+            # First step: inverse of a diagonal curvature guess. With standardised features (unit
+            # mean variance) and K balanced classes the softmax curvature is about 1/K per entry;
+            # the weights add the penalty. The line search corrects a bad guess.
+            q[:, :-1].mul_(1.0 / (lam + 1.0 / n_classes))
+            q[:, -1].mul_(float(n_classes))
+        for s_, y_, r_, a in zip(S, Yk, Rho, reversed(alphas)):
+            q.add_(s_ * (a - r_ * _bdot(y_, q))[:, None, None])
+        d = q.neg_()
+        d[~active] = 0
+        gd = _bdot(g, d)
+        uphill = active & (gd >= 0)
+        if bool(uphill.any()):  # lost positive definiteness: restart those episodes downhill
+            d[uphill] = -g[uphill]
+            gd = _bdot(g, d)
+        # Backtracking (Armijo) line search, per episode; convex objective so curvature holds.
+        t = torch.ones(E, dtype=Z.dtype, device=Z.device)
+        todo = active.clone()
+        P_new, f_new, g_new = P.clone(), f.clone(), g.clone()
+        for _ in range(12):
+            P_try = torch.addcmul(P, t[:, None, None], d)
+            f_try, g_try = _loss_grad(Z, y, P_try, lam, n)
+            # Armijo, or (noise-free, since the objective is convex along d) a directional
+            # derivative that is still <= 0: at tiny C the penalty-dominated part of the objective
+            # is below float32 resolution of f, while the gradient stays accurate.
+            ok = todo & ((f_try <= f + 1e-4 * t * gd) | (_bdot(g_try, d) <= 0))
+            P_new[ok], f_new[ok], g_new[ok] = P_try[ok], f_try[ok], g_try[ok]
+            todo &= ~ok
+            if not bool(todo.any()):
+                break
+            t = torch.where(todo, t * 0.3, t)
+        s_new, y_new = P_new - P, g_new - g
+        sy = _bdot(s_new, y_new)
+        good = sy > 1e-20
+        S.append(s_new * good[:, None, None])
+        Yk.append(y_new * good[:, None, None])
+        Rho.append(torch.where(good, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy)))
+        if len(S) > history:
+            S.pop(0), Yk.pop(0), Rho.pop(0)
+        active &= ~todo
+        if ftol > 0:
+            active &= (f - f_new) > ftol * torch.maximum(f.abs(), f_new.abs()).clamp_min(1.0)
+        P, f, g = P_new, f_new, g_new
+    return P, it
+
+
+def predict(Z: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """Argmax class of each row of Z [n, D+1] for each parameter set P [E, D+1, K] -> [E, n]."""
+    E, D1, K = P.shape
+    scores = Z @ P.permute(1, 0, 2).reshape(D1, E * K)  # one GEMM, not E broadcast products
+    return scores.view(-1, E, K).argmax(-1).T
+
+
+def remap_labels(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    return np.searchsorted(classes, y)
+
+
+# --------------------------------------------------------------------------------------------
+# The probe
+# --------------------------------------------------------------------------------------------
+
+def check_inputs(X, y, n_classes: int, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-d array [n_images, dim], got shape {X.shape}")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have one label per row of X: y {y.shape} vs X {X.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must hold integer class ids, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"labels must be in 0..{n_classes - 1} (n_classes={n_classes}), "
+                         f"got {int(y.min())}..{int(y.max())}")
+    for name in ("train", "val", "test"):
+        idx = getattr(split, name)
+        if idx.size == 0:
+            raise ValueError(f"split.{name} is empty: every kept class needs >= 1 {name} image")
+        if idx.min() < 0 or idx.max() >= X.shape[0]:
+            raise ValueError(f"split.{name} indexes outside X (n={X.shape[0]})")
+    train_classes = np.unique(y[split.train])
+    if train_classes.size < 2:
+        raise ValueError(f"the training split has {train_classes.size} class(es); a probe needs >= 2")
+    for name in ("val", "test"):
+        extra = np.setdiff1d(np.unique(y[getattr(split, name)]), train_classes)
+        if extra.size:
+            raise ValueError(f"split.{name} has classes {extra.tolist()[:5]} with no training image")
+    return X, y.astype(np.int64)
+
+
+def _finite_rows(X: np.ndarray, idx: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(X[idx]).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} {what} feature rows contain NaN or inf; drop or fix those images")
+
+
+def linear_probe(X, y, n_classes: int, split: Split, *, seed: int, device="cpu",
+                 n_boot: int = 2000) -> LinearProbeResult:
+    """CLIP-protocol linear probe: C chosen on ``split.val``, refit on train+val, scored on test.
+
+    X : float [n, d] features, y : int [n] labels in 0..n_classes-1. Only ``split.train`` and
+    ``split.val`` rows are fitted on or used to choose C; ``split.test`` rows are only scored.
+    Balanced accuracy throughout; chance is 1 / (number of classes in the training split).
+    """
+    X, y = check_inputs(X, y, n_classes, split)
+    fit_rows = np.concatenate([split.train, split.val])
+    _finite_rows(X, fit_rows, "train/val")
+    classes = np.unique(y[split.train])
+    K = classes.size
+    dev = torch.device(device)
+    std = Standardizer(X[split.train], dev)
+    Z_tr = std.design(X[split.train])[None]
+    y_tr = torch.from_numpy(remap_labels(y[split.train], classes)).to(dev)[None]
+    Z_va = std.design(X[split.val])
+    y_va = y[split.val]
+    n_tr = split.train.size
+
+    P_start = initial_params(y_tr, K, X.shape[1])
+    g_ref = _loss_grad(Z_tr, y_tr[..., None], P_start.clone(), 0.0, n_tr)[1].abs().amax((1, 2))
+    fits: dict[float, tuple[torch.Tensor, float]] = {}
+
+    def run(logc: float) -> float:
+        if logc not in fits:
+            near = min(fits, key=lambda l: (abs(l - logc), l)) if fits else None
+            P0 = fits[near][0] if near is not None else P_start
+            C = 10.0 ** logc
+            cap = next(c for below, c in SEARCH_MAX_ITER if logc < below)
+            P, _ = fit_logistic(Z_tr, y_tr, K, std.lam(C, n_tr), P0=P0, g_ref=g_ref, max_iter=cap)
+            pred = classes[predict(Z_va, P)[0].cpu().numpy()]
+            fits[logc] = (P, balanced_accuracy(y_va, pred, n_classes))
+        return fits[logc][1]
+
+    def best_of(cands):  # highest val accuracy; ties go to the smaller C (more regularised)
+        return max(sorted(cands), key=lambda l: (run(l), -l))
+
+    for logc in COARSE_LOG10_C:
+        run(logc)
+    best = best_of(COARSE_LOG10_C)
+    step = (COARSE_LOG10_C[1] - COARSE_LOG10_C[0]) / 2.0
+    lo, hi = COARSE_LOG10_C[0], COARSE_LOG10_C[-1]
+    for _ in range(N_HALVINGS):  # refine inside the searched range only
+        best = best_of([l for l in (best - step, best, best + step) if lo <= l <= hi])
+        step /= 2.0
+    C = 10.0 ** best
+
+    # Refit on train + val at the chosen C, warm-started from the train-only fit.
+    Z_fit = std.design(X[fit_rows])[None]
+    y_fit = torch.from_numpy(remap_labels(y[fit_rows], classes)).to(dev)[None]
+    P, _ = fit_logistic(Z_fit, y_fit, K, std.lam(C, fit_rows.size), P0=fits[best][0], gtol=REFIT_GTOL,
+                        max_iter=MAX_ITER if best < 4 else REFIT_MAX_ITER_LARGE_C)
+    del Z_fit
+    test_pred = classes[predict(std.design(X[split.test]), P)[0].cpu().numpy()]
+    y_te = y[split.test]
+    correct = test_pred == y_te
+    acc = balanced_accuracy(y_te, test_pred, n_classes)
+    chance = 1.0 / K
+    return LinearProbeResult(
+        accuracy=acc,
+        ci95=bootstrap_ci(y_te, correct, n_classes, seed=[int(seed), 1], n_boot=n_boot),
+        C=C,
+        skill=_skill(acc, chance),
+        val_accuracy=fits[best][1],
+        c_search=[[10.0 ** l, fits[l][1]] for l in sorted(fits)],
+        n_train=int(split.train.size), n_val=int(split.val.size), n_test=int(split.test.size),
+        chance=chance, test_correct=correct, test_pred=test_pred, test_labels=y_te,
+    )

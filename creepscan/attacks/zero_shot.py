@@ -1,0 +1,107 @@
+"""Zero-shot classification with a text tower: no labelled image is used at all.
+
+Class embeddings are built CLIP-style from prompt templates: encode every "template.format(name)",
+L2-normalise, average over templates, L2-normalise again. An image is assigned the class whose text
+embedding has the highest cosine similarity with its (L2-normalised) image embedding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .stats import balanced_accuracy, bootstrap_ci, skill as _skill
+
+__all__ = ["ZeroShotResult", "class_text_embeddings", "zero_shot"]
+
+_CHUNK = 256
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return float(round(float(x), nd))
+
+
+def _as_numpy(a) -> np.ndarray:
+    if hasattr(a, "detach"):  # torch tensor, possibly on a GPU or in half precision
+        a = a.detach().to("cpu").float().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def _l2(a: np.ndarray) -> np.ndarray:
+    return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+
+
+@dataclass
+class ZeroShotResult:
+    accuracy: float
+    ci95: tuple[float, float]
+    skill: float
+    chance: float
+    n_test: int
+    test_correct: np.ndarray = field(repr=False)
+    test_pred: np.ndarray = field(repr=False)
+    test_labels: np.ndarray = field(repr=False)
+
+    def to_json(self) -> dict:
+        return {"accuracy": _r(self.accuracy), "ci95": [_r(self.ci95[0]), _r(self.ci95[1])],
+                "skill": _r(self.skill), "n_test": int(self.n_test)}
+
+
+def class_text_embeddings(encode_text: Callable[[list[str]], object], class_names: Sequence[str],
+                          templates: Sequence[str]) -> np.ndarray:
+    """Text embedding of each class: float32 [n_classes, d], rows L2-normalised.
+
+    ``encode_text(list_of_prompts) -> [n, d]`` (numpy or torch); templates use ``{}`` for the name,
+    e.g. "a photo of {}."."""
+    names = [str(n) for n in class_names]
+    templates = [str(t) for t in templates]
+    if not names:
+        raise ValueError("class_names is empty")
+    if not templates:
+        raise ValueError("templates is empty: give at least one prompt template such as 'a photo of {}.'")
+    for t in templates:
+        try:
+            if t.format("\x00") == t:
+                raise ValueError(f"prompt template {t!r} has no '{{}}' placeholder for the class name")
+        except (IndexError, KeyError) as e:
+            raise ValueError(f"prompt template {t!r} must use a single '{{}}' placeholder ({e})") from None
+    prompts = [t.format(n) for n in names for t in templates]
+    parts = []
+    for s in range(0, len(prompts), _CHUNK):
+        emb = _as_numpy(encode_text(prompts[s:s + _CHUNK]))
+        if emb.ndim != 2 or emb.shape[0] != len(prompts[s:s + _CHUNK]):
+            raise ValueError(f"encode_text returned shape {emb.shape} for {len(prompts[s:s + _CHUNK])} prompts")
+        parts.append(emb)
+    emb = _l2(np.concatenate(parts)).reshape(len(names), len(templates), -1)
+    return _l2(emb.mean(axis=1)).astype(np.float32)
+
+
+def zero_shot(X_test, y_test, text_emb, n_classes: int, seed: int,
+              candidates: Sequence[int] | None = None, n_boot: int = 2000) -> ZeroShotResult:
+    """Score zero-shot predictions on test images.
+
+    X_test : float [n, d] image embeddings, y_test : int [n], text_emb : [n_classes, d].
+    ``candidates`` limits the predicted classes (default: all n_classes); chance is 1 / the number
+    of candidate classes."""
+    X = _as_numpy(X_test)
+    T = _as_numpy(text_emb)
+    y = np.asarray(y_test).astype(np.int64)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"X_test must be [n, d] with one label per row, got {X.shape} and {y.shape}")
+    if T.shape != (n_classes, X.shape[1]):
+        raise ValueError(f"text_emb must be [n_classes={n_classes}, d={X.shape[1]}], got {T.shape}; "
+                         "the image and text towers must share an embedding space")
+    cand = np.arange(n_classes) if candidates is None else np.unique(np.asarray(candidates, dtype=np.int64))
+    if not np.isin(y, cand).all():
+        raise ValueError("some test labels are not among the candidate classes")
+    sims = _l2(X) @ _l2(T[cand]).T
+    pred = cand[np.argmax(sims, axis=1)]
+    correct = pred == y
+    acc = balanced_accuracy(y, pred, n_classes)
+    chance = 1.0 / cand.size
+    return ZeroShotResult(
+        accuracy=acc, ci95=bootstrap_ci(y, correct, n_classes, seed=[int(seed), 3], n_boot=n_boot),
+        skill=_skill(acc, chance), chance=chance, n_test=int(y.size),
+        test_correct=correct, test_pred=pred, test_labels=y,
+    )

@@ -1,0 +1,125 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from creepscan.attacks.linear_probe import (COARSE_LOG10_C, Standardizer, fit_logistic, linear_probe)
+from creepscan.attacks.splits import stratified_split
+from creepscan.attacks.stats import balanced_accuracy
+
+
+def clusters(n_classes=10, per_class=30, dim=32, sep=1.0, seed=0):
+    """Gaussian class clusters: centres ~ N(0, sep^2 I), unit within-class noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_classes, dim)) * sep
+    y = rng.permutation(np.repeat(np.arange(n_classes), per_class))
+    return (centres[y] + rng.standard_normal((y.size, dim))).astype(np.float32), y
+
+
+def raw_objective(X, y, W, b, C):
+    """sklearn's objective: C * sum CE + 0.5 ||W||^2 (float64)."""
+    logits = X.astype(np.float64) @ W + b
+    logits -= logits.max(1, keepdims=True)
+    lse = np.log(np.exp(logits).sum(1))
+    return C * np.sum(lse - logits[np.arange(y.size), y]) + 0.5 * np.sum(W ** 2)
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0, 30.0])
+def test_solver_minimises_sklearns_objective(C):
+    X, y = clusters(n_classes=5, per_class=40, dim=16, sep=0.7, seed=1)
+    std = Standardizer(X, "cpu")
+    Z = std.design(X)[None]
+    P, _ = fit_logistic(Z, torch.from_numpy(y)[None], 5, std.lam(C, y.size), gtol=1e-6, max_iter=1000)
+    Wz = P[0, :-1].double().numpy()
+    W = Wz / std.scale
+    b = P[0, -1].double().numpy() - std.mean @ W
+    sk = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(X.astype(np.float64), y)
+    ours, theirs = raw_objective(X, y, W, b, C), raw_objective(X, y, sk.coef_.T, sk.intercept_, C)
+    assert ours == pytest.approx(theirs, rel=2e-4)
+    assert np.mean(np.argmax(X @ W + b, 1) == sk.predict(X)) > 0.98
+
+
+def test_accuracy_matches_sklearn_at_the_chosen_C():
+    X, y = clusters(n_classes=20, per_class=120, dim=32, sep=0.45, seed=2)
+    split = stratified_split(y, seed=0)
+    res = linear_probe(X, y, 20, split, seed=0)
+    fit_rows = np.concatenate([split.train, split.val])
+    sk = LogisticRegression(C=res.C, tol=1e-8, max_iter=10000).fit(X[fit_rows], y[fit_rows])
+    sk_acc = balanced_accuracy(y[split.test], sk.predict(X[split.test]), 20)
+    assert 0.3 < res.accuracy < 0.95  # a case where C matters
+    assert abs(res.accuracy - sk_acc) <= 0.005
+    assert np.mean(res.test_pred == sk.predict(X[split.test])) > 0.97
+
+
+def test_c_search_follows_the_clip_protocol():
+    X, y = clusters(seed=3, sep=0.6)
+    split = stratified_split(y, seed=1)
+    res = linear_probe(X, y, 10, split, seed=0)
+    cs = [c for c, _ in res.c_search]
+    assert cs == sorted(cs)
+    for e in COARSE_LOG10_C:
+        assert any(np.isclose(c, 10.0 ** e) for c in cs)
+    assert 7 < len(cs) <= 13 and all(1e-6 * 0.999 <= c <= 1e6 * 1.001 for c in cs)
+    accs = dict((c, a) for c, a in res.c_search)
+    assert res.val_accuracy == max(accs.values()) == accs[res.C]
+    assert res.C == min(c for c, a in accs.items() if a == res.val_accuracy)  # ties -> more regularised
+    assert (res.n_train, res.n_val, res.n_test) == (split.train.size, split.val.size, split.test.size)
+    assert res.test_correct.dtype == bool and res.test_correct.shape == split.test.shape
+    assert np.array_equal(res.test_correct, res.test_pred == y[split.test])
+
+
+def test_separable_and_shuffled():
+    X, y = clusters(sep=3.0, seed=4)
+    split = stratified_split(y, seed=0)
+    good = linear_probe(X, y, 10, split, seed=0)
+    assert good.accuracy > 0.95 and good.skill > 0.9 and good.ci95[0] > 0.8
+
+    y_shuffled = np.random.default_rng(0).permutation(y)
+    split = stratified_split(y_shuffled, seed=0)
+    bad = linear_probe(X, y_shuffled, 10, split, seed=0)
+    assert bad.ci95[0] <= 0.1 <= bad.ci95[1]
+    assert abs(bad.skill) < 0.15
+
+
+def test_test_rows_never_reach_the_search_or_the_fit():
+    X, y = clusters(sep=0.8, seed=5)
+    split = stratified_split(y, seed=2)
+    clean = linear_probe(X, y, 10, split, seed=0)
+    poisoned = X.copy()
+    poisoned[split.test] = np.nan  # any fit or statistic that touched a test row would go NaN
+    res = linear_probe(poisoned, y, 10, split, seed=0)
+    assert res.c_search == clean.c_search
+    assert res.C == clean.C and res.val_accuracy == clean.val_accuracy
+    huge = X.copy()
+    huge[split.test] = 1e6  # nor does the standardisation see them
+    assert linear_probe(huge, y, 10, split, seed=0).c_search == clean.c_search
+    poisoned_val = X.copy()
+    poisoned_val[split.val[:1]] = np.nan  # validation rows are used, so they are checked
+    with pytest.raises(ValueError, match="NaN"):
+        linear_probe(poisoned_val, y, 10, split, seed=0)
+
+
+def test_json_and_determinism():
+    X, y = clusters(seed=6)
+    split = stratified_split(y, seed=0)
+    a = linear_probe(X, y, 10, split, seed=0).to_json()
+    b = linear_probe(X, y, 10, split, seed=0).to_json()
+    assert json.dumps(a) == json.dumps(b)
+    assert set(a) == {"accuracy", "ci95", "C", "skill", "val_accuracy", "n_train", "n_val", "n_test", "c_search"}
+    json.dumps(a, allow_nan=False)
+
+
+def test_small_classes_and_bad_inputs():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(6), [6, 7, 8, 10, 12, 14])
+    X = (np.eye(6)[y] * 2 + rng.standard_normal((y.size, 6))).astype(np.float32)
+    split = stratified_split(y, seed=0)
+    res = linear_probe(X, y, 6, split, seed=0)
+    assert res.n_test == 6 + 2 + 2 + 2 + 2 + 3 - 2 + 1 - 1 or res.n_test == split.test.size
+    assert res.ci95[1] - res.ci95[0] > 0.1  # a handful of test images: a wide interval
+    with pytest.raises(ValueError, match="labels must be in"):
+        linear_probe(X, y, 5, split, seed=0)
+    with pytest.raises(ValueError, match="one label per row"):
+        linear_probe(X[:-1], y, 6, split, seed=0)

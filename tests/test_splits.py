@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from creepscan.attacks.splits import Split, stratified_split
+
+
+def labels(counts):
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def per_class(split, y, c):
+    return tuple(int(np.count_nonzero(y[getattr(split, s)] == c)) for s in ("train", "val", "test"))
+
+
+@pytest.mark.parametrize("n, expected", [(3, (1, 1, 1)), (4, (2, 1, 1)), (6, (4, 1, 1)), (10, (6, 2, 2)),
+                                         (14, (8, 3, 3)), (100, (60, 20, 20))])
+def test_class_sizes_round_on_purpose(n, expected):
+    y = labels([n, 50])
+    s = stratified_split(y, seed=0)
+    assert per_class(s, y, 0) == expected
+
+
+def test_partition_sorted_disjoint_and_excludes_small_classes():
+    y = labels([20, 2, 7, 1, 3, 9])
+    rng = np.random.default_rng(1)
+    y = rng.permutation(y)
+    s = stratified_split(y, seed=3)
+    assert isinstance(s, Split)
+    assert s.excluded_classes == (1, 3)
+    allidx = np.concatenate([s.train, s.val, s.test])
+    assert len(set(allidx.tolist())) == allidx.size
+    assert set(allidx.tolist()) == set(np.flatnonzero(~np.isin(y, [1, 3])).tolist())
+    for part in (s.train, s.val, s.test):
+        assert part.dtype == np.int64
+        assert np.all(np.diff(part) > 0)
+        assert not np.isin(y[part], [1, 3]).any()
+    for c in (0, 2, 4, 5):
+        assert min(per_class(s, y, c)) >= 1
+    assert s.sizes() == {"train": s.train.size, "val": s.val.size, "test": s.test.size}
+    assert s.classes_of(y).tolist() == [0, 2, 4, 5]
+
+
+def test_deterministic_and_seed_dependent():
+    y = labels([30] * 5)
+    a, b = stratified_split(y, 7), stratified_split(y, 7)
+    assert a == b and a != stratified_split(y, 8)
+    for name in ("train", "val", "test"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+    c = stratified_split(y, 8)
+    assert not np.array_equal(a.test, c.test)
+
+
+def test_a_class_assignment_does_not_depend_on_other_classes():
+    y = labels([12, 15, 9])
+    y2 = np.concatenate([y, np.full(11, 3)])           # a new class appended
+    y3 = y[np.flatnonzero(y != 1)]                      # class 1 removed (indices of 0 unchanged)
+    a, b, c = stratified_split(y, 5), stratified_split(y2, 5), stratified_split(y3, 5)
+    for name in ("train", "val", "test"):
+        pa, pb, pc = getattr(a, name), getattr(b, name), getattr(c, name)
+        assert np.array_equal(pa[y[pa] == 0], pb[y2[pb] == 0])
+        assert np.array_equal(pa[y[pa] == 0], pc[y3[pc] == 0])
+
+
+def test_min_per_class_and_bad_inputs():
+    y = labels([5, 4, 10])
+    s = stratified_split(y, 0, min_per_class=5)
+    assert s.excluded_classes == (1,)
+    with pytest.raises(ValueError, match="fractions"):
+        stratified_split(y, 0, fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="min_per_class"):
+        stratified_split(y, 0, min_per_class=2)
+    with pytest.raises(ValueError, match="integer class ids"):
+        stratified_split(np.array(["a", "b", "a"]), 0)
+    with pytest.raises(ValueError, match=">= 0"):
+        stratified_split(np.array([0, -1, 0]), 0)
+    with pytest.raises(ValueError, match="1-d"):
+        stratified_split(np.zeros((3, 2), int), 0)
+
+
+def test_other_fractions_keep_one_of_each():
+    y = labels([3, 4, 40])
+    s = stratified_split(y, 0, fractions=(0.8, 0.1, 0.1))
+    assert per_class(s, y, 0) == (1, 1, 1)
+    assert per_class(s, y, 2) == (32, 4, 4)
