@@ -184,7 +184,7 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
     _write(result, out, quiet)
     if fail_on_increase:
         rose = [p["id"] for p in result["probes"] if p["risk_rose"]]
-        sig = [p["id"] for p in result["probes"] if fail_on_significant and p.get("significant") and (p["delta"].get("linear_probe") or 0) > 0]
+        sig = [p["id"] for p in result["probes"] if fail_on_significant and p.get("rose_significantly")]
         if rose or sig:
             msg = []
             if rose:

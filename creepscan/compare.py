@@ -62,24 +62,39 @@ def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -
             "reference": probe.reference,
             "level_a": sides["a"]["risk_level"], "level_b": sides["b"]["risk_level"],
             "risk_rose": level_index(sides["b"]["risk_level"]) > level_index(sides["a"]["risk_level"]),
-            "delta": delta, "tests": tests, "p_value": tests["linear_probe"]["p_value"],
+            "delta": delta, "tests": tests, **headline(delta, tests),
             "a": sides["a"], "b": sides["b"],
         })
     adjusted = holm([r["p_value"] for r in rows])
     for r, p in zip(rows, adjusted):
         r["p_adjusted"] = p
-        r["significant"] = bool(p < alpha and r["delta"]["linear_probe"] != 0)
+        r["significant"] = bool(p < alpha)
+        r["rose_significantly"] = bool(r["significant"] and r["headline"]["change"] > 0)
     rows.sort(key=lambda r: (not r["risk_rose"], not r["significant"], r["id"]))
     return {
         "schema_version": SCHEMA_VERSION, "kind": "compare", "tool": {"name": "creepscan", "version": __version__},
         "model_a": model_block(enc_a), "model_b": model_block(enc_b), "seed": settings.seed,
-        "alpha": alpha, "correction": "holm (across probes, on the linear-probe test)",
+        "alpha": alpha, "correction": "holm: within a probe over its metrics, then across probes",
         "settings": {"max_per_class": settings.max_per_class, "device": settings.device},
         "probes": rows, "not_run": not_run,
         "summary": {"rose": [r["id"] for r in rows if r["risk_rose"]],
                     "significant": [r["id"] for r in rows if r["significant"]]},
         "timings": {"total_s": round(time.perf_counter() - t_start, 3)},
     }
+
+
+def headline(delta: dict, tests: dict) -> dict:
+    """The probe's headline test: its metric tests (linear probe, zero-shot, each few-shot k)
+    Holm-adjusted within the probe, the smallest adjusted p taken. A saturated linear probe (both
+    models at 100%) can hide a large change in how few images suffice; this catches it."""
+    named = [("linear_probe", delta["linear_probe"], tests["linear_probe"]["p_value"])]
+    if "zero_shot" in tests:
+        named.append(("zero_shot", delta["zero_shot"], tests["zero_shot"]["p_value"]))
+    named += [(f"few_shot k={k}", delta["few_shot"][k], t["p_value"]) for k, t in tests["few_shot"].items()]
+    adjusted = holm([p for _, _, p in named])
+    best = min(range(len(named)), key=lambda i: (adjusted[i], -abs(named[i][1]), i))
+    return {"p_value": adjusted[best],
+            "headline": {"metric": named[best][0], "change": named[best][1], "p_within_probe": adjusted[best]}}
 
 
 def paired_differences(ma, mb, split, y, n_classes, seed):

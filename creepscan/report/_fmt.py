@@ -278,3 +278,11 @@ def compact(v: Any) -> str:
 def settings_text(settings: Any) -> str:
     items = [f"{k}={compact(v)}" for k, v in as_dict(settings).items()]
     return ", ".join(items) if items else NA
+
+
+def headline_text(cp: Any) -> str:
+    """The compare headline: the metric with the smallest within-probe adjusted p, and its change."""
+    h = as_dict(as_dict(cp).get("headline"))
+    if not h:
+        return NA
+    return f"{text(h.get('metric'))} {pp(h.get('change'))}"

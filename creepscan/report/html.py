@@ -432,7 +432,8 @@ def _compare(result: dict) -> str:
         change = ('<span class="flag">ROSE</span>' if rose else
                   ("fell" if F.level_rank(lb) < F.level_rank(la) else "same"))
         rows.append([f'<a href="#{_slug(i, cp.get("id"))}">{esc(cp.get("id"))}</a>', badge(la), badge(lb),
-                     change, F.pp(F.get(cp, "delta", "linear_probe")), F.p_value(cp.get("p_value")),
+                     change, F.pp(F.get(cp, "delta", "linear_probe")), esc(F.headline_text(cp)),
+                     F.p_value(cp.get("p_value")),
                      F.p_value(cp.get("p_adjusted")), F.yes_no(F.compare_significant(cp, alpha))])
         classes.append("rose" if rose else "")
     rose_raw, sig_raw = F.compare_rose_and_significant(result)
@@ -447,9 +448,9 @@ def _compare(result: dict) -> str:
             '<section id="summary"><h2>Summary</h2>',
             f"<p>Risk rose for {len(rose_ids)} probe(s){': ' + ', '.join(rose_ids) if rose_ids else ''}; "
             f"significant change in {len(sig_ids)}{': ' + ', '.join(sig_ids) if sig_ids else ''}.</p>",
-            _table(["Probe", "Level A", "Level B", "Change", "Delta linear probe (B &minus; A)", "p",
+            _table(["Probe", "Level A", "Level B", "Change", "Delta linear probe (B &minus; A)", "Headline change", "p",
                     f"p adjusted ({esc(result.get('correction'))})", "Significant"],
-                   rows, num_cols=(4, 5, 6), row_classes=classes, css="summary"),
+                   rows, num_cols=(4, 6, 7), row_classes=classes, css="summary"),
             _not_run(result),
             '<p class="note">Deltas are B minus A in balanced-accuracy percentage points (pp), from '
             "paired tests on the same test images and episodes.</p>",

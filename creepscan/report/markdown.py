@@ -226,8 +226,8 @@ def _cmp_summary_row(cp: dict, alpha: Any) -> list[str]:
     sig = F.compare_significant(cp, alpha)
     change = "ROSE" if F.compare_rose(cp) else ("fell" if F.level_rank(lb) < F.level_rank(la) else "same")
     return [md(cp.get("id")), _level(la), _level(lb), f"**{change}**" if change == "ROSE" else change,
-            F.pp(d.get("linear_probe")), F.p_value(cp.get("p_value")), F.p_value(cp.get("p_adjusted")),
-            F.yes_no(sig)]
+            F.pp(d.get("linear_probe")), md(F.headline_text(cp)), F.p_value(cp.get("p_value")),
+            F.p_value(cp.get("p_adjusted")), F.yes_no(sig)]
 
 
 def _cmp_test_cells(test: Any) -> list[str]:
@@ -306,7 +306,7 @@ def _compare(result: dict) -> list[str]:
     out += ["", "## Summary", "",
             f"Risk rose for {len(rose)} probe(s){': ' + ', '.join(rose) if rose else ''}; "
             f"significant change in {len(sig)}{': ' + ', '.join(sig) if sig else ''}.", ""]
-    out += _table(["Probe", "Level A", "Level B", "Change", "Delta linear probe (B - A)", "p",
+    out += _table(["Probe", "Level A", "Level B", "Change", "Delta linear probe (B - A)", "Headline change", "p",
                    f"p adjusted ({md(result.get('correction'))})", "Significant"],
                   [_cmp_summary_row(cp, alpha) for cp in probes])
     out += _not_run(result)

@@ -93,14 +93,14 @@ def _compare(result: dict, width: int) -> list[str]:
                 f"{n_sig} significant", width), ""]
     if not probes:
         return out + ["no probes were compared"]
-    header = ["probe", "level A -> B", "d linear probe", "p adj", "flag"]
+    header = ["probe", "level A -> B", "d linear probe", "headline change (B - A)", "p adj", "flag"]
     rows = []
     for cp in probes:
         la, lb = F.compare_levels(cp)
         flags = (["ROSE"] if F.compare_rose(cp) else []) + \
                 (["significant"] if F.compare_significant(cp, alpha) is True else [])
         rows.append([F.text(cp.get("id")), f"{la} -> {lb}",
-                     F.pp(F.get(cp, "delta", "linear_probe")), F.p_value(cp.get("p_adjusted")),
+                     F.pp(F.get(cp, "delta", "linear_probe")), F.headline_text(cp), F.p_value(cp.get("p_adjusted")),
                      " ".join(flags)])
     out += _table(header, rows, width)
     out += ["", "why (B):"]
