@@ -36,7 +36,8 @@ def default_cache_dir() -> Path:
 
 
 def encoder_cache_key(encoder) -> str:
-    ident = f"{FORMAT_VERSION}\n{encoder.fingerprint}\n{getattr(encoder, 'preprocess_id', '')}"
+    ident = (f"{FORMAT_VERSION}\n{encoder.fingerprint}\n{getattr(encoder, 'preprocess_id', '')}"
+             f"\n{getattr(encoder, 'precision', '')}")
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 

@@ -142,3 +142,21 @@ def test_plugin_by_module_and_by_path(tmp_path, monkeypatch):
         assert isinstance(enc.floor, PixelEncoder)  # no declared floor: the pixel baseline
     with pytest.raises(ModelUnavailable, match="fingerprint"):
         resolve_encoder("py:myplug:nofp")
+
+
+def test_bf16_fast_path_agrees_with_fp32(tiny_weights, tmp_path):
+    """The GPU path's bf16 autocast, run here on the CPU, against the fp32 reference."""
+    from creepscan.data import load_image_set
+    from creepscan.features import encoder_cache_key, extract
+
+    from conftest import make_folder
+
+    images = load_image_set(make_folder(tmp_path / "d", n_classes=3, per_class=5))
+    ref = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+    fast = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+    fast.precision = "bf16"
+    assert encoder_cache_key(ref) != encoder_cache_key(fast)  # never served each other's embeddings
+    a = extract(ref, images, cache_dir=tmp_path / "c", num_workers=0, normalize=True).X
+    b = extract(fast, images, cache_dir=tmp_path / "c", num_workers=0, normalize=True).X
+    cos = (a * b).sum(1)
+    assert not np.array_equal(a, b) and cos.min() > 0.999
