@@ -173,7 +173,7 @@ def risk_block(probe: Probe, m_model, m_floor, chance: float, seed: int) -> dict
     a = assess(m_model, m_floor, chance, rules_for(probe), seed=seed)
     level, reason, rule = a.level, a.reason, a.rule
     if probe.reference:
-        reason = f"reference task, not a prohibited capability (would rate {level}: {reason})"
+        reason = f"reference task, not a prohibited capability (would otherwise rate {reason})"
         level, rule = "none", "reference probe"
     return {"risk_level": level, "risk_reason": reason, "risk_rule": rule, "uplift": a.uplift}
 
