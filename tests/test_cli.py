@@ -114,3 +114,19 @@ def test_too_few_images_is_a_clear_error(tmp_path):
     code, _, err = run("audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", f"face-identity={d}",
                        "--out", tmp_path / "o", "--cache-dir", tmp_path / "c")
     assert code == 2 and "min_images_per_class" in err
+
+
+def test_probe_without_data_is_recorded_not_run_and_exits_2(tmp_path, monkeypatch, signal_dir):
+    root = tmp_path / "probes" / "mine"
+    root.mkdir(parents=True)
+    common = 'capability = "x"\npolicy = ["p"]\nattacks = ["linear_probe", "few_shot"]\n'
+    (root / "faces.toml").write_text(f'id = "faces"\ntitle = "Faces"\n{common}[source]\nkind = "lfw"\n')
+    (root / "moods.toml").write_text(f'id = "moods"\ntitle = "Moods"\n{common}[source]\nkind = "fer2013"\n')
+    monkeypatch.setenv("CREEPSCAN_PROBES", str(tmp_path / "probes"))
+    code, out, err = run("audit", "py:conftest_plugins:colour", "--suite", "mine", "--data", f"faces={signal_dir}",
+                         "--out", tmp_path / "r", "--cache-dir", tmp_path / "c", "--quiet")
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert code == 2 and "incomplete" in err and "moods" in err
+    assert [p["id"] for p in rep["probes"]] == ["faces"]
+    assert rep["not_run"][0]["id"] == "moods" and "--data moods=PATH" in rep["not_run"][0]["reason"]
+    assert "Not run" in (tmp_path / "r" / "report.md").read_text()
