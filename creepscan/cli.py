@@ -104,6 +104,16 @@ def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_s
                     batch_size=batch_size)
 
 
+def _probe_ids(probe_args, data, quiet):
+    """--data without --probe runs just the probes given data: local data is how an auditor says
+    which capability to test, and the suite's other probes may need downloads."""
+    if probe_args or not data:
+        return probe_args
+    if not quiet:
+        click.echo(f"running only the probe(s) given --data: {', '.join(data)} (add --probe ID for others)", err=True)
+    return tuple(data)
+
+
 def _write(result, out, quiet):
     from .report import summary_text, write_reports
 
@@ -145,7 +155,7 @@ def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, c
     from .probes import select
 
     settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet)
-    probes = select(suite, probe_args)
+    probes = select(suite, _probe_ids(probe_args, data, quiet))
     encoder = resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None)
     result = run_audit(encoder, probes, settings, suite=None if probe_args else suite)
     _write(result, out, quiet)
@@ -177,7 +187,7 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
     from .probes import select
 
     settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet)
-    probes = select(suite, probe_args)
+    probes = select(suite, _probe_ids(probe_args, data, quiet))
     enc_a = resolve_encoder(model_a, weights=weights_a, device=settings.device)
     enc_b = resolve_encoder(model_b, weights=weights_b, device=settings.device)
     result = run_compare(enc_a, enc_b, probes, settings, alpha=alpha)
