@@ -123,7 +123,8 @@ def test_probe_without_data_is_recorded_not_run_and_exits_2(tmp_path, monkeypatc
     (root / "faces.toml").write_text(f'id = "faces"\ntitle = "Faces"\n{common}[source]\nkind = "lfw"\n')
     (root / "moods.toml").write_text(f'id = "moods"\ntitle = "Moods"\n{common}[source]\nkind = "fer2013"\n')
     monkeypatch.setenv("CREEPSCAN_PROBES", str(tmp_path / "probes"))
-    code, out, err = run("audit", "py:conftest_plugins:colour", "--suite", "mine", "--data", f"faces={signal_dir}",
+    code, out, err = run("audit", "py:conftest_plugins:colour", "--suite", "mine", "--probe", "faces", "--probe", "moods",
+                         "--data", f"faces={signal_dir}",
                          "--out", tmp_path / "r", "--cache-dir", tmp_path / "c", "--quiet")
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
     assert code == 2 and "incomplete" in err and "moods" in err
