@@ -104,12 +104,12 @@ def paired_differences(ma, mb, split, y, n_classes, seed):
     delta = {"linear_probe": lp["delta"], "zero_shot": None, "few_shot": {}, "verification_tar_1e-3": None,
              "verification_auc": None}
     tests = {"linear_probe": {"ci95": lp["ci95"], "p_value": lp["p_value"],
-                              "method": "paired stratified bootstrap over test images"}}
+                              "method": "exact paired sign-flip test over test images (CI: stratified bootstrap)"}}
     if ma.zero_shot is not None and mb.zero_shot is not None:
         zs = paired_bootstrap(y_test, ma.zero_shot.test_correct, mb.zero_shot.test_correct, n_classes, seed)
         delta["zero_shot"] = zs["delta"]
         tests["zero_shot"] = {"ci95": zs["ci95"], "p_value": zs["p_value"],
-                              "method": "paired stratified bootstrap over test images"}
+                              "method": "exact paired sign-flip test over test images (CI: stratified bootstrap)"}
     ks_a = set(ma.few_shot.ks) if ma.few_shot is not None else set()
     ks_b = set(mb.few_shot.ks) if mb.few_shot is not None else set()
     tests["few_shot"] = {}
@@ -118,7 +118,7 @@ def paired_differences(ma, mb, split, y, n_classes, seed):
         t = paired_few_shot(ma.few_shot[k], mb.few_shot[k], n_classes, seed)
         delta["few_shot"][str(k)] = t["delta"]
         tests["few_shot"][str(k)] = {"ci95": t["ci95"], "p_value": t["p_value"],
-                                     "method": "paired over episodes and test images"}
+                                     "method": "paired sign-flip test over test images of episode-averaged correctness (CI: bootstrap over episodes and test images)"}
     if ma.verification is not None and mb.verification is not None:
         va, vb = ma.verification.to_json(), mb.verification.to_json()
         ta, tb = va["tar_at_far"].get("1e-3"), vb["tar_at_far"].get("1e-3")
