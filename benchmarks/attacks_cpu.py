@@ -48,6 +48,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the GPU path of every attack)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "attacks_cpu.json"))
     args = ap.parse_args(argv)
 
@@ -64,13 +65,13 @@ def main(argv=None) -> dict:
 
     timings = {}
     t = time.perf_counter()
-    m = evaluate(X, y, args.classes, split, seed=args.seed, device="cpu")
+    m = evaluate(X, y, args.classes, split, seed=args.seed, device=args.device)
     timings["evaluate_model_cold"] = time.perf_counter() - t
     t = time.perf_counter()
-    f = evaluate(floor, y, args.classes, split, seed=args.seed, device="cpu")
+    f = evaluate(floor, y, args.classes, split, seed=args.seed, device=args.device)
     timings["evaluate_floor_16d"] = time.perf_counter() - t
     t = time.perf_counter()
-    m2 = evaluate(X, y, args.classes, split, seed=args.seed, device="cpu")
+    m2 = evaluate(X, y, args.classes, split, seed=args.seed, device=args.device)
     timings["evaluate_model_warm"] = time.perf_counter() - t
     assert json.dumps(m.to_json()) == json.dumps(m2.to_json()), "evaluate is not deterministic"
 
