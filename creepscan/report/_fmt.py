@@ -286,3 +286,44 @@ def headline_text(cp: Any) -> str:
     if not h:
         return NA
     return f"{text(h.get('metric'))} {pp(h.get('change'))}"
+
+
+def _test_cells(test: Any) -> list[str]:
+    return [ci_pp(get(test, "ci95")) or NA, p_value(get(test, "p_value"))]
+
+
+def compare_metric_rows(cp: Any) -> list[list[str]]:
+    """The A-vs-B metrics table of one compared probe: [metric, A, B, delta, CI of delta, p].
+    Cells are plain text built from numbers and fixed words; renderers escape them as they write."""
+    cp = as_dict(cp)
+    a, b = as_dict(cp.get("a")), as_dict(cp.get("b"))
+    ma, mb = model_metrics(a), model_metrics(b)
+    d, tests = as_dict(cp.get("delta")), as_dict(cp.get("tests"))
+    rows = [["Linear probe", acc_ci(ma.get("linear_probe")), acc_ci(mb.get("linear_probe")),
+             pp(d.get("linear_probe")), *_test_cells(tests.get("linear_probe"))]]
+    za, zb = ma.get("zero_shot"), mb.get("zero_shot")
+    if za or zb or d.get("zero_shot") is not None:
+        rows.append(["Zero-shot", acc_ci(za), acc_ci(zb), pp(d.get("zero_shot")),
+                     *_test_cells(tests.get("zero_shot"))])
+    fa, fb = few_shot_by_k(ma), few_shot_by_k(mb)
+    dfs, tfs = as_dict(d.get("few_shot")), as_dict(tests.get("few_shot"))
+    for k in sorted(set(fa) | set(fb)):
+        rows.append([f"Few-shot k={k}", acc_ci(fa.get(k)), acc_ci(fb.get(k)),
+                     pp(dfs.get(str(k))), *_test_cells(tfs.get(str(k)))])
+    va, vb = ma.get("verification"), mb.get("verification")
+    if isinstance(va, dict) or isinstance(vb, dict):
+        for far, _ in far_items(get(va, "tar_at_far") or get(vb, "tar_at_far")):
+            rows.append([f"Verification TAR at FAR {far}", tar_text(va, far), tar_text(vb, far),
+                         pp(d.get(f"verification_tar_{far}")),
+                         *_test_cells(tests.get(f"verification_tar_{far}"))])
+        rows.append(["Verification ROC AUC", num(get(va, "auc")), num(get(vb, "auc")), NA, NA, NA])
+    rows.append(["Skill (uplift over floor)", num(get(a, "uplift", "skill_model")),
+                 num(get(b, "uplift", "skill_model")), signed(d.get("skill")), NA, NA])
+    rows.append(["Samples per class to threshold", samples_text(ma), samples_text(mb), NA, NA, NA])
+    return rows
+
+
+def same_data(a: dict, b: dict) -> bool:
+    """Whether two probe results describe the same images (then the report shows them once)."""
+    keys = ("data", "labels", "skipped_images", "excluded_classes", "split", "n_images", "n_classes")
+    return all(a.get(k) == b.get(k) for k in keys)

@@ -334,44 +334,10 @@ def _audit(result: dict) -> str:
 
 # --- compare -----------------------------------------------------------------------------
 
-def _test_cells(test: Any) -> list[str]:
-    return [F.ci_pp(F.get(test, "ci95")) or F.NA, F.p_value(F.get(test, "p_value"))]
-
-
 def _compare_table(cp: dict) -> str:
-    a, b = F.as_dict(cp.get("a")), F.as_dict(cp.get("b"))
-    ma, mb = F.model_metrics(a), F.model_metrics(b)
-    d, tests = F.as_dict(cp.get("delta")), F.as_dict(cp.get("tests"))
-    rows = [["Linear probe", F.acc_ci(ma.get("linear_probe")), F.acc_ci(mb.get("linear_probe")),
-             F.pp(d.get("linear_probe")), *_test_cells(tests.get("linear_probe"))]]
-    za, zb = ma.get("zero_shot"), mb.get("zero_shot")
-    if za or zb or d.get("zero_shot") is not None:
-        rows.append(["Zero-shot", F.acc_ci(za), F.acc_ci(zb), F.pp(d.get("zero_shot")),
-                     *_test_cells(tests.get("zero_shot"))])
-    fa, fb = F.few_shot_by_k(ma), F.few_shot_by_k(mb)
-    dfs, tfs = F.as_dict(d.get("few_shot")), F.as_dict(tests.get("few_shot"))
-    for k in sorted(set(fa) | set(fb)):
-        rows.append([f"Few-shot k={k}", F.acc_ci(fa.get(k)), F.acc_ci(fb.get(k)),
-                     F.pp(dfs.get(str(k))), *_test_cells(tfs.get(str(k)))])
-    va, vb = ma.get("verification"), mb.get("verification")
-    if isinstance(va, dict) or isinstance(vb, dict):
-        for far, _ in F.far_items(F.get(va, "tar_at_far") or F.get(vb, "tar_at_far")):
-            rows.append([f"Verification TAR at FAR {esc(far)}", F.tar_text(va, far), F.tar_text(vb, far),
-                         F.pp(d.get(f"verification_tar_{far}")),
-                         *_test_cells(tests.get(f"verification_tar_{far}"))])
-        rows.append(["Verification ROC AUC", F.num(F.get(va, "auc")), F.num(F.get(vb, "auc")),
-                     F.NA, F.NA, F.NA])
-    rows.append(["Skill (uplift over floor)", F.num(F.get(a, "uplift", "skill_model")),
-                 F.num(F.get(b, "uplift", "skill_model")), F.signed(d.get("skill")), F.NA, F.NA])
-    rows.append(["Samples per class to threshold", F.samples_text(ma), F.samples_text(mb),
-                 F.NA, F.NA, F.NA])
+    rows = [[esc(c) for c in row] for row in F.compare_metric_rows(cp)]
     return _table(["Metric", "A", "B", "Delta (B &minus; A)", "95% CI of delta", "p (unadjusted)"], rows,
                   num_cols=(1, 2, 3, 4, 5), css="metrics")
-
-
-def _same_data(a: dict, b: dict) -> bool:
-    keys = ("data", "labels", "skipped_images", "excluded_classes", "split", "n_images", "n_classes")
-    return all(a.get(k) == b.get(k) for k in keys)
 
 
 def _compare_probe(i: int, cp: dict, result: dict) -> list[str]:
@@ -412,7 +378,7 @@ def _compare_probe(i: int, cp: dict, result: dict) -> list[str]:
     out.append("</div>")
     out.append("<h3>A vs B (balanced accuracy on held-out test images; delta is B minus A)</h3>")
     out.append(_compare_table(cp))
-    if _same_data(a, b):
+    if F.same_data(a, b):
         out += _data_block(a, heading="Data (the same for A and B)")
     else:
         for tag, probe in (("A", a), ("B", b)):

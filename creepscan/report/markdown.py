@@ -230,10 +230,6 @@ def _cmp_summary_row(cp: dict, alpha: Any) -> list[str]:
             F.p_value(cp.get("p_adjusted")), F.yes_no(sig)]
 
 
-def _cmp_test_cells(test: Any) -> list[str]:
-    return [F.ci_pp(F.get(test, "ci95")) or F.NA, F.p_value(F.get(test, "p_value"))]
-
-
 def _cmp_probe_section(cp: dict, result: dict) -> list[str]:
     a, b = F.as_dict(cp.get("a")), F.as_dict(cp.get("b"))
     la, lb = F.compare_levels(cp)
@@ -249,46 +245,21 @@ def _cmp_probe_section(cp: dict, result: dict) -> list[str]:
                f"({md(result.get('correction'))}) p = {F.p_value(cp.get('p_adjusted'))}, "
                f"significant at alpha {F.compact(result.get('alpha'))}: {F.yes_no(sig)}")
     out.append("")
-    ma, mb = F.model_metrics(a), F.model_metrics(b)
-    d, tests = F.as_dict(cp.get("delta")), F.as_dict(cp.get("tests"))
-    rows = [["Linear probe", F.acc_ci(ma.get("linear_probe")), F.acc_ci(mb.get("linear_probe")),
-             F.pp(d.get("linear_probe")), *_cmp_test_cells(tests.get("linear_probe"))]]
-    za, zb = ma.get("zero_shot"), mb.get("zero_shot")
-    if za or zb or d.get("zero_shot") is not None:
-        rows.append(["Zero-shot", F.acc_ci(za), F.acc_ci(zb), F.pp(d.get("zero_shot")),
-                     *_cmp_test_cells(tests.get("zero_shot"))])
-    fa, fb = F.few_shot_by_k(ma), F.few_shot_by_k(mb)
-    dfs, tfs = F.as_dict(d.get("few_shot")), F.as_dict(tests.get("few_shot"))
-    for k in sorted(set(fa) | set(fb)):
-        rows.append([f"Few-shot k={k}", F.acc_ci(fa.get(k)), F.acc_ci(fb.get(k)),
-                     F.pp(dfs.get(str(k))), *_cmp_test_cells(tfs.get(str(k)))])
-    va, vb = ma.get("verification"), mb.get("verification")
-    if isinstance(va, dict) or isinstance(vb, dict):
-        for far in [f for f, _ in F.far_items(F.get(va, "tar_at_far") or F.get(vb, "tar_at_far"))]:
-            rows.append([f"Verification TAR at FAR {md(far)}", F.tar_text(va, far), F.tar_text(vb, far),
-                         F.pp(d.get(f"verification_tar_{far}")),
-                         *_cmp_test_cells(tests.get(f"verification_tar_{far}"))])
-    rows.append(["Skill (uplift over floor)", F.num(F.get(a, "uplift", "skill_model")),
-                 F.num(F.get(b, "uplift", "skill_model")), F.signed(d.get("skill")), F.NA, F.NA])
-    rows.append(["Samples per class to threshold", F.samples_text(ma), F.samples_text(mb), F.NA, F.NA,
-                 F.NA])
+    tests = F.as_dict(cp.get("tests"))
+    tfs = F.as_dict(tests.get("few_shot"))
+    rows = [[md(c) for c in row] for row in F.compare_metric_rows(cp)]
     out += _table(["Metric", "A", "B", "Delta (B - A)", "95% CI of delta", "p (unadjusted)"], rows)
     methods = sorted({md(t.get("method")) for t in [tests.get("linear_probe")] + list(tfs.values())
                       if isinstance(t, dict) and t.get("method")})
     if methods:
         out += ["", f"Tests: {'; '.join(methods)}."]
     out.append("")
-    if _same_data(a, b):
+    if F.same_data(a, b):
         out += _data_section(a, heading="#### Data (the same for A and B)")
     else:
         for tag, probe in (("A", a), ("B", b)):
             out += _data_section(probe, heading=f"#### Data, model {tag}")
     return out
-
-
-def _same_data(a: dict, b: dict) -> bool:
-    keys = ("data", "labels", "skipped_images", "excluded_classes", "split", "n_images", "n_classes")
-    return all(a.get(k) == b.get(k) for k in keys)
 
 
 def _compare(result: dict) -> list[str]:
