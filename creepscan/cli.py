@@ -82,6 +82,9 @@ def guarded(fn):
         except KeyboardInterrupt:
             click.echo("interrupted; finished embedding chunks are kept in the cache", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # e.g. `creepscan probes | head`: stop quietly, like other tools
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except MemoryError:
             click.echo("error: out of memory; lower --batch-size or --max-per-class", err=True)
             sys.exit(2)
@@ -206,7 +209,8 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
 
 
 @main.command()
-def models():
+@guarded
+def models(debug=False):
     """The model aliases and where each comes from."""
     from .encoders import ALIASES
 
