@@ -43,7 +43,8 @@ class Settings:
     num_workers: int | None = None
 
     def log(self, msg: str) -> None:
-        if self.progress:
+        """Progress lines on stderr: only for a person at a terminal, never with --quiet."""
+        if self.progress and sys.stderr.isatty():
             print(msg, file=sys.stderr, flush=True)
 
 
