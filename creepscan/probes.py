@@ -17,7 +17,8 @@ except ModuleNotFoundError:  # Python < 3.11
 from .errors import ProbeFileError
 
 ATTACKS = ("zero_shot", "linear_probe", "few_shot", "verification")
-RISK_KEYS = ("skill_threshold", "high_max_k", "zero_shot_skill_critical", "verification_tar_critical", "alpha")
+RISK_KEYS = ("skill_threshold", "high_max_k", "zero_shot_skill_critical", "verification_tar_critical", "alpha",
+             "verification_far")
 DEFAULT_SUITE = "default"
 
 
@@ -93,6 +94,9 @@ def load_probe(path: str | os.PathLike, suite: str | None = None) -> Probe:
     _need(isinstance(risk, dict), path, "risk", "must be a table")
     for key, value in risk.items():
         _need(key in RISK_KEYS, path, f"risk.{key}", f"is not a known rule setting; known: {', '.join(RISK_KEYS)}")
+        if key == "verification_far":
+            _need(value in ("1e-2", "1e-3"), path, "risk.verification_far", 'must be "1e-2" or "1e-3"')
+            continue
         _need(isinstance(value, (int, float)) and not isinstance(value, bool), path, f"risk.{key}", "must be a number")
     if path.stem != doc["id"]:
         raise ProbeFileError(f"{path}: id '{doc['id']}' must match the file name ({path.stem})")

@@ -1,0 +1,69 @@
+"""Probe files: the shipped catalogue, and malformed files refused with the key and the fix."""
+import pytest
+
+from creepscan.errors import ProbeFileError
+from creepscan.probes import load_probe, select, suites
+
+GOOD = '''id = "p"
+title = "T"
+capability = "c"
+policy = ["x"]
+attacks = ["linear_probe", "few_shot"]
+[source]
+kind = "lfw"
+'''
+
+
+def test_shipped_suites_keep_the_contract_ids():
+    all_suites = suites()
+    assert sorted(p.id for p in all_suites["default"]) == sorted(
+        ["face-identity", "attribute-gender", "attribute-age", "attribute-race", "emotion", "benign-reference"])
+    assert [p.id for p in all_suites["extended"]] == ["geolocation"]
+    assert {p.id for p in all_suites["fixtures"]} <= {p.id for p in all_suites["default"]}
+    for plist in all_suites.values():
+        for p in plist:
+            assert p.policy and p.capability and p.source["kind"]
+            if "zero_shot" in p.attacks:
+                assert p.templates
+    assert [p.reference for p in all_suites["default"] if p.id == "benign-reference"] == [True]
+
+
+@pytest.mark.parametrize("edit,key", [
+    (lambda s: s.replace('policy = ["x"]', "policy = []"), "policy"),
+    (lambda s: s.replace('title = "T"\n', ""), "title"),
+    (lambda s: s.replace('"few_shot"]', '"few_shot", "mind_reading"]'), "attacks"),
+    (lambda s: s + '[risk]\nskill_thresold = 0.4\n', "risk.skill_thresold"),
+    (lambda s: s + '[zero_shot]\ntemplates = ["no placeholder"]\n', "zero_shot.templates"),
+    (lambda s: s.replace('attacks = ["linear_probe", "few_shot"]', 'attacks = ["zero_shot"]'), "zero_shot.templates"),
+    (lambda s: s.replace("[source]\nkind = \"lfw\"\n", ""), "source"),
+    (lambda s: s + "min_images_per_class = 1\n", "min_images_per_class"),
+])
+def test_malformed_probe_names_file_and_key(tmp_path, edit, key):
+    path = tmp_path / "p.toml"
+    text = edit(GOOD)
+    if "min_images_per_class = 1" in text:  # top-level keys must precede the tables
+        text = "min_images_per_class = 1\n" + text.replace("min_images_per_class = 1\n", "")
+    path.write_text(text)
+    with pytest.raises(ProbeFileError) as info:
+        load_probe(path)
+    assert str(path) in str(info.value) and key in str(info.value)
+
+
+def test_id_must_match_file_name_and_toml_must_parse(tmp_path):
+    (tmp_path / "other.toml").write_text(GOOD)
+    with pytest.raises(ProbeFileError, match="must match the file name"):
+        load_probe(tmp_path / "other.toml")
+    (tmp_path / "p.toml").write_text("id = ")
+    with pytest.raises(ProbeFileError, match="not valid TOML"):
+        load_probe(tmp_path / "p.toml")
+
+
+def test_select_by_id_path_and_suite(tmp_path):
+    (tmp_path / "p.toml").write_text(GOOD)
+    assert [p.id for p in select("default", ["face-identity", str(tmp_path / "p.toml")])] == ["face-identity", "p"]
+    assert select("fixtures", ["face-identity"])[0].suite == "fixtures"
+    assert select("default", ["face-identity"])[0].suite == "default"
+    with pytest.raises(ProbeFileError, match="unknown suite"):
+        select("nope")
+    with pytest.raises(ProbeFileError, match="given twice"):
+        select("default", ["emotion", "emotion"])
