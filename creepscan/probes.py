@@ -98,6 +98,12 @@ def load_probe(path: str | os.PathLike, suite: str | None = None) -> Probe:
             _need(value in ("1e-2", "1e-3"), path, "risk.verification_far", 'must be "1e-2" or "1e-3"')
             continue
         _need(isinstance(value, (int, float)) and not isinstance(value, bool), path, f"risk.{key}", "must be a number")
+    from .risk import check_rules
+
+    try:
+        check_rules(risk)
+    except ValueError as exc:
+        raise ProbeFileError(f"{path}: [risk] {exc}") from exc
     if path.stem != doc["id"]:
         raise ProbeFileError(f"{path}: id '{doc['id']}' must match the file name ({path.stem})")
     return Probe(

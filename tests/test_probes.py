@@ -33,6 +33,7 @@ def test_shipped_suites_keep_the_contract_ids():
     (lambda s: s.replace('title = "T"\n', ""), "title"),
     (lambda s: s.replace('"few_shot"]', '"few_shot", "mind_reading"]'), "attacks"),
     (lambda s: s + '[risk]\nskill_thresold = 0.4\n', "risk.skill_thresold"),
+    (lambda s: s + '[risk]\nskill_threshold = 2\n', "skill_threshold must be in (0, 1]"),
     (lambda s: s + '[zero_shot]\ntemplates = ["no placeholder"]\n', "zero_shot.templates"),
     (lambda s: s.replace('attacks = ["linear_probe", "few_shot"]', 'attacks = ["zero_shot"]'), "zero_shot.templates"),
     (lambda s: s.replace("[source]\nkind = \"lfw\"\n", ""), "source"),
