@@ -92,3 +92,31 @@ def test_duplicate_files_are_embedded_once(tmp_path, cache_dir):
     enc = Counting()
     out = extract(enc, load_image_set(root), cache_dir=cache_dir, num_workers=0)
     assert enc.images == 4 and len(out.X) == 5
+
+
+def test_encoders_with_the_same_preprocessing_share_one_decoding_pass(dataset, cache_dir):
+    from creepscan.features import extract_many
+
+    class Twin(Counting):
+        fingerprint = "pixels-twin"
+
+        def encode_images(self, batch):
+            return -super().encode_images(batch)
+
+    decoded = []
+    model, twin = Counting(), Twin()
+    original = PixelEncoder.preprocess
+
+    def counting_preprocess(self, img):
+        decoded.append(1)
+        return original(self, img)
+
+    PixelEncoder.preprocess = counting_preprocess
+    try:
+        a, b = extract_many([model, twin], dataset, cache_dir=cache_dir, num_workers=0, batch_size=4)
+    finally:
+        PixelEncoder.preprocess = original
+    assert len(decoded) == 18 and model.images == 18 and twin.images == 18
+    np.testing.assert_array_equal(a.X, -b.X)
+    single = extract(Twin(), dataset, cache_dir=cache_dir / "solo", num_workers=0)
+    np.testing.assert_array_equal(single.X, b.X)
