@@ -21,7 +21,7 @@ from .attacks.zero_shot import class_text_embeddings
 from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
 from .encoders import has_text
 from .errors import CreepscanError, DataUnavailable
-from .features import Features, default_cache_dir, extract
+from .features import Features, default_cache_dir, extract_many
 from .probes import Probe
 from .risk import DEFAULT_RULES, assess
 
@@ -80,9 +80,18 @@ def load_probe_data(probe: Probe, settings: Settings) -> ProbeData:
     return ProbeData(probe, images, hashes, info)
 
 
-def embed(encoder, pd: ProbeData, settings: Settings) -> Features:
-    return extract(encoder, pd.images, cache_dir=settings.cache_dir, hashes=pd.hashes, progress=settings.progress,
-                   batch_size=settings.batch_size, num_workers=settings.num_workers, normalize=True)
+def embed(encoders: dict, pd: ProbeData, settings: Settings) -> dict[str, Features]:
+    """Features of each named encoder; encoders with the same weights are embedded once, and those
+    with the same preprocessing share one decoding pass."""
+    unique: dict[str, str] = {}
+    for key, enc in encoders.items():
+        unique.setdefault(enc.fingerprint, key)
+    firsts = list(unique.values())
+    feats = extract_many([encoders[k] for k in firsts], pd.images, cache_dir=settings.cache_dir, hashes=pd.hashes,
+                         progress=settings.progress, batch_size=settings.batch_size,
+                         num_workers=settings.num_workers, normalize=True)
+    by_fp = {encoders[k].fingerprint: f for k, f in zip(firsts, feats)}
+    return {key: by_fp[enc.fingerprint] for key, enc in encoders.items()}
 
 
 @dataclass
@@ -196,7 +205,7 @@ def run_audit(encoder, probes: list[Probe], settings: Settings, suite: str | Non
             continue
         floor = encoder.floor
         settings.log(f"[{n}/{len(probes)}] {probe.id}: {len(pd.images)} images; embedding with {encoder.name} and the floor")
-        feats = {"model": embed(encoder, pd, settings), "floor": embed(floor, pd, settings)}
+        feats = embed({"model": encoder, "floor": floor}, pd, settings)
         t_embed = time.perf_counter() - t0
         ls = align(pd, feats)
         problem = too_small(probe, ls)

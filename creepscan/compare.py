@@ -25,16 +25,8 @@ def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -
         pd = load_or_record(probe, settings, len(probes), not_run)
         if pd is None:
             continue
-        feats, by_fp = {}, {}
-        for key, enc in encoders.items():
-            # The same weights (e.g. a model compared with itself, or two shared floors) are embedded
-            # and attacked once: identical inputs give identical numbers by construction.
-            if enc.fingerprint in by_fp:
-                feats[key] = feats[by_fp[enc.fingerprint]]
-                continue
-            settings.log(f"[{n}/{len(probes)}] {probe.id}: embedding with {enc.name}")
-            feats[key] = embed(enc, pd, settings)
-            by_fp[enc.fingerprint] = key
+        settings.log(f"[{n}/{len(probes)}] {probe.id}: embedding")
+        feats = embed(encoders, pd, settings)
         ls = align(pd, feats)
         problem = too_small(probe, ls)
         if problem:

@@ -141,22 +141,48 @@ def extract(encoder, image_set: ImageSet, *, cache_dir, hashes=None, batch_size:
     Identical files (same bytes) are embedded once. ``normalize`` L2-normalises the rows of ``X``
     (the cache always holds the raw embeddings).
     """
+    return extract_many([encoder], image_set, cache_dir=cache_dir, hashes=hashes, batch_size=batch_size,
+                        num_workers=num_workers, chunk_size=chunk_size, progress=progress, normalize=normalize)[0]
+
+
+def extract_many(encoders, image_set: ImageSet, *, cache_dir, hashes=None, batch_size: int | None = None,
+                 num_workers: int | None = None, chunk_size: int = 2048, progress: bool = True,
+                 normalize: bool = False) -> list[Features]:
+    """``extract`` for several encoders over the same images. Encoders with the same preprocessing
+    (an open_clip model and its random-init floor) share one decoding pass: each image is decoded
+    and preprocessed once and every encoder that lacks it embeds the same batch."""
     t0 = time.perf_counter()
     if hashes is None:
         hashes = content_hashes(image_set.paths)
-    cache = EmbeddingCache(Path(cache_dir), encoder_cache_key(encoder))
-    todo: dict[str, Path] = {}
-    n_cached = 0
-    for path, digest in zip(image_set.paths, hashes):
-        if digest is None or digest in todo:
-            continue
-        if cache.get(digest) is None:
-            todo[digest] = path
-        else:
-            n_cached += 1
-    if todo:
-        _embed_missing(encoder, todo, cache, batch_size=batch_size, num_workers=num_workers,
-                       chunk_size=chunk_size, progress=progress)
+    caches = [EmbeddingCache(Path(cache_dir), encoder_cache_key(enc)) for enc in encoders]
+    todos: list[dict[str, Path]] = []
+    hits: list[int] = []
+    for cache in caches:
+        todo: dict[str, Path] = {}
+        n_cached = 0
+        for path, digest in zip(image_set.paths, hashes):
+            if digest is None or digest in todo:
+                continue
+            if cache.get(digest) is None:
+                todo[digest] = path
+            else:
+                n_cached += 1
+        todos.append(todo)
+        hits.append(n_cached)
+    groups: dict[str, list[int]] = {}
+    for i, enc in enumerate(encoders):
+        if todos[i]:
+            groups.setdefault(getattr(enc, "preprocess_id", "") or f"#{i}", []).append(i)
+    for members in groups.values():
+        merged = {d: p for i in members for d, p in todos[i].items()}
+        _embed_missing([(encoders[i], caches[i], todos[i]) for i in members], merged, batch_size=batch_size,
+                       num_workers=num_workers, chunk_size=chunk_size, progress=progress)
+    seconds = round(time.perf_counter() - t0, 3)
+    return [_assemble(image_set, hashes, cache, len(todo), n_cached, normalize, seconds)
+            for cache, todo, n_cached in zip(caches, todos, hits)]
+
+
+def _assemble(image_set, hashes, cache, n_embedded, n_cached, normalize, seconds) -> Features:
     rows, keep, skipped = [], [], []
     for i, (path, digest) in enumerate(zip(image_set.paths, hashes)):
         rel = image_set.relpath(path)
@@ -172,48 +198,63 @@ def extract(encoder, image_set: ImageSet, *, cache_dir, hashes=None, batch_size:
     X = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
     if normalize and len(X):
         X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    stats = {"n_images": len(image_set), "n_embedded": len(todo), "n_cache_hits": n_cached,
+    stats = {"n_images": len(image_set), "n_embedded": n_embedded, "n_cache_hits": n_cached,
              "n_skipped": len(skipped), "dim": int(X.shape[1]) if X.ndim == 2 and len(X) else 0,
-             "seconds": round(time.perf_counter() - t0, 3)}
+             "seconds": seconds}
     return Features(X=X, keep=np.asarray(keep, dtype=np.int64), skipped=skipped, stats=stats)
 
 
-def _embed_missing(encoder, todo: dict[str, Path], cache: EmbeddingCache, *, batch_size, num_workers,
-                   chunk_size, progress) -> None:
+class _Pending:
+    """One encoder's finished rows waiting to be written as a chunk."""
+
+    def __init__(self, encoder, cache, todo):
+        self.encoder, self.cache, self.todo = encoder, cache, todo
+        self.hashes, self.rows, self.reasons = [], [], []
+        self.dim = None
+
+    def add(self, digest, row, reason=""):
+        self.hashes.append(digest)
+        self.rows.append(row)
+        self.reasons.append(reason)
+
+    def flush(self):
+        if self.hashes:
+            d = self.dim or 1  # only failures so far: a 1-d placeholder lets reruns skip decoding them
+            emb = np.stack([r if r is not None else np.zeros(d, np.float32) for r in self.rows])
+            self.cache.put_chunk(self.hashes, emb, self.reasons)
+        self.hashes, self.rows, self.reasons = [], [], []
+
+
+def _embed_missing(targets, todo: dict[str, Path], *, batch_size, num_workers, chunk_size, progress) -> None:
+    """Decode ``todo`` once; each (encoder, cache, its own todo) embeds the images it lacks."""
     digests = list(todo)
     paths = [todo[d] for d in digests]
-    batch_size = batch_size or getattr(encoder, "batch_size", None) or 64
+    lead = targets[0][0]
+    batch_size = batch_size or min(getattr(enc, "batch_size", None) or 64 for enc, _, _ in targets)
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1) if len(paths) >= 4 * batch_size else 0
     loader = DataLoader(
-        _Decode(paths, encoder.preprocess), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=_collate, pin_memory=torch.cuda.is_available() and str(getattr(encoder, "device", "cpu")).startswith("cuda"),
+        _Decode(paths, lead.preprocess), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        collate_fn=_collate, pin_memory=torch.cuda.is_available() and str(getattr(lead, "device", "cpu")).startswith("cuda"),
         persistent_workers=False,
     )
-    pending_h, pending_e, pending_r = [], [], []
-    dim = None
-
-    def flush():
-        nonlocal pending_h, pending_e, pending_r
-        if pending_h:
-            d = dim or 1
-            emb = np.stack([e if e is not None else np.zeros(d, np.float32) for e in pending_e])
-            cache.put_chunk(pending_h, emb, pending_r)
-        pending_h, pending_e, pending_r = [], [], []
-
-    with _progress(len(paths), f"embedding with {encoder.name}", progress) as bar:
+    pending = [_Pending(*t) for t in targets]
+    names = " + ".join(enc.name for enc, _, _ in targets)
+    with _progress(len(paths), f"embedding with {names}", progress) as bar:
         for ok_idx, batch, failed in loader:
-            if batch is not None:
-                feats = np.asarray(encoder.encode_images(batch), dtype=np.float32)
-                dim = feats.shape[1]
-                for i, row in zip(ok_idx, feats):
-                    pending_h.append(digests[i]); pending_e.append(row); pending_r.append("")
-            for i, reason in failed:
-                pending_h.append(digests[i]); pending_e.append(None); pending_r.append(reason)
+            for p in pending:
+                mine = [j for j, i in enumerate(ok_idx) if digests[i] in p.todo]
+                if mine:
+                    sub = batch if len(mine) == len(ok_idx) else batch[mine]
+                    feats = np.asarray(p.encoder.encode_images(sub), dtype=np.float32)
+                    p.dim = feats.shape[1]
+                    for j, row in zip(mine, feats):
+                        p.add(digests[ok_idx[j]], row)
+                for i, reason in failed:
+                    if digests[i] in p.todo:
+                        p.add(digests[i], None, reason)
+                if len(p.hashes) >= chunk_size and p.dim is not None:
+                    p.flush()
             bar.update(len(ok_idx) + len(failed))
-            if len(pending_h) >= chunk_size and dim is not None:
-                flush()
-    if pending_h and dim is None:
-        # Only failures in this run: store them with a 1-d placeholder so reruns skip decoding.
-        dim = 1
-    flush()
+    for p in pending:
+        p.flush()
