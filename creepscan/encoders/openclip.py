@@ -7,7 +7,6 @@ import difflib
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..errors import ModelUnavailable
