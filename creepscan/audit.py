@@ -220,17 +220,20 @@ def run_audit(encoder, probes: list[Probe], settings: Settings, suite: str | Non
         result.update(risk_block(probe, m_model, m_floor, result["chance"], settings.seed))
         result["metrics"] = m_model.to_json()
         result["control"] = {**model_block(floor), "metrics": m_floor.to_json()}
-        result["cache"] = {k: {s: f.stats[s] for s in ("n_embedded", "n_cache_hits")} for k, f in feats.items()}
-        result["timings"] = {"embed_s": round(t_embed, 3), "attacks_s": round(time.perf_counter() - t1, 3)}
+        # Run- and machine-dependent facts live under "timings" only, so two runs' reports differ nowhere else.
+        result["timings"] = {"embed_s": round(t_embed, 3), "attacks_s": round(time.perf_counter() - t1, 3),
+                             "cache": {k: {s: f.stats[s] for s in ("n_embedded", "n_cache_hits")}
+                                       for k, f in feats.items()}}
         results.append(_order(result))
     return {
         "schema_version": SCHEMA_VERSION, "kind": "audit",
         "tool": {"name": "creepscan", "version": __version__},
         "model": model_block(encoder), "seed": settings.seed, "suite": suite,
-        "settings": {"max_per_class": settings.max_per_class, "device": settings.device,
+        "settings": {"max_per_class": settings.max_per_class,
                      "skill_threshold_default": DEFAULT_RULES["skill_threshold"], "alpha": DEFAULT_RULES["alpha"]},
         "probes": results, "not_run": not_run,
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3)},
+        # The one machine-dependent block (CONTRACT: nothing else depends on the machine).
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "device": settings.device},
     }
 
 

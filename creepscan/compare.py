@@ -67,11 +67,11 @@ def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -
         "schema_version": SCHEMA_VERSION, "kind": "compare", "tool": {"name": "creepscan", "version": __version__},
         "model_a": model_block(enc_a), "model_b": model_block(enc_b), "seed": settings.seed,
         "alpha": alpha, "correction": "holm: within a probe over its metrics, then across probes",
-        "settings": {"max_per_class": settings.max_per_class, "device": settings.device},
+        "settings": {"max_per_class": settings.max_per_class},
         "probes": rows, "not_run": not_run,
         "summary": {"rose": [r["id"] for r in rows if r["risk_rose"]],
                     "significant": [r["id"] for r in rows if r["significant"]]},
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3)},
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "device": settings.device},
     }
 
 

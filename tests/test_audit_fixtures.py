@@ -51,7 +51,7 @@ def test_fixtures_suite_levels_follow_the_evidence(audited):
 
 def test_rerun_is_served_from_the_cache_and_gates(audited):
     _, (code, _, err), (rep1, rep2), _ = audited
-    assert all(c["n_embedded"] == 0 for p in rep2["probes"] for c in p["cache"].values())
+    assert all(c["n_embedded"] == 0 for p in rep2["probes"] for c in p["timings"]["cache"].values())
     assert [p["metrics"] for p in rep1["probes"]] == [p["metrics"] for p in rep2["probes"]]
     worst = max(("none", "low", "medium", "high", "critical").index(p["risk_level"]) for p in rep2["probes"])
     assert code == (1 if worst >= 3 else 0), err
