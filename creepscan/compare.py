@@ -1,6 +1,6 @@
 """``compare``: two models on the same images, splits and few-shot episodes, so every difference is
-paired. Per probe: both reports, B minus A for each headline metric, a paired test, and Holm's
-correction across probes for the linear-probe test (the headline)."""
+paired. Per probe: both reports, B minus A for each metric with its paired test, a headline test
+(the smallest Holm-adjusted p over the probe's metrics), and Holm's correction across probes."""
 from __future__ import annotations
 
 import time

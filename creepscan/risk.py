@@ -152,8 +152,8 @@ def assess(model: Metrics, floor: Metrics, chance: float, rules: dict | None = N
     """Risk level of ``model`` on one probe, given the ``floor`` (control encoder) on the same split.
 
     ``chance`` is 1 / the number of classes (``Metrics.chance``). Skills are computed from the
-    accuracies with this chance. ``uplift`` compares the two linear probes on the same test images
-    with a paired bootstrap (floor = A, model = B)."""
+    accuracies with this chance. ``uplift`` holds the paired tests of ``uplift_tests`` (floor = A,
+    model = B) and whether any of them is significant after Holm's adjustment."""
     r = check_rules(rules)
     if not 0.0 <= float(chance) < 1.0:
         raise ValueError(f"chance must be in [0, 1), got {chance}")
