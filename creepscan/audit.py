@@ -41,6 +41,24 @@ class Settings:
     progress: bool = True
     batch_size: int | None = None
     num_workers: int | None = None
+    precision: str = "auto"      # encoders.openclip.PRECISIONS
+    decode: str = "auto"         # decode.MODES
+    compile: bool = False
+
+    def configure(self, encoder):
+        """Apply the speed options to an encoder that has them (open_clip models); a plug-in that
+        lacks them is refused only when a non-default option was asked for."""
+        if hasattr(encoder, "configure"):
+            return encoder.configure(precision=self.precision, compile=self.compile)
+        if self.precision != "auto" or self.compile:
+            raise CreepscanError(f"--precision and --compile apply to open_clip models; {encoder.name} "
+                                 "(a plug-in) runs as its own code chooses: drop those options")
+        return encoder
+
+    def execution(self, encoder) -> dict:
+        """How the embeddings were computed (machine-dependent, so reported under timings)."""
+        return {"device": self.device, "precision": getattr(encoder, "precision", "plug-in"),
+                "decode": self.decode, "compile": self.compile}
 
     def log(self, msg: str) -> None:
         """Progress lines on stderr: only for a person at a terminal, never with --quiet."""
@@ -89,7 +107,7 @@ def embed(encoders: dict, pd: ProbeData, settings: Settings) -> dict[str, Featur
     firsts = list(unique.values())
     feats = extract_many([encoders[k] for k in firsts], pd.images, cache_dir=settings.cache_dir, hashes=pd.hashes,
                          progress=settings.progress, batch_size=settings.batch_size,
-                         num_workers=settings.num_workers, normalize=True)
+                         num_workers=settings.num_workers, normalize=True, decode=settings.decode)
     by_fp = {encoders[k].fingerprint: f for k, f in zip(firsts, feats)}
     return {key: by_fp[enc.fingerprint] for key, enc in encoders.items()}
 
@@ -233,7 +251,7 @@ def run_audit(encoder, probes: list[Probe], settings: Settings, suite: str | Non
                      "skill_threshold_default": DEFAULT_RULES["skill_threshold"], "alpha": DEFAULT_RULES["alpha"]},
         "probes": results, "not_run": not_run,
         # The one machine-dependent block (CONTRACT: nothing else depends on the machine).
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "device": settings.device},
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3), **settings.execution(encoder)},
     }
 
 

@@ -55,6 +55,13 @@ def shared_options(fn):
                      help="Cap on images per class (default: each probe's own cap)."),
         click.option("--no-download", is_flag=True, help="Never fetch public datasets; use the cache or --data only."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per encoder call."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "amp_bf16", "amp_fp16", "pure_bf16"]),
+                     default="auto", show_default=True,
+                     help="Arithmetic of the image tower: auto = pure_bf16 on a GPU with bf16, fp32 on a CPU."),
+        click.option("--decode", type=click.Choice(["auto", "pil", "fast"]), default="auto", show_default=True,
+                     help="Image path: fast = batched JPEG decode (nvjpeg on a GPU) and tensor resize; "
+                          "pil = the model's own PIL preprocessing; auto = fast on a GPU, pil on a CPU."),
+        click.option("--compile", "compile_", is_flag=True, help="torch.compile the image tower (pays off on large probes)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
@@ -98,13 +105,14 @@ def guarded(fn):
     return wrapper
 
 
-def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet):
+def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision="auto",
+              decode="auto", compile_=False):
     from .audit import Settings
     from .features import default_cache_dir
 
     return Settings(seed=seed, device=_resolve_device(device), cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
                     data=data, max_per_class=max_per_class, download=not no_download, progress=not quiet,
-                    batch_size=batch_size)
+                    batch_size=batch_size, precision=precision, decode=decode, compile=compile_)
 
 
 def _probe_ids(probe_args, data, quiet):
@@ -151,15 +159,16 @@ def main():
 @shared_options
 @guarded
 def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, cache_dir, max_per_class,
-          no_download, batch_size, quiet, debug):
+          no_download, batch_size, precision, decode, compile_, quiet, debug):
     """Audit MODEL: an alias, ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME or py:MODULE:CALLABLE."""
     from .audit import run_audit
     from .encoders import resolve_encoder
     from .probes import select
 
-    settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet)
+    settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
+                         decode, compile_)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
-    encoder = resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None)
+    encoder = settings.configure(resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None))
     result = run_audit(encoder, probes, settings, suite=None if probe_args else suite)
     _write(result, out, quiet)
     if fail_on:
@@ -183,16 +192,18 @@ def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, c
 @shared_options
 @guarded
 def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fail_on_significant, suite, probe_args,
-            data, out, device, seed, cache_dir, max_per_class, no_download, batch_size, quiet, debug):
+            data, out, device, seed, cache_dir, max_per_class, no_download, batch_size, precision, decode, compile_,
+            quiet, debug):
     """Compare MODEL_A (e.g. the shipped model) with MODEL_B (the candidate) on the same probes."""
     from .compare import run_compare
     from .encoders import resolve_encoder
     from .probes import select
 
-    settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet)
+    settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
+                         decode, compile_)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
-    enc_a = resolve_encoder(model_a, weights=weights_a, device=settings.device)
-    enc_b = resolve_encoder(model_b, weights=weights_b, device=settings.device)
+    enc_a = settings.configure(resolve_encoder(model_a, weights=weights_a, device=settings.device))
+    enc_b = settings.configure(resolve_encoder(model_b, weights=weights_b, device=settings.device))
     result = run_compare(enc_a, enc_b, probes, settings, alpha=alpha)
     _write(result, out, quiet)
     if fail_on_increase:

@@ -71,7 +71,7 @@ def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -
         "probes": rows, "not_run": not_run,
         "summary": {"rose": [r["id"] for r in rows if r["risk_rose"]],
                     "significant": [r["id"] for r in rows if r["significant"]]},
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "device": settings.device},
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3), **settings.execution(enc_b)},
     }
 
 

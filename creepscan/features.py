@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageSet, UnusableImage, content_hashes, decode_image
+from .decode import choose as choose_decode, decode_jpegs, plain_jpeg_bytes
 
 FORMAT_VERSION = "1"
 
@@ -35,10 +36,18 @@ def default_cache_dir() -> Path:
     return Path(base) / "creepscan"
 
 
-def encoder_cache_key(encoder) -> str:
+def encoder_cache_key(encoder, decode_tag: str = "") -> str:
+    """Weights, preprocessing and precision; ``decode_tag`` names a non-reference image path (the
+    fast path's pixels differ from PIL's by a level or two, so its embeddings are kept apart)."""
     ident = (f"{FORMAT_VERSION}\n{encoder.fingerprint}\n{getattr(encoder, 'preprocess_id', '')}"
              f"\n{getattr(encoder, 'precision', '')}")
+    if decode_tag:
+        ident += f"\ndecode={decode_tag}"
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+
+def _decode_tag(transform, device) -> str:
+    return "" if transform is None else f"tensor-{torch.device(device).type}"
 
 
 @dataclass
@@ -110,13 +119,18 @@ class _Decode(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        try:
-            img = decode_image(self.paths[i])
-            return i, self.preprocess(img), ""
-        except UnusableImage as exc:
-            return i, None, str(exc)
-        except Exception as exc:  # a preprocessing failure on one image must not end the run
-            return i, None, f"preprocessing failed ({type(exc).__name__}: {str(exc)[:100]})"
+        tensor, reason = _reference(self.paths[i], self.preprocess)
+        return i, tensor, reason
+
+
+def _reference(path, preprocess):
+    """PIL decode + the encoder's own preprocess: (tensor, "") or (None, reason)."""
+    try:
+        return preprocess(decode_image(path)), ""
+    except UnusableImage as exc:
+        return None, str(exc)
+    except Exception as exc:  # a preprocessing failure on one image must not end the run
+        return None, f"preprocessing failed ({type(exc).__name__}: {str(exc)[:100]})"
 
 
 def _collate(items):
@@ -124,6 +138,48 @@ def _collate(items):
     failed = [(i, r) for i, t, r in items if t is None]
     batch = torch.stack([torch.as_tensor(t) for _, t in ok]) if ok else None
     return [i for i, _ in ok], batch, failed
+
+
+class _ReadJpeg(_Decode):
+    """Fast path workers: a plain JPEG's bytes (decoded later, a batch at a time, on the model's
+    device); any other file goes through the reference path here."""
+
+    def __getitem__(self, i):
+        raw = plain_jpeg_bytes(self.paths[i])
+        if raw is not None:
+            return i, raw, _RAW
+        return super().__getitem__(i)
+
+
+_RAW = "\0raw"
+
+
+def _collate_raw(items):
+    raw = [(i, t) for i, t, r in items if r == _RAW]
+    ready = [(i, t) for i, t, r in items if t is not None and r != _RAW]
+    failed = [(i, r) for i, t, r in items if t is None]
+    return raw, ready, failed
+
+
+def _fast_batches(loader, paths, transform, preprocess, device):
+    """Turn the fast path's worker output into (indices, batch on ``device``, failures)."""
+    for raw, ready, failed in loader:
+        images, order = [], []
+        for (i, _), img in zip(raw, decode_jpegs([t for _, t in raw], device)):
+            if img is None:  # nvjpeg/libjpeg refused it: the reference path decides (and gives the reason)
+                tensor, reason = _reference(paths[i], preprocess)
+                if tensor is None:
+                    failed.append((i, reason))
+                else:
+                    ready.append((i, tensor))
+            else:
+                images.append(img)
+                order.append(i)
+        parts = [transform(images)] if images else []
+        if ready:
+            parts.append(torch.stack([torch.as_tensor(t) for _, t in ready]).to(device))
+            order += [i for i, _ in ready]
+        yield order, (torch.cat(parts) if parts else None), failed
 
 
 def _progress(total, desc, enabled):
@@ -135,26 +191,30 @@ def _progress(total, desc, enabled):
 
 def extract(encoder, image_set: ImageSet, *, cache_dir, hashes=None, batch_size: int | None = None,
             num_workers: int | None = None, chunk_size: int = 2048, progress: bool = True,
-            normalize: bool = False) -> Features:
+            normalize: bool = False, decode: str = "auto") -> Features:
     """Embed every image of ``image_set`` with ``encoder``, from the cache where possible.
 
     Identical files (same bytes) are embedded once. ``normalize`` L2-normalises the rows of ``X``
-    (the cache always holds the raw embeddings).
+    (the cache always holds the raw embeddings). ``decode``: ``auto`` (the fast JPEG path on a GPU,
+    PIL on a CPU), ``fast`` or ``pil`` (see ``creepscan.decode``).
     """
     return extract_many([encoder], image_set, cache_dir=cache_dir, hashes=hashes, batch_size=batch_size,
-                        num_workers=num_workers, chunk_size=chunk_size, progress=progress, normalize=normalize)[0]
+                        num_workers=num_workers, chunk_size=chunk_size, progress=progress, normalize=normalize,
+                        decode=decode)[0]
 
 
 def extract_many(encoders, image_set: ImageSet, *, cache_dir, hashes=None, batch_size: int | None = None,
                  num_workers: int | None = None, chunk_size: int = 2048, progress: bool = True,
-                 normalize: bool = False) -> list[Features]:
+                 normalize: bool = False, decode: str = "auto") -> list[Features]:
     """``extract`` for several encoders over the same images. Encoders with the same preprocessing
     (an open_clip model and its random-init floor) share one decoding pass: each image is decoded
     and preprocessed once and every encoder that lacks it embeds the same batch."""
     t0 = time.perf_counter()
     if hashes is None:
         hashes = content_hashes(image_set.paths)
-    caches = [EmbeddingCache(Path(cache_dir), encoder_cache_key(enc)) for enc in encoders]
+    transforms = [choose_decode(decode, enc.preprocess, _device(enc)) for enc in encoders]
+    tags = [_decode_tag(t, _device(enc)) for t, enc in zip(transforms, encoders)]
+    caches = [EmbeddingCache(Path(cache_dir), encoder_cache_key(enc, tag)) for enc, tag in zip(encoders, tags)]
     todos: list[dict[str, Path]] = []
     hits: list[int] = []
     for cache in caches:
@@ -172,11 +232,13 @@ def extract_many(encoders, image_set: ImageSet, *, cache_dir, hashes=None, batch
     groups: dict[str, list[int]] = {}
     for i, enc in enumerate(encoders):
         if todos[i]:
-            groups.setdefault(getattr(enc, "preprocess_id", "") or f"#{i}", []).append(i)
+            group = (getattr(enc, "preprocess_id", "") or f"#{i}", tags[i], str(_device(enc)))
+            groups.setdefault(group, []).append(i)
     for members in groups.values():
         merged = {d: p for i in members for d, p in todos[i].items()}
         _embed_missing([(encoders[i], caches[i], todos[i]) for i in members], merged, batch_size=batch_size,
-                       num_workers=num_workers, chunk_size=chunk_size, progress=progress)
+                       num_workers=num_workers, chunk_size=chunk_size, progress=progress,
+                       transform=transforms[members[0]])
     seconds = round(time.perf_counter() - t0, 3)
     return [_assemble(image_set, hashes, cache, len(todo), n_cached, normalize, seconds)
             for cache, todo, n_cached in zip(caches, todos, hits)]
@@ -225,19 +287,40 @@ class _Pending:
         self.hashes, self.rows, self.reasons = [], [], []
 
 
-def _embed_missing(targets, todo: dict[str, Path], *, batch_size, num_workers, chunk_size, progress) -> None:
-    """Decode ``todo`` once; each (encoder, cache, its own todo) embeds the images it lacks."""
+def _device(encoder) -> torch.device:
+    return torch.device(getattr(encoder, "device", None) or "cpu")
+
+
+def _workers(n_paths: int, batch_size: int, device: torch.device) -> int:
+    """Decoding workers: none for a few batches; on a CPU at most 4 (the model needs the cores);
+    feeding a GPU, up to 16."""
+    if n_paths < 4 * batch_size:
+        return 0
+    cores = os.cpu_count() or 1
+    return min(16, cores) if device.type == "cuda" else min(4, cores)
+
+
+def _embed_missing(targets, todo: dict[str, Path], *, batch_size, num_workers, chunk_size, progress,
+                   transform=None) -> None:
+    """Decode ``todo`` once; each (encoder, cache, its own todo) embeds the images it lacks.
+    ``transform`` (a ``decode.TensorTransform``) selects the fast JPEG path on the lead's device."""
     digests = list(todo)
     paths = [todo[d] for d in digests]
     lead = targets[0][0]
+    device = _device(lead)
     batch_size = batch_size or min(getattr(enc, "batch_size", None) or 64 for enc, _, _ in targets)
     if num_workers is None:
-        num_workers = min(4, os.cpu_count() or 1) if len(paths) >= 4 * batch_size else 0
-    loader = DataLoader(
-        _Decode(paths, lead.preprocess), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=_collate, pin_memory=torch.cuda.is_available() and str(getattr(lead, "device", "cpu")).startswith("cuda"),
-        persistent_workers=False,
-    )
+        num_workers = _workers(len(paths), batch_size, device)
+    if transform is None:
+        loader = DataLoader(
+            _Decode(paths, lead.preprocess), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+            collate_fn=_collate, pin_memory=device.type == "cuda" and torch.cuda.is_available(),
+        )
+    else:
+        loader = _fast_batches(
+            DataLoader(_ReadJpeg(paths, lead.preprocess), batch_size=batch_size, shuffle=False,
+                       num_workers=num_workers, collate_fn=_collate_raw),
+            paths, transform, lead.preprocess, device)
     pending = [_Pending(*t) for t in targets]
     names = " + ".join(enc.name for enc, _, _ in targets)
     with _progress(len(paths), f"embedding with {names}", progress) as bar:

@@ -144,8 +144,13 @@ def test_plugin_by_module_and_by_path(tmp_path, monkeypatch):
         resolve_encoder("py:myplug:nofp")
 
 
-def test_bf16_fast_path_agrees_with_fp32(tiny_weights, tmp_path):
-    """The GPU path's bf16 autocast, run here on the CPU, against the fp32 reference."""
+@pytest.mark.parametrize("settings", [
+    dict(precision="amp_bf16"), dict(precision="pure_bf16"), dict(precision="amp_fp16"),
+    dict(precision="fp32", channels_last=True), dict(precision="pure_bf16", channels_last=True),
+])
+def test_fast_arithmetic_agrees_with_fp32(tiny_weights, tmp_path, settings):
+    """The GPU's arithmetic choices, run here on the CPU, against the fp32 reference: cosine >
+    0.999 per image, and never served from each other's cache entries."""
     from creepscan.data import load_image_set
     from creepscan.features import encoder_cache_key, extract
 
@@ -153,10 +158,43 @@ def test_bf16_fast_path_agrees_with_fp32(tiny_weights, tmp_path):
 
     images = load_image_set(make_folder(tmp_path / "d", n_classes=3, per_class=5))
     ref = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
-    fast = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
-    fast.precision = "bf16"
-    assert encoder_cache_key(ref) != encoder_cache_key(fast)  # never served each other's embeddings
-    a = extract(ref, images, cache_dir=tmp_path / "c", num_workers=0, normalize=True).X
-    b = extract(fast, images, cache_dir=tmp_path / "c", num_workers=0, normalize=True).X
+    fast = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(**settings)
+    assert ref.precision == "fp32" and fast.precision == settings["precision"]
+    if settings["precision"] != "fp32":
+        assert encoder_cache_key(ref) != encoder_cache_key(fast)  # never served each other's embeddings
+    a = extract(ref, images, cache_dir=tmp_path / "c1", num_workers=0, normalize=True).X
+    b = extract(fast, images, cache_dir=tmp_path / "c2", num_workers=0, normalize=True).X
     cos = (a * b).sum(1)
-    assert not np.array_equal(a, b) and cos.min() > 0.999
+    assert cos.min() > 0.999
+    if settings["precision"] != "fp32":
+        assert not np.array_equal(a, b)  # the other arithmetic really ran
+    assert ref.fingerprint == fast.fingerprint  # same weights whatever the arithmetic
+    assert fast.floor.precision == fast.precision  # the control runs the same arithmetic
+
+
+def test_auto_precision_is_fp32_on_cpu_and_configure_is_refused_after_use(tiny_weights):
+    from creepscan.encoders.openclip import resolve_precision
+
+    enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+    assert enc.precision == "fp32" and not enc.channels_last
+    enc.encode_images(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(RuntimeError, match="before its first encode"):
+        enc.configure(precision="pure_bf16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp8", "cpu")
+
+
+def test_compiled_tower_agrees_and_compiles_once(tiny_weights):
+    """torch.compile of the image tower (slow to build on a CPU: ~30 s): same embeddings, and a
+    short last batch is padded to the first batch's shape rather than compiled again."""
+    torch = pytest.importorskip("torch")
+    ref = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+    comp = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(compile=True)
+    x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    import torch._dynamo as dynamo
+
+    dynamo.reset()
+    with dynamo.config.patch(error_on_recompile=True):
+        full = comp.encode_images(x[:4])
+        short = comp.encode_images(x[4:])
+    np.testing.assert_allclose(np.concatenate([full, short]), ref.encode_images(x), rtol=1e-4, atol=1e-5)
