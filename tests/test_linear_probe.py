@@ -41,16 +41,46 @@ def test_solver_minimises_sklearns_objective(C):
     assert np.mean(np.argmax(X @ W + b, 1) == sk.predict(X)) > 0.98
 
 
-def test_accuracy_matches_sklearn_at_the_chosen_C():
+def _float64_optimum(X, y, n_classes, C):
+    """The raw problem solved tightly in float64 by scipy's L-BFGS: the reference solution."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax, softmax
+
+    X = X.astype(np.float64)
+    n, d = X.shape
+    onehot = np.eye(n_classes)[y]
+
+    def f(theta):
+        W, b = theta[:-n_classes].reshape(d, n_classes), theta[-n_classes:]
+        logits = X @ W + b
+        G = (softmax(logits, 1) - onehot) * C
+        val = -C * np.sum(log_softmax(logits, 1)[np.arange(n), y]) + 0.5 * np.sum(W ** 2)
+        return val, np.concatenate([(X.T @ G + W).ravel(), G.sum(0)])
+
+    res = minimize(f, np.zeros(d * n_classes + n_classes), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 20000, "gtol": 1e-12, "ftol": 1e-15})
+    return res.x[:-n_classes].reshape(d, n_classes), res.x[-n_classes:]
+
+
+def test_accuracy_matches_the_float64_optimum_at_the_chosen_C():
+    """At the chosen C (here a small one, where the classes' scores are close and predictions are
+    sensitive to how far the solver went) the probe's test predictions are those of the tightly
+    solved float64 problem. scikit-learn is not the reference here: at C = 1e-4 its lbfgs stops
+    after 3 iterations at a higher objective (seen on this data), and disagrees with both on ~6%
+    of test images."""
     X, y = clusters(n_classes=20, per_class=120, dim=32, sep=0.45, seed=2)
     split = stratified_split(y, seed=0)
     res = linear_probe(X, y, 20, split, seed=0)
     fit_rows = np.concatenate([split.train, split.val])
-    sk = LogisticRegression(C=res.C, tol=1e-8, max_iter=10000).fit(X[fit_rows], y[fit_rows])
-    sk_acc = balanced_accuracy(y[split.test], sk.predict(X[split.test]), 20)
+    W, b = _float64_optimum(X[fit_rows], y[fit_rows], 20, res.C)
+    ref_pred = np.argmax(X[split.test].astype(np.float64) @ W + b, 1)
+    ref_acc = balanced_accuracy(y[split.test], ref_pred, 20)
     assert 0.3 < res.accuracy < 0.95  # a case where C matters
-    assert abs(res.accuracy - sk_acc) <= 0.005
-    assert np.mean(res.test_pred == sk.predict(X[split.test])) > 0.97
+    assert abs(res.accuracy - ref_acc) <= 0.005
+    assert np.mean(res.test_pred == ref_pred) > 0.99
+    sk = LogisticRegression(C=res.C, tol=1e-8, max_iter=10000).fit(X[fit_rows], y[fit_rows])
+    assert raw_objective(X[fit_rows], y[fit_rows], W, b, res.C) <= raw_objective(
+        X[fit_rows], y[fit_rows], sk.coef_.T, sk.intercept_, res.C) + 1e-9
 
 
 def test_c_search_follows_the_clip_protocol():
