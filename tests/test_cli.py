@@ -93,6 +93,8 @@ def test_fail_on_trips_on_signal(tmp_path, signal_dir):
     (["audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", "emotion=/tmp"], "no probe 'emotion'"),
     (["audit", "clip-vit-b32", "--probe", "face-identity"], "--weights"),
     (["audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", "face-identity=/no/such/dir"], "not found"),
+    (["audit", TINY, "--precision", "fp8"], "fp8"),
+    (["audit", TINY, "--decode", "nvjpeg"], "nvjpeg"),
 ])
 def test_bad_usage_exits_2_with_one_clear_line(args, needle, tmp_path):
     code, out, err = run(*args, "--out", tmp_path / "o", "--cache-dir", tmp_path / "c")
@@ -135,3 +137,33 @@ def test_probe_without_data_is_recorded_not_run_and_exits_2(tmp_path, monkeypatc
     assert [p["id"] for p in rep["probes"]] == ["faces"]
     assert rep["not_run"][0]["id"] == "moods" and "--data moods=PATH" in rep["not_run"][0]["reason"]
     assert "Not run" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_speed_options_are_recorded_and_change_no_decision(tmp_path, tiny_weights):
+    """--decode fast --precision amp_bf16 on the CPU (the GPU's paths): the report says how the
+    embeddings were made (under timings), and the risk decisions are those of the reference run."""
+    from PIL import Image
+
+    data = make_folder(tmp_path / "d", n_classes=4, per_class=12, seed=1, signal=True)
+    for png in sorted(data.rglob("*.png"))[::2]:  # half JPEG (fast path), half PNG (reference path)
+        Image.open(png).save(png.with_suffix(".jpg"), quality=92)
+        png.unlink()
+    code, _, err = audit(tmp_path, tiny_weights["safetensors"], data, "ref")
+    assert code == 0, err
+    code, _, err = audit(tmp_path, tiny_weights["safetensors"], data, "fast", "--decode", "fast",
+                         "--precision", "amp_bf16")
+    assert code == 0, err
+    ref, fast = (json.loads((tmp_path / o / "report.json").read_text()) for o in ("ref", "fast"))
+    assert ref["timings"]["precision"] == "fp32" and ref["timings"]["decode"] == "auto"
+    assert fast["timings"]["precision"] == "amp_bf16" and fast["timings"]["decode"] == "fast"
+    assert fast["probes"][0]["timings"]["cache"]["model"]["n_embedded"] == 48  # not served from ref's cache
+    assert fast["probes"][0]["risk_level"] == ref["probes"][0]["risk_level"]
+    a, b = ref["probes"][0]["metrics"]["linear_probe"], fast["probes"][0]["metrics"]["linear_probe"]
+    assert abs(a["accuracy"] - b["accuracy"]) <= 0.1
+
+
+def test_speed_options_on_a_plugin_exit_2(tmp_path, signal_dir):
+    code, out, err = run("audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data",
+                         f"face-identity={signal_dir}", "--out", tmp_path / "o", "--cache-dir", tmp_path / "c",
+                         "--precision", "pure_bf16")
+    assert code == 2 and "--precision and --compile apply to open_clip models" in err and "Traceback" not in err
