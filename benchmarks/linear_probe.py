@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from attacks_cpu import make_data  # noqa: E402
+from attacks import make_data  # noqa: E402
 from creepscan.attacks.linear_probe import COARSE_LOG10_C, N_HALVINGS, linear_probe  # noqa: E402
 from creepscan.attacks.splits import stratified_split  # noqa: E402
 from creepscan.attacks.stats import balanced_accuracy  # noqa: E402

@@ -73,6 +73,24 @@ def test_tensor_transform_matches_pil_pixels(size):
     assert levels.mean() < 0.5 and levels.max() <= 6.0, (levels.mean(), levels.max())
 
 
+@pytest.mark.parametrize("size", [(250, 250), (100, 60), (300, 1000)])
+def test_the_gpus_float_resize_also_matches_pil_pixels(size):
+    """On a GPU torchvision resizes uint8 images in float32, then clamps and rounds (its CPU has a
+    uint8 kernel). That algorithm, run here on the CPU, is within the same tolerance."""
+    import torchvision.transforms.v2.functional as F
+
+    pre = _preprocess("ViT-B-32")
+    t = decode.TensorTransform.from_preprocess(pre)
+    data = _jpeg_bytes(_photo(*size))
+    ref = pre(Image.open(io.BytesIO(data)).convert("RGB"))
+    img = decode.decode_jpegs([decode.plain_jpeg_bytes_from(data)], "cpu")[0]
+    out = F.resize(img.float()[None], [t.size], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+    out = F.center_crop(out.clamp_(0, 255).round_(), list(t.crop))[0]
+    mean, std = (torch.tensor(v).view(3, 1, 1) * 255 for v in (t.mean, t.std))
+    levels = ((out - mean) / std - ref).mul(std).abs()
+    assert levels.mean() < 0.5 and levels.max() <= 6.0, (levels.mean(), levels.max())
+
+
 def test_mixed_sizes_in_one_batch_keep_their_order():
     pre = _preprocess("ViT-B-32")
     t = decode.TensorTransform.from_preprocess(pre)

@@ -227,7 +227,8 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             done += batch
             pv, pt, pc = summary("prototype")
             lv, lt, lc = summary("logistic")
-            logistic_wins = lv.mean() > pv.mean()  # ties go to the simpler prototype
+            # ties (to rounding: means of the same accuracies in another order) go to the simpler prototype
+            logistic_wins = lv.mean() > pv.mean() + 1e-9
             acc_e, corr = (lt, lc) if logistic_wins else (pt, pc)
             var_ep = float(np.var(acc_e, ddof=1)) if done > 1 else math.inf
             var_test = balanced_accuracy_var(y_te, corr.mean(axis=0), n_classes)
