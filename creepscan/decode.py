@@ -25,6 +25,9 @@ from PIL import Image
 from .data import MAX_PIXELS
 
 MODES = ("auto", "pil", "fast")
+# Decoded pixels held at once by the fast path (uint8, plus float32 copies while resizing):
+# 64 Mpixel is ~0.2 GB as uint8 and ~0.8 GB as float, and 256 images of 500x500 in one go.
+DECODE_PIXELS = 1 << 26
 _SOI, _EOI = b"\xff\xd8", b"\xff\xd9"
 _ORIENTATION = 0x0112
 
@@ -103,21 +106,32 @@ class TensorTransform:
         return out.sub_(mean).div_(std)
 
 
-def plain_jpeg_bytes(path) -> torch.Tensor | None:
-    """The file's bytes as a uint8 tensor when it is a JPEG the fast path decodes exactly as PIL
-    would (RGB or greyscale, no EXIF rotation, ends with the end-of-image marker, within the
-    decompression-bomb limit); None otherwise (the caller uses the reference path, which also
-    gives the reason when a file is unusable)."""
+def plain_jpeg(path) -> tuple[torch.Tensor, int] | None:
+    """The file's bytes as a uint8 tensor, and its pixel count, when it is a JPEG the fast path
+    decodes exactly as PIL would (RGB or greyscale, no EXIF rotation, ends with the end-of-image
+    marker, within the decompression-bomb limit); None otherwise (the caller uses the reference
+    path, which also gives the reason when a file is unusable)."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError:
         return None
-    return plain_jpeg_bytes_from(data)
+    return _plain(data)
+
+
+def plain_jpeg_bytes(path) -> torch.Tensor | None:
+    """``plain_jpeg`` without the pixel count."""
+    found = plain_jpeg(path)
+    return None if found is None else found[0]
 
 
 def plain_jpeg_bytes_from(data: bytes) -> torch.Tensor | None:
     """``plain_jpeg_bytes`` for bytes already read."""
+    found = _plain(data)
+    return None if found is None else found[0]
+
+
+def _plain(data: bytes) -> tuple[torch.Tensor, int] | None:
     if not data.startswith(_SOI) or not data.rstrip(b"\x00").endswith(_EOI):
         return None
     try:
@@ -131,7 +145,22 @@ def plain_jpeg_bytes_from(data: bytes) -> torch.Tensor | None:
                 return None
     except Exception:  # noqa: BLE001 - any parse problem: the reference path reports it
         return None
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8), w * h
+
+
+def by_pixels(items: list, pixels: list[int], budget: int):
+    """Split ``items`` into consecutive runs whose pixel counts sum to at most ``budget`` (a run
+    holds at least one item): what is decoded at once, so a batch of large photos cannot fill the
+    GPU (1,024 12-Mpixel JPEGs are 37 GB of decoded pixels)."""
+    run, total = [], 0
+    for item, px in zip(items, pixels):
+        if run and total + px > budget:
+            yield run
+            run, total = [], 0
+        run.append(item)
+        total += px
+    if run:
+        yield run
 
 
 def decode_jpegs(raw: list[torch.Tensor], device) -> list[torch.Tensor | None]:

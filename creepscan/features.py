@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageSet, UnusableImage, content_hashes, decode_image
-from .decode import choose as choose_decode, decode_jpegs, plain_jpeg_bytes
+from . import decode as _decode
+from .decode import choose as choose_decode, plain_jpeg
 
 FORMAT_VERSION = "1"
 
@@ -145,9 +146,9 @@ class _ReadJpeg(_Decode):
     device); any other file goes through the reference path here."""
 
     def __getitem__(self, i):
-        raw = plain_jpeg_bytes(self.paths[i])
-        if raw is not None:
-            return i, raw, _RAW
+        found = plain_jpeg(self.paths[i])
+        if found is not None:
+            return i, found, _RAW  # (bytes, pixel count)
         return super().__getitem__(i)
 
 
@@ -161,21 +162,27 @@ def _collate_raw(items):
     return raw, ready, failed
 
 
-def _fast_batches(loader, paths, transform, preprocess, device):
-    """Turn the fast path's worker output into (indices, batch on ``device``, failures)."""
+def _fast_batches(loader, paths, transform, preprocess, device, pixel_budget=None):
+    """Turn the fast path's worker output into (indices, batch on ``device``, failures). JPEGs are
+    decoded and transformed in runs of at most ``pixel_budget`` decoded pixels."""
+    budget = pixel_budget or _decode.DECODE_PIXELS
     for raw, ready, failed in loader:
-        images, order = [], []
-        for (i, _), img in zip(raw, decode_jpegs([t for _, t in raw], device)):
-            if img is None:  # nvjpeg/libjpeg refused it: the reference path decides (and gives the reason)
-                tensor, reason = _reference(paths[i], preprocess)
-                if tensor is None:
-                    failed.append((i, reason))
+        parts, order = [], []
+        for run in _decode.by_pixels(raw, [px for _, (_, px) in raw], budget):
+            images = []
+            for (i, _), img in zip(run, _decode.decode_jpegs([t for _, (t, _) in run], device)):
+                if img is None:  # nvjpeg/libjpeg refused it: the reference path decides (and gives the reason)
+                    tensor, reason = _reference(paths[i], preprocess)
+                    if tensor is None:
+                        failed.append((i, reason))
+                    else:
+                        ready.append((i, tensor))
                 else:
-                    ready.append((i, tensor))
-            else:
-                images.append(img)
-                order.append(i)
-        parts = [transform(images)] if images else []
+                    images.append(img)
+                    order.append(i)
+            if images:
+                parts.append(transform(images))
+            del images
         if ready:
             parts.append(torch.stack([torch.as_tensor(t) for _, t in ready]).to(device))
             order += [i for i, _ in ready]

@@ -216,3 +216,23 @@ def test_an_image_the_batch_decoder_refuses_takes_the_reference_path(tiny_weight
     assert cos.min() > 0.999
     exact = [j for j, i in enumerate(ref.keep) if images.paths[i].stat().st_size % 3 == 0]
     assert exact and np.array_equal(fast.X[exact], ref.X[exact])
+
+
+def test_by_pixels_bounds_what_is_decoded_at_once():
+    runs = list(decode.by_pixels(list("abcdef"), [40, 40, 30, 100, 10, 10], budget=80))
+    assert runs == [["a", "b"], ["c"], ["d"], ["e", "f"]]  # an oversized item still gets its own run
+    assert list(decode.by_pixels([], [], budget=1)) == []
+
+
+def test_a_small_pixel_budget_changes_nothing_but_the_runs(tiny_weights, tmp_path, monkeypatch):
+    images = load_image_set(_awkward_folder(tmp_path / "d"))
+    enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+    whole = extract(enc, images, cache_dir=tmp_path / "c1", decode="fast", num_workers=0)
+    calls = []
+    real = decode.decode_jpegs
+    monkeypatch.setattr(decode, "decode_jpegs", lambda raw, device: calls.append(len(raw)) or real(raw, device))
+    monkeypatch.setattr(decode, "DECODE_PIXELS", 300_000)  # about one 640x480 photo
+    runs = extract(enc, images, cache_dir=tmp_path / "c2", decode="fast", num_workers=0)
+    assert len(calls) > 2 and max(calls) < sum(calls)  # really split into runs
+    assert runs.skipped == whole.skipped and np.array_equal(runs.keep, whole.keep)
+    np.testing.assert_allclose(runs.X, whole.X, rtol=1e-5, atol=1e-6)
