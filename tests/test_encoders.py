@@ -168,6 +168,10 @@ def test_fast_arithmetic_agrees_with_fp32(tiny_weights, tmp_path, settings):
     assert cos.min() > 0.999
     if settings["precision"] != "fp32":
         assert not np.array_equal(a, b)  # the other arithmetic really ran
+    texts = ["a photo of a face", "a photo of a cat", "an old man smiling"]
+    ta, tb = ref.encode_text(texts), fast.encode_text(texts)  # zero-shot's tower runs the same arithmetic
+    tcos = (ta * tb).sum(1) / np.linalg.norm(ta, axis=1) / np.linalg.norm(tb, axis=1)
+    assert tcos.min() > 0.999
     assert ref.fingerprint == fast.fingerprint  # same weights whatever the arithmetic
     assert fast.floor.precision == fast.precision  # the control runs the same arithmetic
 
