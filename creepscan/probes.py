@@ -1,4 +1,4 @@
-"""Probe files: one TOML file per prohibited capability, grouped by suite (``probes/<suite>/<id>.toml``).
+"""Probe files: one TOML file per prohibited capability, grouped by suite (``creepscan/suites/<suite>/<id>.toml``,
 
 Adding a capability is adding a file. Files are validated when loaded; errors name the file, the
 key and the fix.
@@ -26,7 +26,7 @@ def probes_root() -> Path:
     env = os.environ.get("CREEPSCAN_PROBES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "probes"
+    return Path(__file__).resolve().parent / "suites"
 
 
 @dataclass

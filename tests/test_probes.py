@@ -68,3 +68,30 @@ def test_select_by_id_path_and_suite(tmp_path):
         select("nope")
     with pytest.raises(ProbeFileError, match="given twice"):
         select("default", ["emotion", "emotion"])
+
+
+def test_a_wheel_install_ships_the_suites(tmp_path):
+    """Built as a wheel and installed (not editable), the package finds every shipped suite: the
+    probe files live inside the package, not beside it in the repository."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                            "-w", str(tmp_path / "whl"), str(repo)], capture_output=True, text=True)
+    if build.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1:]}")
+    wheel = next((tmp_path / "whl").glob("creepscan-*.whl"))
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    code = ("import creepscan.probes as p; s = p.suites(); "
+            "print(p.probes_root()); print(sorted(s)); print(sorted(x.id for x in s['default']))")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CREEPSCAN_PROBES"}
+    env["PYTHONPATH"] = str(target)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    root, names, default = out.stdout.splitlines()
+    assert root.startswith(str(target))  # the installed copy, not the repository's
+    assert names == str(["default", "extended", "fixtures"])
+    assert "face-identity" in default and "emotion" in default
