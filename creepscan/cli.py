@@ -61,7 +61,7 @@ def shared_options(fn):
         click.option("--decode", type=click.Choice(["auto", "pil", "fast"]), default="auto", show_default=True,
                      help="Image path: fast = batched JPEG decode (nvjpeg on a GPU) and tensor resize; "
                           "pil = the model's own PIL preprocessing; auto = fast on a GPU, pil on a CPU."),
-        click.option("--compile", "compile_", is_flag=True, help="torch.compile the image tower (pays off on large probes)."),
+        click.option("--compile", "compile_", is_flag=True, help="torch.compile the image tower (a compile at start, then one input shape; off by default)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
