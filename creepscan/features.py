@@ -162,13 +162,12 @@ def _collate_raw(items):
     return raw, ready, failed
 
 
-def _fast_batches(loader, paths, transform, preprocess, device, pixel_budget=None):
+def _fast_batches(loader, paths, transform, preprocess, device):
     """Turn the fast path's worker output into (indices, batch on ``device``, failures). JPEGs are
-    decoded and transformed in runs of at most ``pixel_budget`` decoded pixels."""
-    budget = pixel_budget or _decode.DECODE_PIXELS
+    decoded and transformed in runs of at most ``decode.DECODE_PIXELS`` decoded pixels."""
     for raw, ready, failed in loader:
         parts, order = [], []
-        for run in _decode.by_pixels(raw, [px for _, (_, px) in raw], budget):
+        for run in _decode.by_pixels(raw, [px for _, (_, px) in raw], _decode.DECODE_PIXELS):
             images = []
             for (i, _), img in zip(run, _decode.decode_jpegs([t for _, (t, _) in run], device)):
                 if img is None:  # nvjpeg/libjpeg refused it: the reference path decides (and gives the reason)
