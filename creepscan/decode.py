@@ -5,8 +5,8 @@ The reference path decodes each file with PIL in a DataLoader worker and runs th
 ``preprocess`` there; at GPU speeds that needs one CPU core per ~500 images/s. Here the workers only
 read each file's bytes and check that it is a plain JPEG (a header parse, no decoding); the main
 process decodes a whole batch with ``torchvision.io.decode_jpeg`` (on the GPU when the model is
-there), resizes with torchvision's antialiased bicubic filter on uint8 tensors (the filter PIL
-uses), crops and normalises. Pixels agree with the PIL path to within a few levels of 255 (mean
+there), resizes with torchvision's antialiased bicubic filter (the filter PIL uses; uint8
+arithmetic on a CPU, float32 then rounded on a GPU), crops and normalises. Pixels agree with the PIL path to within a few levels of 255 (mean
 well under one level), and embeddings to cosine > 0.999 per image (tests/test_decode.py).
 
 Anything else — PNG, CMYK, an EXIF rotation, a file that does not end with the JPEG end marker, a
