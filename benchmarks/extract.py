@@ -134,6 +134,7 @@ def row_model(args, precision="auto", channels_last=None, compile=False) -> dict
     enc = _encoder(args, precision=precision, channels_last=channels_last, compile=compile)
     size = enc.model.visual.image_size
     size = size if isinstance(size, (tuple, list)) else (size, size)
+    # counted on the fp32 model: configure() casts the weights only at the first encode, below
     flops = flops_per_image(enc.model, args.device, size)
     batch = args.batch or (1024 if args.device == "cuda" else 32)
     x = torch.randn(batch, 3, *size, device=args.device)
@@ -182,7 +183,7 @@ def row_creepscan(args, decode="auto", cached=False, precision="auto") -> dict:
     enc = _encoder(args, precision=precision)
     images = load_image_set(args.images)
     cache = Path(tempfile.mkdtemp(dir=Path(args.images).parent))
-    enc.encode_images(_warm_batch(enc, args))  # model build and first-call costs are not throughput
+    enc.encode_images(_warm_batch(enc))  # model build and first-call costs are not throughput
     t = time.perf_counter()
     feats = extract(enc, images, cache_dir=cache, progress=False, decode=decode, batch_size=args.batch)
     s = time.perf_counter() - t
@@ -195,7 +196,7 @@ def row_creepscan(args, decode="auto", cached=False, precision="auto") -> dict:
     return out
 
 
-def _warm_batch(enc, args):
+def _warm_batch(enc):
     import torch
 
     size = enc.model.visual.image_size
@@ -229,7 +230,7 @@ def row_peer(args, reference=False) -> dict:
     loader = torch.utils.data.DataLoader(_Files(paths, enc.preprocess), batch_size=64, num_workers=4)
     fp16 = device == "cuda" and not reference
     amp = torch.autocast("cuda", dtype=torch.float16) if fp16 else torch.autocast("cpu", enabled=False)
-    model.encode_image(_warm_batch(enc, args).to(device))
+    model.encode_image(_warm_batch(enc).to(device))
     out = []
     t = time.perf_counter()
     with torch.no_grad(), amp:

@@ -1,4 +1,5 @@
-"""Probe files: one TOML file per prohibited capability, grouped by suite (``creepscan/suites/<suite>/<id>.toml``,
+"""Probe files: one TOML file per prohibited capability, grouped by suite
+(``creepscan/suites/<suite>/<id>.toml``, shipped inside the package).
 
 Adding a capability is adding a file. Files are validated when loaded; errors name the file, the
 key and the fix.

@@ -167,3 +167,15 @@ def test_speed_options_on_a_plugin_exit_2(tmp_path, signal_dir):
                          f"face-identity={signal_dir}", "--out", tmp_path / "o", "--cache-dir", tmp_path / "c",
                          "--precision", "pure_bf16")
     assert code == 2 and "--precision and --compile apply to open_clip models" in err and "Traceback" not in err
+
+
+def test_speed_option_choices_are_the_librarys():
+    """The CLI lists its choices without importing torch; they must stay the library's own."""
+    from creepscan.decode import MODES
+    from creepscan.encoders.openclip import PRECISIONS
+
+    params = {p.name: p for p in main.commands["audit"].params}
+    assert tuple(params["precision"].type.choices) == PRECISIONS
+    assert tuple(params["decode"].type.choices) == MODES
+    compare_params = {p.name: p for p in main.commands["compare"].params}
+    assert tuple(compare_params["precision"].type.choices) == PRECISIONS
