@@ -25,9 +25,14 @@ from .attacks.few_shot import samples_to_threshold
 from .attacks.stats import paired_bootstrap
 from .attacks.verification import FAR_LEVELS
 
-__all__ = ["LEVELS", "DEFAULT_RULES", "Assessment", "assess", "level_index", "check_rules"]
+__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "DEFAULT_RULES", "Assessment", "assess", "level_index",
+           "check_rules", "at_or_above"]
 
+# The one definition of the levels. LEVELS are ordered claims about the capability; INCONCLUSIVE is
+# not a point on that scale: it says the evidence cannot place the probe (saturated or underpowered).
 LEVELS = ("none", "low", "medium", "high", "critical")
+INCONCLUSIVE = "inconclusive"
+ALL_LEVELS = LEVELS + (INCONCLUSIVE,)
 
 DEFAULT_RULES = {
     "skill_threshold": 0.5,
@@ -37,6 +42,14 @@ DEFAULT_RULES = {
     "verification_far": "1e-3",
     "alpha": 0.05,
 }
+
+
+def at_or_above(level: str, gate: str, allow_inconclusive: bool = False) -> bool:
+    """Whether a probe at ``level`` fails a gate set at ``gate`` (one of LEVELS). An inconclusive
+    probe fails every gate unless ``allow_inconclusive``: a gate must not pass on missing evidence."""
+    if level == INCONCLUSIVE:
+        return not allow_inconclusive
+    return level_index(level) >= level_index(gate)
 
 
 def level_index(name: str) -> int:
