@@ -1,5 +1,5 @@
 """Probe files: one TOML file per prohibited capability, grouped by suite
-(``creepscan/suites/<suite>/<id>.toml``, shipped inside the package).
+(``probes/<suite>/<id>.toml`` in the repository, shipped inside the package as ``creepscan/suites``).
 
 Adding a capability is adding a file. Files are validated when loaded; errors name the file, the
 key and the fix.
@@ -27,7 +27,9 @@ def probes_root() -> Path:
     env = os.environ.get("CREEPSCAN_PROBES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent / "suites"
+    here = Path(__file__).resolve().parent
+    installed = here / "suites"  # a wheel install: setup.cfg maps probes/ to creepscan.suites
+    return installed if installed.is_dir() else here.parent / "probes"  # a source checkout or editable install
 
 
 @dataclass

@@ -15,7 +15,7 @@ from creepscan.data import load_image_set
 from creepscan.data import public
 from creepscan.errors import DataUnavailable
 
-PROBES = Path(__file__).resolve().parent.parent / "creepscan" / "suites"
+PROBES = Path(__file__).resolve().parent.parent / "probes"
 
 
 def _one_line_with_fix(exc_info, probe_id):
