@@ -13,6 +13,8 @@ import click
 from . import __version__
 from .errors import CreepscanError
 
+# The levels are defined once, in risk.py; importing that module here would pull torch into every
+# `creepscan --help`, so the CLI lists them and tests/test_cli.py ties the two together.
 LEVELS = ("none", "low", "medium", "high", "critical")
 
 
@@ -48,7 +50,8 @@ def shared_options(fn):
         click.option("--out", "out", default="creepscan-report", show_default=True, type=click.Path(file_okay=False),
                      help="Folder for report.json, report.md, report.html."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True, help="Same inputs and seed give the same numbers."),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Same inputs and seed give the same numbers (a non-negative integer)."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                      help="Embedding cache (default: $CREEPSCAN_CACHE, else the user cache folder)."),
         click.option("--max-per-class", type=click.IntRange(min=3), default=None,
@@ -95,22 +98,42 @@ def guarded(fn):
         except MemoryError:
             click.echo("error: out of memory; lower --batch-size or --max-per-class", err=True)
             sys.exit(2)
-        except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+        except Exception as exc:  # a bug: say so in one line (after the traceback with --debug); exit 3 either way
             if debug:
-                raise
-            click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "
-                       "and please report it)", err=True)
+                traceback.print_exc()
+            hint = "" if debug else " (rerun with --debug for the traceback"
+            click.echo(f"internal error: {type(exc).__name__}: {exc}{hint}{', and please report it)' if hint else ''}",
+                       err=True)
             sys.exit(3)
 
     return wrapper
 
 
-def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision="auto",
-              decode="auto", compile_=False):
-    from .audit import Settings
-    from .features import default_cache_dir
+def check_writable(path: Path, what: str, fix: str) -> None:
+    """Refuse, before any work, a folder this process cannot create or write into: an audit that runs
+    for an hour and then cannot save its report has lost the hour."""
+    import tempfile
 
-    return Settings(seed=seed, device=_resolve_device(device), cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".creepscan-write-check-"):
+            pass
+    except OSError as exc:
+        raise CreepscanError(f"{what} {path} is not writable ({exc.strerror or exc}); {fix}") from None
+
+
+def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision="auto",
+              decode="auto", compile_=False, out=None):
+    from .features import default_cache_dir
+    from .pipeline import Settings
+
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if out is not None:
+        check_writable(Path(out), "--out", "choose a folder you can write to with --out DIR")
+    check_writable(cache, "the embedding cache" if not cache_dir else "--cache-dir",
+                   "choose another with --cache-dir DIR or set CREEPSCAN_CACHE")
+    return Settings(seed=seed, device=_resolve_device(device), cache_dir=cache,
                     data=data, max_per_class=max_per_class, download=not no_download, progress=not quiet,
                     batch_size=batch_size, precision=precision, decode=decode, compile=compile_)
 
@@ -125,13 +148,42 @@ def _probe_ids(probe_args, data, quiet):
     return tuple(data)
 
 
+def save_reports(result: dict, out) -> list[Path]:
+    """Write the reports into a fresh temporary folder beside ``out``, then move them in. If the move
+    fails (the folder became unwritable, the disk filled), the report is not lost: the error names the
+    folder where it was saved."""
+    import shutil
+    import tempfile
+
+    from .report import write_reports
+
+    out = Path(out)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".creepscan-report-", dir=out.parent if out.parent.is_dir() else None))
+    except OSError:
+        staging = Path(tempfile.mkdtemp(prefix="creepscan-report-"))
+    written = write_reports(result, staging)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        final = []
+        for p in written:
+            dest = out / p.name
+            shutil.move(str(p), str(dest))
+            final.append(dest)
+    except OSError as exc:
+        raise CreepscanError(f"could not write the report into {out} ({exc.strerror or exc}); it was saved in "
+                             f"{staging}: move it from there") from None
+    shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
 def _write(result, out, quiet):
-    from .report import summary_text, write_reports
+    from .report import summary_text
 
     missing = result.get("not_run")
     if missing and not result["probes"]:
         raise CreepscanError(missing[0]["reason"])
-    paths = write_reports(result, out)
+    paths = save_reports(result, out)
     click.echo(summary_text(result))
     click.echo(f"report: {', '.join(str(p) for p in paths)}")
     if missing:
@@ -142,7 +194,26 @@ def _write(result, out, quiet):
         )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """click's usage errors print the usage block, a blank line and the error; ours are one line on
+    stderr (what is wrong, and where the fix is) with exit 2, like every other bad input."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"error: {exc.format_message()}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(2)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="creepscan")
 def main():
     """creepscan: how cheaply can a frozen model be repurposed for prohibited tasks?
@@ -155,28 +226,39 @@ def main():
 @main.command()
 @click.argument("model")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Local weights for an open_clip architecture.")
-@click.option("--fail-on", type=click.Choice(LEVELS), default=None, help="Exit 1 if any probe's risk level is LEVEL or above.")
+@click.option("--fail-on", type=click.Choice(LEVELS), default=None,
+              help="Exit 1 if any probe's risk level is LEVEL or above, or inconclusive.")
+@click.option("--allow-inconclusive", is_flag=True,
+              help="With --fail-on: an inconclusive probe (saturated or underpowered) does not fail the gate.")
 @shared_options
 @guarded
-def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, cache_dir, max_per_class,
-          no_download, batch_size, precision, decode, compile_, quiet, debug):
+def audit(model, weights, fail_on, allow_inconclusive, suite, probe_args, data, out, device, seed, cache_dir,
+          max_per_class, no_download, batch_size, precision, decode, compile_, quiet, debug):
     """Audit MODEL: an alias, ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME or py:MODULE:CALLABLE."""
     from .audit import run_audit
     from .encoders import resolve_encoder
     from .probes import select
 
     settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
-                         decode, compile_)
+                         decode, compile_, out=out)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
     encoder = settings.configure(resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None))
     result = run_audit(encoder, probes, settings, suite=None if probe_args else suite)
     _write(result, out, quiet)
     if fail_on:
-        worst = [p for p in result["probes"] if LEVELS.index(p["risk_level"]) >= LEVELS.index(fail_on)]
-        if worst:
-            click.echo(f"gate: {len(worst)} probe(s) at or above '{fail_on}': "
-                       + ", ".join(f"{p['id']} ({p['risk_level']})" for p in worst), err=True)
-            sys.exit(1)
+        _gate(result["probes"], fail_on, allow_inconclusive)
+
+
+def _gate(probes: list[dict], fail_on: str, allow_inconclusive: bool) -> None:
+    """Exit 1 when a probe is at or above ``fail_on`` (inconclusive counts unless allowed)."""
+    from .risk import at_or_above
+
+    worst = [p for p in probes if not p.get("reference") and at_or_above(p["risk_level"], fail_on, allow_inconclusive)]
+    if worst:
+        click.echo(f"gate: {len(worst)} probe(s) at or above '{fail_on}'"
+                   + ("" if allow_inconclusive else " or inconclusive") + ": "
+                   + ", ".join(f"{p['id']} ({p['risk_level']})" for p in worst), err=True)
+        sys.exit(1)
 
 
 @main.command()
@@ -200,7 +282,7 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
     from .probes import select
 
     settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
-                         decode, compile_)
+                         decode, compile_, out=out)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
     enc_a = settings.configure(resolve_encoder(model_a, weights=weights_a, device=settings.device))
     enc_b = settings.configure(resolve_encoder(model_b, weights=weights_b, device=settings.device))
@@ -251,6 +333,48 @@ def probes(suite, debug=False):
             click.echo(f"  {'':<18} capability: {p.capability}")
             click.echo(f"  {'':<18} policy: {'; '.join(p.policy)}")
             click.echo(f"  {'':<18} data: {public.describe(p.source)}")
+
+
+@main.group("spec")
+def spec_group():
+    """Use specifications: what a model may be used for, and what not (docs/use-spec.md)."""
+
+
+@spec_group.command("init")
+@click.option("--from-suite", "from_suite", default="default", show_default=True,
+              help="Suite whose probes become the clauses (reference probes allowed, the rest prohibited).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@guarded
+def spec_init(from_suite, debug=False):
+    """Print a commented starting spec (TOML) on stdout."""
+    from .spec import init_template
+
+    click.echo(init_template(from_suite), nl=False)
+
+
+@spec_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=True))
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@guarded
+def spec_check(file, debug=False):
+    """Validate a spec FILE: exit 0 and a summary line, or exit 2 and one line saying what to fix."""
+    from .spec import load_spec, spec_probes
+
+    spec = load_spec(file)
+    click.echo(f"OK {file}: spec_version {spec.spec_version}, {len(spec.allowed)} allowed and "
+               f"{len(spec.prohibited)} prohibited clauses; probes: {', '.join(spec_probes(spec))}")
+
+
+@main.command()
+@click.argument("report_dir", type=click.Path(dir_okay=True))
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@guarded
+def card(report_dir, debug=False):
+    """Rewrite model-card.md/.yaml/.cdx.json in REPORT_DIR from its report.json (audited with --spec)."""
+    from .report.card import regenerate_card
+
+    for path in regenerate_card(report_dir):
+        click.echo(str(path))
 
 
 if __name__ == "__main__":  # pragma: no cover

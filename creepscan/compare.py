@@ -5,58 +5,19 @@ from __future__ import annotations
 
 import time
 
-from . import __version__
-from .attacks.splits import stratified_split
 from .attacks.few_shot import paired_few_shot
 from .attacks.stats import holm, paired_bootstrap
-from .audit import (SCHEMA_VERSION, Settings, _check_data_keys, _order, align, embed, evaluate_encoder,
-                    load_or_record, model_block, probe_header, risk_block, too_small)
-from .errors import DataUnavailable
-from .risk import level_index
+from .pipeline import ProbeResult, Settings, model_block, report_head, run
+from .risk import level_rose
+
+__all__ = ["run_compare", "compare_row", "paired_differences", "headline"]
 
 
 def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -> dict:
-    _check_data_keys(probes, settings)
+    """The pipeline on two models; per probe both blocks, B minus A with paired tests, Holm across probes."""
     t_start = time.perf_counter()
-    encoders = {"a": enc_a, "floor_a": enc_a.floor, "b": enc_b, "floor_b": enc_b.floor}
-    rows, not_run = [], []
-    for n, probe in enumerate(probes, 1):
-        settings.log(f"[{n}/{len(probes)}] {probe.id}: loading data")
-        pd = load_or_record(probe, settings, len(probes), not_run)
-        if pd is None:
-            continue
-        settings.log(f"[{n}/{len(probes)}] {probe.id}: embedding")
-        feats = embed(encoders, pd, settings)
-        ls = align(pd, feats)
-        problem = too_small(probe, ls)
-        if problem:
-            raise DataUnavailable(problem)
-        split = stratified_split(ls.y, settings.seed)
-        settings.log(f"[{n}/{len(probes)}] {probe.id}: attacks on {len(ls.y)} images, {len(ls.classes)} classes")
-        metrics, done = {}, {}
-        for key, enc in encoders.items():
-            if enc.fingerprint in done:
-                metrics[key] = metrics[done[enc.fingerprint]]
-                continue
-            metrics[key] = evaluate_encoder(enc, feats[key].X[ls.rows[key]], ls, split, probe, settings)
-            done[enc.fingerprint] = key
-        header = probe_header(probe, pd, ls, split)
-        sides = {}
-        for side in ("a", "b"):
-            r = dict(header)
-            r.update(risk_block(probe, metrics[side], metrics[f"floor_{side}"], header["chance"], settings.seed))
-            r["metrics"] = metrics[side].to_json()
-            r["control"] = {**model_block(encoders[f"floor_{side}"]), "metrics": metrics[f"floor_{side}"].to_json()}
-            sides[side] = _order(r)
-        delta, tests = paired_differences(metrics["a"], metrics["b"], split, ls.y, len(ls.classes), settings.seed)
-        rows.append({
-            "id": probe.id, "title": probe.title, "capability": probe.capability, "policy": probe.policy,
-            "reference": probe.reference,
-            "level_a": sides["a"]["risk_level"], "level_b": sides["b"]["risk_level"],
-            "risk_rose": level_index(sides["b"]["risk_level"]) > level_index(sides["a"]["risk_level"]),
-            "delta": delta, "tests": tests, **headline(delta, tests),
-            "a": sides["a"], "b": sides["b"],
-        })
+    results, not_run = run([enc_a, enc_b], probes, settings)
+    rows = [compare_row(r, 0, 1, settings.seed) for r in results]
     adjusted = holm([r["p_value"] for r in rows])
     for r, p in zip(rows, adjusted):
         r["p_adjusted"] = p
@@ -64,14 +25,29 @@ def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -
         r["rose_significantly"] = bool(r["significant"] and r["headline"]["change"] > 0)
     rows.sort(key=lambda r: (not r["risk_rose"], not r["significant"], r["id"]))
     return {
-        "schema_version": SCHEMA_VERSION, "kind": "compare", "tool": {"name": "creepscan", "version": __version__},
-        "model_a": model_block(enc_a), "model_b": model_block(enc_b), "seed": settings.seed,
+        **report_head("compare", settings),
+        "model_a": model_block(enc_a), "model_b": model_block(enc_b),
         "alpha": alpha, "correction": "holm: within a probe over its metrics, then across probes",
         "settings": {"max_per_class": settings.max_per_class},
         "probes": rows, "not_run": not_run,
         "summary": {"rose": [r["id"] for r in rows if r["risk_rose"]],
                     "significant": [r["id"] for r in rows if r["significant"]]},
         "timings": {"total_s": round(time.perf_counter() - t_start, 3), **settings.execution(enc_b)},
+    }
+
+
+def compare_row(pr: ProbeResult, i: int, j: int, seed: int) -> dict:
+    """Model j against model i on one probe: both blocks, B minus A per metric with its paired test,
+    the headline test, and whether the level rose (a move to inconclusive counts)."""
+    a, b = pr.models[i], pr.models[j]
+    delta, tests = paired_differences(a.metrics, b.metrics, len(pr.labelled.classes), seed)
+    p = pr.probe
+    return {
+        "id": p.id, "title": p.title, "capability": p.capability, "policy": p.policy, "reference": p.reference,
+        "level_a": a.block["risk_level"], "level_b": b.block["risk_level"],
+        "risk_rose": level_rose(a.block["risk_level"], b.block["risk_level"]),
+        "delta": delta, "tests": tests, **headline(delta, tests),
+        "a": a.block, "b": b.block,
     }
 
 
@@ -89,9 +65,10 @@ def headline(delta: dict, tests: dict) -> dict:
             "headline": {"metric": named[best][0], "change": named[best][1], "p_within_probe": adjusted[best]}}
 
 
-def paired_differences(ma, mb, split, y, n_classes, seed):
-    """B minus A for each metric both models have, with its paired test."""
-    y_test = y[split.test]
+def paired_differences(ma, mb, n_classes, seed):
+    """B minus A for each metric both models have, with its paired test (over the images both were
+    scored on: the union of the test folds)."""
+    y_test = ma.linear_probe.test_labels
     lp = paired_bootstrap(y_test, ma.linear_probe.test_correct, mb.linear_probe.test_correct, n_classes, seed)
     delta = {"linear_probe": lp["delta"], "zero_shot": None, "few_shot": {}, "verification_tar_1e-3": None,
              "verification_auc": None}

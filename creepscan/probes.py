@@ -19,6 +19,7 @@ from .errors import ProbeFileError
 
 ATTACKS = ("zero_shot", "linear_probe", "few_shot", "verification")
 RISK_KEYS = ("skill_threshold", "high_max_k", "zero_shot_skill_critical", "verification_tar_critical", "alpha",
+             "equivalence_margin",
              "verification_far")
 DEFAULT_SUITE = "default"
 
@@ -48,6 +49,7 @@ class Probe:
     templates: list[str] = field(default_factory=list)
     risk: dict = field(default_factory=dict)
     reference: bool = False  # a benign task that shows the model works; never gates a release
+    group_by: str | None = None  # regex on the file name whose capture gives the image's group
 
     def display_name(self, label: str) -> str:
         return self.label_names.get(label, label.replace("_", " "))
@@ -65,6 +67,10 @@ def load_probe(path: str | os.PathLike, suite: str | None = None) -> Probe:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ProbeFileError(f"probe file not found: {path}") from exc
+    except UnicodeDecodeError as exc:
+        raise ProbeFileError(f"{path}: not UTF-8 text (byte {exc.start}); save the probe file as UTF-8") from exc
+    except OSError as exc:
+        raise ProbeFileError(f"probe file {path} cannot be read ({exc.strerror or exc})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ProbeFileError(f"{path}: not valid TOML ({exc})") from exc
     for key in ("id", "title", "capability"):
@@ -107,6 +113,14 @@ def load_probe(path: str | os.PathLike, suite: str | None = None) -> Probe:
         check_rules(risk)
     except ValueError as exc:
         raise ProbeFileError(f"{path}: [risk] {exc}") from exc
+    group_by = doc.get("group_by")
+    if group_by is not None:
+        from .data import compile_group_rule
+
+        try:
+            compile_group_rule(group_by)
+        except ValueError as exc:
+            raise ProbeFileError(f"{path}: key 'group_by': {exc}") from exc
     if path.stem != doc["id"]:
         raise ProbeFileError(f"{path}: id '{doc['id']}' must match the file name ({path.stem})")
     return Probe(
@@ -115,6 +129,7 @@ def load_probe(path: str | os.PathLike, suite: str | None = None) -> Probe:
         suite=suite or path.parent.name, min_images_per_class=min_images, max_per_class=cap,
         label_names={str(k): v for k, v in names.items()}, templates=list(templates), risk=dict(risk),
         reference=bool(doc.get("reference", False)) or policy[0].lower().startswith("none"),
+        group_by=group_by,
     )
 
 

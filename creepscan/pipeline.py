@@ -1,0 +1,368 @@
+"""The one pipeline behind audit, compare and sweep: per probe, data -> embeddings of every model and
+its floor -> splits -> attacks -> risk. ``audit``, ``compare`` and ``sweep`` only assemble its results.
+
+Every model sees the same images, splits and few-shot episodes (they depend on the labels, groups and
+seed alone), so any two models' results are paired. Where the work runs (in this process, or on Ray)
+is the engine's business (``creepscan.engines``); this module only says what is computed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .attacks import evaluate
+from .attacks.splits import stratified_split
+from .attacks.zero_shot import class_text_embeddings
+from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
+from .encoders import has_text
+from .errors import CreepscanError, DataUnavailable
+from .features import Features, default_cache_dir, extract_many
+from .probes import Probe
+from .risk import DEFAULT_RULES, INCONCLUSIVE, assess
+
+SCHEMA_VERSION = "1"
+
+
+@dataclass
+class Settings:
+    """What an audit run was asked for (the CLI's options, validated)."""
+
+    seed: int = 0
+    device: str = "cpu"
+    folds: int | None = None     # rotating test folds; None: attacks.splits chooses by probe size
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    data: dict[str, str] = field(default_factory=dict)
+    max_per_class: int | None = None
+    download: bool = True
+    progress: bool = True
+    batch_size: int | None = None
+    num_workers: int | None = None
+    precision: str = "auto"      # encoders.openclip.PRECISIONS
+    decode: str = "auto"         # decode.MODES
+    compile: bool = False
+
+    def configure(self, encoder):
+        """Apply the speed options to an encoder that has them (open_clip models); a plug-in that
+        lacks them is refused only when a non-default option was asked for."""
+        if hasattr(encoder, "configure"):
+            return encoder.configure(precision=self.precision, compile=self.compile)
+        if self.precision != "auto" or self.compile:
+            raise CreepscanError(f"--precision and --compile apply to open_clip models; {encoder.name} "
+                                 "(a plug-in) runs as its own code chooses: drop those options")
+        return encoder
+
+    def execution(self, encoder) -> dict:
+        """How the embeddings were computed (machine-dependent, so reported under timings)."""
+        return {"device": self.device, "precision": getattr(encoder, "precision", "plug-in"),
+                "decode": self.decode, "compile": self.compile}
+
+    def log(self, msg: str) -> None:
+        """Progress lines on stderr: only for a person at a terminal, never with --quiet."""
+        if self.progress and sys.stderr.isatty():
+            print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ProbeData:
+    """One probe's images, capped, with their content hashes."""
+
+    probe: Probe
+    images: ImageSet
+    hashes: list
+    info: dict
+
+
+def load_probe_data(probe: Probe, settings: Settings) -> ProbeData:
+    """The probe's images: a local folder/manifest from --data, else its public source."""
+    if probe.id in settings.data:
+        images = load_image_set(settings.data[probe.id])
+    else:
+        from .data import public
+
+        key = hashlib.sha256(json.dumps(probe.source, sort_keys=True).encode()).hexdigest()[:12]
+        root = Path(settings.cache_dir) / "datasets" / f"{probe.source['kind']}-{key}"
+        path = public.materialize(probe.source, root, download=settings.download, progress=settings.progress,
+                                  probe_id=probe.id)
+        images = load_image_set(path)
+        images.source = public.describe(probe.source)
+    cap = settings.max_per_class if settings.max_per_class is not None else probe.max_per_class
+    n_listed = len(images)
+    images = cap_per_class(images, cap, settings.seed)
+    hashes = content_hashes(images.paths)
+    info = {"source": images.source, "fingerprint": dataset_fingerprint(images, hashes),
+            "max_per_class": cap, "n_listed": n_listed}
+    return ProbeData(probe, images, hashes, info)
+
+
+def embed(encoders: dict, pd: ProbeData, settings: Settings) -> dict[str, Features]:
+    """Features of each named encoder; encoders with the same weights are embedded once, and those
+    with the same preprocessing share one decoding pass."""
+    unique: dict[str, str] = {}
+    for key, enc in encoders.items():
+        unique.setdefault(enc.fingerprint, key)
+    firsts = list(unique.values())
+    feats = extract_many([encoders[k] for k in firsts], pd.images, cache_dir=settings.cache_dir, hashes=pd.hashes,
+                         progress=settings.progress, batch_size=settings.batch_size,
+                         num_workers=settings.num_workers, normalize=True, decode=settings.decode)
+    by_fp = {encoders[k].fingerprint: f for k, f in zip(firsts, feats)}
+    return {key: by_fp[enc.fingerprint] for key, enc in encoders.items()}
+
+
+@dataclass
+class LabelledSet:
+    """The images every encoder could use, as integer labels over the kept classes."""
+
+    y: np.ndarray
+    rows: dict  # encoder id -> row indices into that encoder's Features.X, aligned with y
+    kept: list  # indices into the probe's ImageSet, aligned with y
+    classes: list[str]
+    excluded: list[dict]
+    skipped: list[dict]
+
+
+def align(pd: ProbeData, features: dict[str, Features]) -> LabelledSet:
+    """Keep the images that every encoder embedded, drop classes too small for the attacks."""
+    common = None
+    for f in features.values():
+        common = set(f.keep.tolist()) if common is None else common & set(f.keep.tolist())
+    common = sorted(common or [])
+    skipped = list(pd.images.skipped)
+    seen = {s["path"] for s in skipped}
+    for f in features.values():
+        for s in f.skipped:
+            if s["path"] not in seen:
+                skipped.append(s)
+                seen.add(s["path"])
+    counts: dict[str, int] = {}
+    for i in common:
+        counts[pd.images.labels[i]] = counts.get(pd.images.labels[i], 0) + 1
+    min_n = pd.probe.min_images_per_class
+    classes = sorted(label for label, n in counts.items() if n >= min_n)
+    excluded = [{"label": label, "n_images": n, "reason": f"fewer than {min_n} usable images"}
+                for label, n in sorted(counts.items()) if n < min_n]
+    excluded += [{"label": label, "n_images": 0, "reason": "no usable images"} for label in pd.images.empty_labels]
+    all_labels = set(pd.images.labels)
+    excluded += [{"label": label, "n_images": 0, "reason": "no image could be decoded"}
+                 for label in sorted(all_labels - set(counts)) if label not in pd.images.empty_labels]
+    index = {label: k for k, label in enumerate(classes)}
+    kept = [i for i in common if pd.images.labels[i] in index]
+    y = np.asarray([index[pd.images.labels[i]] for i in kept], dtype=np.int64)
+    rows = {}
+    for name, f in features.items():
+        pos = {int(i): r for r, i in enumerate(f.keep.tolist())}
+        rows[name] = np.asarray([pos[i] for i in kept], dtype=np.int64)
+    return LabelledSet(y=y, rows=rows, classes=classes, excluded=excluded, skipped=skipped, kept=kept)
+
+
+def rules_for(probe: Probe) -> dict:
+    return {**DEFAULT_RULES, **probe.risk}
+
+
+def evaluate_encoder(encoder, X, ls: LabelledSet, splits, probe: Probe, settings: Settings):
+    """All the probe's attacks on one encoder's features."""
+    text = None
+    if "zero_shot" in probe.attacks and has_text(encoder) and probe.templates:
+        names = [probe.display_name(c) for c in ls.classes]
+        text = class_text_embeddings(encoder.encode_text, names, probe.templates)
+    return evaluate(X, ls.y, len(ls.classes), splits if len(splits) > 1 else splits[0], seed=settings.seed, attacks=probe.attacks,
+                    skill_threshold=rules_for(probe)["skill_threshold"], text_embeddings=text,
+                    device=settings.device)
+
+
+def too_small(probe: Probe, ls: LabelledSet) -> str | None:
+    if len(ls.classes) < 2:
+        return (f"probe {probe.id}: only {len(ls.classes)} class has at least {probe.min_images_per_class} usable images; "
+                "the attacks need two or more (add images, or lower min_images_per_class in the probe file)")
+    return None
+
+
+def probe_header(probe: Probe, pd: ProbeData, ls: LabelledSet, splits, split_block: dict) -> dict:
+    """The facts about a probe's data that every model's result shares."""
+    n_classes = len(ls.classes)
+    chance = 1.0 / n_classes
+    thr = rules_for(probe)["skill_threshold"]
+    counts = np.bincount(ls.y, minlength=n_classes)
+    return {
+        "id": probe.id, "title": probe.title, "capability": probe.capability, "policy": probe.policy,
+        "reference": probe.reference,
+        "n_images": int(len(ls.y)), "n_classes": n_classes, "chance": round(chance, 6),
+        "labels": [{"label": c, "name": probe.display_name(c), "n_images": int(n)} for c, n in zip(ls.classes, counts)],
+        "skipped_images": ls.skipped, "excluded_classes": ls.excluded,
+        "data": pd.info,
+        "split": split_block,
+        "threshold": {"skill": thr, "accuracy": round(chance + thr * (1 - chance), 6)},
+        "rules": rules_for(probe),
+    }
+
+
+def risk_block(probe: Probe, m_model, m_floor, chance: float, seed: int, n_test_per_class: float) -> dict:
+    """The level, its reason and both axes, for one model against its floor."""
+    a = assess(m_model, m_floor, chance, rules_for(probe), seed=seed, n_test_per_class=n_test_per_class)
+    level, reason, rule = a.level, a.reason, a.rule
+    if probe.reference:
+        reason = f"reference task, not a prohibited capability (would otherwise rate {reason})"
+        level, rule = "none", "reference probe"
+    return {"risk_level": level, "risk_reason": reason, "risk_rule": rule, "risk_axis": a.axis,
+            "level_range": list(a.level_range), "inconclusive": None if probe.reference else a.inconclusive,
+            "capability_axis": a.capability, "uplift": a.uplift, "power": a.power}
+
+
+def model_block(encoder) -> dict:
+    return {"spec": encoder.spec, "name": encoder.name, "fingerprint": encoder.fingerprint}
+
+
+_FIRST = ("id", "title", "capability", "policy", "reference", "risk_level", "risk_reason", "risk_rule", "risk_axis",
+          "level_range", "inconclusive")
+
+
+def order_fields(result: dict) -> dict:
+    """Put the fields an auditor reads first at the top of each probe's JSON."""
+    return {**{k: result[k] for k in _FIRST if k in result}, **{k: v for k, v in result.items() if k not in _FIRST}}
+
+
+def check_data_keys(probes: list[Probe], settings: Settings) -> None:
+    ids = {p.id for p in probes}
+    for key in settings.data:
+        if key not in ids:
+            raise CreepscanError(
+                f"--data {key}=...: no probe '{key}' is being run (running: {', '.join(sorted(ids))}); "
+                f"add --probe {key} or fix the id"
+            )
+
+
+def load_or_record(probe: Probe, settings: Settings, n_probes: int, not_run: list) -> ProbeData | None:
+    """A probe whose public data cannot be fetched is recorded as not run, so the others still run;
+    the CLI then exits 2 after writing the report. Local data given with --data that fails, or a run
+    of a single probe, fails at once."""
+    try:
+        return load_probe_data(probe, settings)
+    except DataUnavailable as exc:
+        if probe.id in settings.data or n_probes == 1:
+            raise
+        settings.log(f"  {probe.id}: not run: {exc}")
+        not_run.append({"id": probe.id, "reason": str(exc)})
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class ModelResult:
+    """One model on one probe: its metrics and its floor's (arrays kept for paired tests), and the
+    probe's JSON block for this model (header + risk + metrics + control)."""
+
+    encoder: object
+    metrics: object
+    floor_metrics: object
+    block: dict
+
+
+@dataclass
+class ProbeResult:
+    probe: Probe
+    header: dict
+    labelled: LabelledSet
+    splits: list
+    models: list[ModelResult]
+
+
+GROUPLESS_WARNING = ("the images carry no group (person, session): photos of one person may sit on both sides of "
+                     "the split, so identity can stand in for the attribute; give a CSV 'group' column or a probe "
+                     "'group_by' rule")
+
+
+def make_probe_splits(ls: LabelledSet, pd: ProbeData, feats_ref: Features | None, settings: Settings):
+    """Splits shared by every model (labels, groups and seed only), with near-duplicates of a
+    train/val image dropped from test (judged under ``feats_ref``, a floor). Returns (splits, block)."""
+    from .attacks import splits as S
+
+    groups = getattr(pd.images, "groups", None)
+    kept_groups = None
+    if groups is not None and any(g is not None for g in groups):
+        kept_groups = [groups[i] for i in ls.kept]
+    if hasattr(S, "split_info"):
+        splits = S.make_splits(ls.y, settings.seed, groups=kept_groups, n_folds=settings.folds)
+        n_dropped = 0
+        if hasattr(S, "drop_near_duplicates"):
+            X_ref = feats_ref.X[ls.rows["floor0"]] if feats_ref is not None else None
+            hashes = [pd.hashes[i] for i in ls.kept]
+            splits, n_dropped = S.drop_near_duplicates(splits, X_ref, hashes)
+        block = S.split_info(splits, kept_groups, n_dropped)
+    else:  # pragma: no cover - before group-aware folds existed
+        splits = [stratified_split(ls.y, settings.seed)]
+        block = {"folds": 1, "grouped": False, "n_groups": None, "near_duplicates_dropped": 0,
+                 **splits[0].sizes(), "warning": None}
+    if kept_groups is None and "verification" not in pd.probe.attacks and not pd.probe.reference:
+        block["warning"] = block.get("warning") or GROUPLESS_WARNING
+    return splits, block
+
+
+def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, tag: str = "") -> ProbeResult:
+    """Every model (and its floor) on one probe's images: the same splits and episodes for all."""
+    t0 = time.perf_counter()
+    named = {}
+    for i, enc in enumerate(encoders):
+        named[f"model{i}"] = enc
+        named[f"floor{i}"] = enc.floor
+    settings.log(f"{tag}{probe.id}: {len(pd.images)} images; embedding with {len(encoders)} model(s) and floor(s)")
+    feats = embed(named, pd, settings)
+    t_embed = time.perf_counter() - t0
+    ls = align(pd, feats)
+    problem = too_small(probe, ls)
+    if problem:
+        raise DataUnavailable(problem)
+    splits, split_block = make_probe_splits(ls, pd, feats["floor0"], settings)
+    header = probe_header(probe, pd, ls, splits, split_block)
+    settings.log(f"{tag}{probe.id}: attacks on {len(ls.y)} images, {len(ls.classes)} classes")
+    t1 = time.perf_counter()
+    done: dict[str, object] = {}  # identical weights are evaluated once
+
+    def metrics_of(key):
+        enc = named[key]
+        if enc.fingerprint not in done:
+            done[enc.fingerprint] = evaluate_encoder(enc, feats[key].X[ls.rows[key]], ls, splits, probe, settings)
+        return done[enc.fingerprint]
+
+    results = []
+    n_test = sum(int(s.test.size) for s in splits)
+    per_class = n_test / max(1, len(ls.classes))
+    for i, enc in enumerate(encoders):
+        m, f = metrics_of(f"model{i}"), metrics_of(f"floor{i}")
+        block = dict(header)
+        block.update(risk_block(probe, m, f, header["chance"], settings.seed, per_class))
+        block["metrics"] = m.to_json()
+        block["control"] = {**model_block(enc.floor), "metrics": f.to_json()}
+        block["timings"] = {"embed_s": round(t_embed, 3), "attacks_s": round(time.perf_counter() - t1, 3),
+                            "cache": {name: {s: feats[f"{name}{i}"].stats[s] for s in ("n_embedded", "n_cache_hits")}
+                                      for name in ("model", "floor")}}
+        results.append(ModelResult(enc, m, f, order_fields(block)))
+    return ProbeResult(probe, header, ls, splits, results)
+
+
+def run(encoders: list, probes: list[Probe], settings: Settings):
+    """Run every probe on every encoder. Returns (list of ProbeResult, not_run records)."""
+    check_data_keys(probes, settings)
+    out, not_run = [], []
+    for n, probe in enumerate(probes, 1):
+        tag = f"[{n}/{len(probes)}] "
+        settings.log(f"{tag}{probe.id}: loading data")
+        pd = load_or_record(probe, settings, len(probes), not_run)
+        if pd is None:
+            continue
+        out.append(run_probe(probe, pd, encoders, settings, tag))
+    return out, not_run
+
+
+def report_head(kind: str, settings: Settings) -> dict:
+    """The fields every report starts with."""
+    return {"schema_version": SCHEMA_VERSION, "kind": kind, "tool": {"name": "creepscan", "version": __version__},
+            "seed": settings.seed}
