@@ -6,12 +6,26 @@ embedding, and a reason where the file could not be decoded. So a rerun over the
 calls the encoder (nor decodes an image), a changed file is re-embedded alone (its hash is new), and
 a run stopped half-way leaves only whole chunks behind (each is written to a temporary file and
 renamed into place), which the next run reuses.
+
+Processes sharing one cache share the work. Before embedding, a process claims the images it lacks
+under ``CACHE/embeddings/<key>/claims/``: one file per chunk's worth of content hashes, on which it
+holds an exclusive ``fcntl.flock`` while it embeds them, and removes once they are written. Another
+process that lacks the same images embeds only what nobody has claimed, then blocks on the claims
+of the others and reuses the chunks they write. The kernel drops the flock of a process that exits
+in any way (``kill -9`` included), so a claim whose flock can be taken is stale: its images that
+are still missing are claimed and embedded again, without any timeout. Claims are scanned and made
+under a short exclusive flock on ``.claims.lock`` so that two processes never claim the same image.
+A temporary chunk file torn by ``kill -9`` is never read (only ``*.npz`` is) and is removed by the
+next process that claims work. Where flock is unavailable (a filesystem without it, or no
+``fcntl``) each process embeds what it lacks, as if alone.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
+import tempfile
 import time
 import uuid
 import zipfile
@@ -22,7 +36,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no claims, every process embeds what it lacks
+    fcntl = None
+
 from .data import ImageSet, UnusableImage, content_hashes, decode_image
+from .errors import CreepscanError
 from . import decode as _decode
 from .decode import choose as choose_decode, plain_jpeg
 
@@ -35,6 +55,25 @@ def default_cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "creepscan"
+
+
+def check_cache_writable(path) -> Path:
+    """Raise ``CreepscanError`` (one line, naming the fix) unless ``path`` can hold the cache: it is
+    created if missing, and a file is created and removed in it. Returns ``path`` as a Path. Meant to
+    run before any work, so that a read-only cache fails at once instead of after embedding."""
+    path = Path(path).expanduser()
+    try:
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".creepscan-write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CreepscanError(f"--cache-dir {path} is not writable: {reason}; choose another with --cache-dir "
+                             f"or set CREEPSCAN_CACHE") from None
+    return path
 
 
 def encoder_cache_key(encoder, decode_tag: str = "") -> str:
@@ -56,7 +95,9 @@ class Features:
     """Embeddings of the usable images of an ImageSet.
 
     ``X`` float32 [m, d]; ``keep`` int64 [m], the index in the ImageSet of each row; ``skipped``
-    the files that could not be decoded ({"path", "reason"}); ``stats`` counts and seconds.
+    the files that could not be decoded ({"path", "reason"}); ``stats`` counts and seconds:
+    ``n_embedded`` distinct files this process embedded (or found undecodable), ``n_cache_hits``
+    distinct files read from the cache (written before, or meanwhile by another process).
     """
 
     X: np.ndarray
@@ -66,49 +107,234 @@ class Features:
 
 
 class EmbeddingCache:
-    """The chunks of one encoder key."""
+    """The chunks of one encoder key, and this process's claims on images it is embedding into them.
 
-    def __init__(self, cache_dir: Path, key: str):
+    ``share`` False skips the claims: the process embeds everything it lacks, as if alone."""
+
+    def __init__(self, cache_dir: Path, key: str, *, share: bool = True):
         self.dir = Path(cache_dir) / "embeddings" / key
+        self.claims_dir = self.dir / "claims"
+        self.claims_lock = self.dir / ".claims.lock"
+        self.share = share and fcntl is not None
         self._rows: dict[str, tuple[np.ndarray | None, str]] = {}
+        self._seen: set[tuple] = set()  # (name, mtime_ns, size) of each chunk file already read
         self._loaded = False
+        self._claims: list[_Claim] = []
 
     def _load(self) -> None:
-        if self._loaded:
-            return
+        if not self._loaded:
+            self.refresh()
+
+    def refresh(self) -> int:
+        """Read the chunks written since the last look, by this process or another; returns how many."""
         self._loaded = True
         if not self.dir.is_dir():
-            return
+            return 0
+        n_new = 0
         for chunk in sorted(self.dir.glob("*.npz")):
+            try:
+                st = chunk.stat()
+            except FileNotFoundError:
+                continue
+            ident = (chunk.name, st.st_mtime_ns, st.st_size)
+            if ident in self._seen:
+                continue
+            self._seen.add(ident)
             try:
                 with np.load(chunk, allow_pickle=False) as z:
                     hashes, emb, reasons = z["hashes"], z["emb"], z["reason"]
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 continue  # an unreadable chunk is ignored; its images are embedded again
+            n_new += 1
             for h, row, reason in zip(hashes.tolist(), emb, reasons.tolist()):
                 self._rows[h] = (None, reason) if reason else (row, "")
+        return n_new
 
     def get(self, digest: str):
         self._load()
         return self._rows.get(digest)
 
     def put_chunk(self, hashes: list[str], emb: np.ndarray, reasons: list[str]) -> None:
-        """Write one chunk atomically (temporary file, then rename)."""
+        """Write one chunk atomically (temporary file, then rename); release the claims it completes."""
         self.dir.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:24]
-        tmp = self.dir / f".tmp-{uuid.uuid4().hex}"
+        final = self.dir / f"{name}.npz"
+        for attempt in range(3):
+            tmp = self.dir / f".tmp-{uuid.uuid4().hex}"
+            try:
+                with open(tmp, "wb") as fh:
+                    # Held while writing, so that another process cleaning up torn files leaves it alone.
+                    _try_flock(fh, "LOCK_EX")
+                    np.savez(fh, hashes=np.asarray(hashes, dtype="U64"), emb=emb.astype(np.float32),
+                             reason=np.asarray(reasons, dtype=str))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    os.replace(tmp, final)
+                break
+            except FileNotFoundError:
+                # A cleaner saw the file in the instant between its creation and our flock and removed
+                # it as torn: write it again.
+                if attempt == 2:
+                    raise
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
         try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, hashes=np.asarray(hashes, dtype="U64"), emb=emb.astype(np.float32),
-                         reason=np.asarray(reasons, dtype=str))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.dir / f"{name}.npz")
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+            st = final.stat()
+            self._seen.add((final.name, st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            pass
         for h, row, reason in zip(hashes, emb, reasons):
             self._rows[h] = (None, reason) if reason else (row, "")
+        self._release_written(hashes)
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    def claim(self, digests: list[str], size: int) -> tuple[list[str], list["_Claim"]]:
+        """Of ``digests`` (images this process wants), claim those neither cached nor claimed by a
+        live process, in groups of ``size`` (each released once its rows are written).
+
+        Returns (mine, others): ``mine`` the digests this process must embed now, in the order
+        given; ``others`` the live claims of other processes on the rest, to wait for (``wait_for``).
+        Stale claims (their owner exited) are removed here, so their images come back as ``mine``.
+        """
+        if not self.share:
+            self.refresh()
+            return [d for d in digests if d not in self._rows], []
+        try:
+            self.claims_dir.mkdir(parents=True, exist_ok=True)
+            mutex = open(self.claims_lock, "a+b")  # append: opening must not truncate a lock in use
+        except OSError:
+            self.share = False
+            return self.claim(digests, size)
+        try:
+            try:
+                fcntl.flock(mutex, fcntl.LOCK_EX)
+            except OSError:  # this filesystem has no flock: work alone
+                self.share = False
+                return self.claim(digests, size)
+            self._remove_torn_temps()
+            others = self._live_claims()
+            # After the scan: an owner writes its rows before it releases its claim, so whatever a
+            # claim seen as finished covered is in the chunks read now.
+            self.refresh()
+            missing = [d for d in digests if d not in self._rows]
+            busy = set().union(*(c.hashes for c in others)) if others else set()
+            mine = [d for d in missing if d not in busy]
+            wanted = set(missing)
+            waits = []
+            for c in others:
+                if c.hashes & wanted:
+                    c.hashes &= wanted
+                    waits.append(c)
+                else:
+                    c.close()
+            for start in range(0, len(mine), max(1, size)):
+                self._claims.append(_Claim.create(self.claims_dir, mine[start:start + size]))
+            return mine, waits
+        finally:
+            mutex.close()  # closing drops the flock
+
+    def _live_claims(self) -> list["_Claim"]:
+        """Claims whose owner still holds its flock; stale ones are removed."""
+        live = []
+        for path in sorted(self.claims_dir.glob("*.claim")):
+            try:
+                fh = open(path, "rb")
+            except FileNotFoundError:
+                continue  # released while we looked
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                live.append(_Claim(path, fh, set(fh.read().decode().split()), owned=False))
+                continue
+            except OSError:
+                pass
+            path.unlink(missing_ok=True)
+            fh.close()
+        return live
+
+    def _remove_torn_temps(self) -> None:
+        """Delete temporary chunk files nobody is writing (left by a process killed mid-write)."""
+        for tmp in self.dir.glob(".tmp-*"):
+            try:
+                with open(tmp, "rb") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    tmp.unlink(missing_ok=True)
+            except OSError:
+                continue  # being written (flock held), or gone already
+
+    def _release_written(self, hashes) -> None:
+        if not self._claims:
+            return
+        written = set(hashes)
+        for c in list(self._claims):
+            c.hashes -= written
+            if not c.hashes:
+                c.release()
+                self._claims.remove(c)
+
+    def release_claims(self) -> None:
+        """Give up every claim this process holds (done, or failed: others take the rest over)."""
+        for c in self._claims:
+            c.release()
+        self._claims = []
+
+
+class _Claim:
+    """A claim file: the content hashes one process is embedding, under its exclusive flock."""
+
+    def __init__(self, path: Path, fh, hashes: set[str], owned: bool):
+        self.path, self.fh, self.hashes, self.owned = path, fh, hashes, owned
+
+    @classmethod
+    def create(cls, claims_dir: Path, digests: list[str]) -> "_Claim":
+        path = claims_dir / f"{uuid.uuid4().hex}.claim"
+        fh = open(path, "w+b")
+        # Locked before the claims mutex is released, so no scanner can see it unlocked.
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write("\n".join(digests).encode())
+        fh.flush()
+        return cls(path, fh, set(digests), owned=True)
+
+    def release(self) -> None:
+        # Removed before the flock drops: a waiter that wakes up finds it gone, not stale.
+        if self.owned:
+            self.path.unlink(missing_ok=True)
+        self.close()
+
+    def close(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+
+
+def _try_flock(fh, op: str) -> None:
+    if fcntl is None:
+        return
+    try:
+        fcntl.flock(fh, getattr(fcntl, op))
+    except OSError:
+        pass  # no flock here: the file is only protected by its temporary name
+
+
+def wait_for(claims: list[_Claim], progress: bool = False) -> None:
+    """Block until each of ``claims`` (other processes' live claims) is released or its owner
+    exits; the caller then re-reads the cache and claims what is still missing."""
+    if not claims:
+        return
+    total = sum(len(c.hashes) for c in claims)
+    try:
+        with _progress(total, "waiting for another process embedding into this cache", progress) as bar:
+            for c in claims:
+                try:
+                    fcntl.flock(c.fh, fcntl.LOCK_SH)
+                except OSError:
+                    pass
+                c.close()
+                bar.update(len(c.hashes))
+    finally:
+        for c in claims:
+            c.close()
 
 
 class _Decode(Dataset):
@@ -197,30 +423,36 @@ def _progress(total, desc, enabled):
 
 def extract(encoder, image_set: ImageSet, *, cache_dir, hashes=None, batch_size: int | None = None,
             num_workers: int | None = None, chunk_size: int = 2048, progress: bool = True,
-            normalize: bool = False, decode: str = "auto") -> Features:
+            normalize: bool = False, decode: str = "auto", share: bool = True) -> Features:
     """Embed every image of ``image_set`` with ``encoder``, from the cache where possible.
 
     Identical files (same bytes) are embedded once. ``normalize`` L2-normalises the rows of ``X``
     (the cache always holds the raw embeddings). ``decode``: ``auto`` (the fast JPEG path on a GPU,
-    PIL on a CPU), ``fast`` or ``pil`` (see ``creepscan.decode``).
+    PIL on a CPU), ``fast`` or ``pil`` (see ``creepscan.decode``). ``share``: see ``extract_many``.
     """
     return extract_many([encoder], image_set, cache_dir=cache_dir, hashes=hashes, batch_size=batch_size,
                         num_workers=num_workers, chunk_size=chunk_size, progress=progress, normalize=normalize,
-                        decode=decode)[0]
+                        decode=decode, share=share)[0]
 
 
 def extract_many(encoders, image_set: ImageSet, *, cache_dir, hashes=None, batch_size: int | None = None,
                  num_workers: int | None = None, chunk_size: int = 2048, progress: bool = True,
-                 normalize: bool = False, decode: str = "auto") -> list[Features]:
+                 normalize: bool = False, decode: str = "auto", share: bool = True) -> list[Features]:
     """``extract`` for several encoders over the same images. Encoders with the same preprocessing
     (an open_clip model and its random-init floor) share one decoding pass: each image is decoded
-    and preprocessed once and every encoder that lacks it embeds the same batch."""
+    and preprocessed once and every encoder that lacks it embeds the same batch.
+
+    ``share`` (default) coordinates with other processes using the same cache (see the module
+    docstring): an image another process is embedding is waited for, not embedded again; False
+    embeds everything missing here. Raises ``CreepscanError`` before any work if something must be
+    embedded and ``cache_dir`` is not writable."""
     t0 = time.perf_counter()
     if hashes is None:
         hashes = content_hashes(image_set.paths)
     transforms = [choose_decode(decode, enc.preprocess, _device(enc)) for enc in encoders]
     tags = [_decode_tag(t, _device(enc)) for t, enc in zip(transforms, encoders)]
-    caches = [EmbeddingCache(Path(cache_dir), encoder_cache_key(enc, tag)) for enc, tag in zip(encoders, tags)]
+    caches = [EmbeddingCache(Path(cache_dir), encoder_cache_key(enc, tag), share=share)
+              for enc, tag in zip(encoders, tags)]
     todos: list[dict[str, Path]] = []
     hits: list[int] = []
     for cache in caches:
@@ -240,14 +472,54 @@ def extract_many(encoders, image_set: ImageSet, *, cache_dir, hashes=None, batch
         if todos[i]:
             group = (getattr(enc, "preprocess_id", "") or f"#{i}", tags[i], str(_device(enc)))
             groups.setdefault(group, []).append(i)
+    if groups:
+        check_cache_writable(cache_dir)  # before any embedding, not at the first chunk write
+    embedded = [0] * len(encoders)
     for members in groups.values():
-        merged = {d: p for i in members for d, p in todos[i].items()}
-        _embed_missing([(encoders[i], caches[i], todos[i]) for i in members], merged, batch_size=batch_size,
-                       num_workers=num_workers, chunk_size=chunk_size, progress=progress,
-                       transform=transforms[members[0]])
+        _embed_shared(encoders, caches, todos, members, embedded, transforms, batch_size=batch_size,
+                      num_workers=num_workers, chunk_size=chunk_size, progress=progress)
     seconds = round(time.perf_counter() - t0, 3)
-    return [_assemble(image_set, hashes, cache, len(todo), n_cached, normalize, seconds)
-            for cache, todo, n_cached in zip(caches, todos, hits)]
+    return [_assemble(image_set, hashes, cache, n_done, n_cached + len(todo) - n_done, normalize, seconds)
+            for cache, todo, n_done, n_cached in zip(caches, todos, embedded, hits)]
+
+
+def _embed_shared(encoders, caches, todos, members, embedded, transforms, *, batch_size, num_workers,
+                  chunk_size, progress) -> None:
+    """Embed the ``todos`` of the encoders ``members`` (one decoding group) together with any other
+    process working on the same cache: claim what nobody claimed, embed it, wait for the claims of
+    the others, and repeat until every image is cached (a dead owner's images come back as free).
+    Adds to ``embedded[i]`` the images this process embedded for encoder ``i``."""
+    remaining = {i: list(todos[i]) for i in members}
+    while remaining:
+        claimed: dict[int, dict[str, Path]] = {}
+        waits: list[_Claim] = []
+        try:
+            for i, wanted in remaining.items():
+                mine, others = caches[i].claim(wanted, chunk_size)
+                waits += others
+                if mine:
+                    claimed[i] = {d: todos[i][d] for d in mine}
+            if claimed:
+                lead = next(iter(claimed))
+                merged = {d: p for todo in claimed.values() for d, p in todo.items()}
+                _embed_missing([(encoders[i], caches[i], todo) for i, todo in claimed.items()], merged,
+                               batch_size=batch_size, num_workers=num_workers, chunk_size=chunk_size,
+                               progress=progress, transform=transforms[lead])
+                for i, todo in claimed.items():
+                    embedded[i] += len(todo)
+        finally:
+            for i in remaining:
+                caches[i].release_claims()  # after a failure too: other processes take the rest over
+        try:
+            wait_for(waits, progress)
+        finally:
+            for c in waits:
+                c.close()
+        for i in list(remaining):
+            caches[i].refresh()
+            remaining[i] = [d for d in remaining[i] if caches[i].get(d) is None]
+            if not remaining[i]:
+                del remaining[i]
 
 
 def _assemble(image_set, hashes, cache, n_embedded, n_cached, normalize, seconds) -> Features:
