@@ -120,3 +120,25 @@ def test_encoders_with_the_same_preprocessing_share_one_decoding_pass(dataset, c
     np.testing.assert_array_equal(a.X, -b.X)
     single = extract(Twin(), dataset, cache_dir=cache_dir / "solo", num_workers=0)
     np.testing.assert_array_equal(single.X, b.X)
+
+
+def test_claims_split_the_missing_images_and_are_released_as_chunks_are_written(cache_dir):
+    """Two cache objects on one folder stand in for two processes (flocks on separate opens conflict)."""
+    from creepscan.features import wait_for
+
+    digests = [f"{i:064x}" for i in range(5)]
+    first, second = EmbeddingCache(cache_dir, "k"), EmbeddingCache(cache_dir, "k")
+    mine, others = first.claim(digests, 2)
+    assert mine == digests and others == [] and len(list(first.claims_dir.glob("*.claim"))) == 3
+    mine2, others2 = second.claim(digests + ["f" * 64], 2)
+    assert mine2 == ["f" * 64] and set().union(*(c.hashes for c in others2)) == set(digests)
+    second.release_claims()
+    first.put_chunk(digests[:2], np.ones((2, 3), np.float32), ["", ""])
+    assert len(list(first.claims_dir.glob("*.claim"))) == 2  # the written chunk's claim is gone
+    first.release_claims()  # as a failed run does: the rest is free again
+    wait_for(others2)  # returns at once: every claim waited on is released
+    mine3, others3 = second.claim(digests, 2)
+    assert mine3 == digests[2:] and others3 == []
+    np.testing.assert_array_equal(second.get(digests[0])[0], np.ones(3, np.float32))
+    second.release_claims()
+    assert not list(first.claims_dir.glob("*.claim"))
