@@ -6,8 +6,10 @@ import pytest
 from PIL import Image
 
 from creepscan import data as data_mod
-from creepscan.data import UnusableImage, cap_per_class, content_hashes, dataset_fingerprint, decode_image, load_image_set
-from creepscan.errors import DataUnavailable
+from creepscan.data import (UnusableImage, apply_group_rule, cap_per_class, compile_group_rule, content_hashes,
+                            dataset_fingerprint, decode_image, load_image_set)
+from creepscan.errors import DataUnavailable, ProbeFileError
+from creepscan.probes import load_probe
 
 from conftest import make_folder
 
@@ -105,3 +107,65 @@ def test_cap_per_class_is_seeded_and_balanced(tmp_path):
     assert a.paths == b.paths and sorted(np.unique(a.labels, return_counts=True)[1]) == [4, 4, 4]
     assert cap_per_class(s, 4, seed=1).paths != a.paths
     assert cap_per_class(s, None, seed=0).paths == s.paths
+
+
+def _manifest_with_groups(tmp_path, per_class=6):
+    root = make_folder(tmp_path / "d", n_classes=2, per_class=per_class)
+    files = sorted(root.rglob("*.png"))
+    rows = ["path,label,group"]
+    for n, p in enumerate(files):
+        group = "" if n == 0 else f"person{n % 4}"          # the first row has an empty group cell
+        rows.append(f"{p.relative_to(tmp_path).as_posix()},{p.parent.name},{group}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    return load_image_set(tmp_path / "m.csv"), files
+
+
+def test_groups_one_per_image_from_a_manifest_none_from_a_folder(tmp_path):
+    s, files = _manifest_with_groups(tmp_path)
+    assert len(s.groups) == len(s) == len(files)
+    assert s.groups[0] is None and s.groups[1:5] == ["person1", "person2", "person3", "person0"]
+    assert s.has_groups
+    folder = load_image_set(tmp_path / "d")
+    assert folder.groups == [None] * len(folder) and not folder.has_groups
+
+
+def test_cap_per_class_and_subset_carry_groups(tmp_path):
+    s, _ = _manifest_with_groups(tmp_path, per_class=10)
+    group_of_path = dict(zip(s.paths, s.groups))
+    capped = cap_per_class(s, 4, seed=0)
+    assert len(capped) == 8 and capped.groups == [group_of_path[p] for p in capped.paths]
+    sub = s.subset([5, 2])
+    assert sub.groups == [s.groups[5], s.groups[2]]
+
+
+def test_group_rule_on_file_names(tmp_path):
+    folder = load_image_set(make_folder(tmp_path / "d", n_classes=2, per_class=3))  # img000.png ...
+    s = apply_group_rule(folder, r"(?P<group>\d)\.png$")  # the last digit of the number
+    assert s.groups == [p.stem[-1] for p in s.paths] and len(set(s.groups)) == 6
+    assert apply_group_rule(folder, None) is folder
+    manifest, _ = _manifest_with_groups(tmp_path / "m")
+    filled = apply_group_rule(manifest, r"^img(\d+)")
+    assert filled.groups[1:] == manifest.groups[1:]       # the manifest's groups win
+    assert filled.groups[0] == manifest.paths[0].stem[3:]  # the rule fills the empty cell
+    with pytest.raises(ValueError, match="matches none"):
+        apply_group_rule(folder, r"^person(\d+)")
+
+
+@pytest.mark.parametrize("rule, message", [("(", "not a valid regular expression"), ("img", "0 capture groups"),
+                                           ("(a)(b)", "2 capture groups"), ("", "non-empty")])
+def test_bad_group_rules_name_the_fix(rule, message):
+    with pytest.raises(ValueError, match=message):
+        compile_group_rule(rule)
+
+
+def test_probe_file_group_by(tmp_path):
+    body = ('id = "p"\ntitle = "t"\ncapability = "c"\npolicy = ["x"]\n{rule}'
+            '[source]\nkind = "synthetic"\n')
+    (tmp_path / "p.toml").write_text(body.format(rule='group_by = "^(\\\\w+?)_\\\\d+"\n'))
+    probe = load_probe(tmp_path / "p.toml")
+    assert probe.group_by == r"^(\w+?)_\d+"
+    (tmp_path / "p.toml").write_text(body.format(rule=""))
+    assert load_probe(tmp_path / "p.toml").group_by is None
+    (tmp_path / "p.toml").write_text(body.format(rule='group_by = "(a)(b)"\n'))
+    with pytest.raises(ProbeFileError, match="group_by.*2 capture groups"):
+        load_probe(tmp_path / "p.toml")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from creepscan.attacks.splits import Split, stratified_split
+from creepscan.attacks.splits import Split, make_splits, stratified_split
 
 
 def labels(counts):
@@ -82,3 +82,27 @@ def test_other_fractions_keep_one_of_each():
     s = stratified_split(y, 0, fractions=(0.8, 0.1, 0.1))
     assert per_class(s, y, 0) == (1, 1, 1)
     assert per_class(s, y, 2) == (32, 4, 4)
+
+
+def test_excluded_classes_carry_their_reason():
+    y = labels([20, 2, 7])
+    s = stratified_split(y, seed=0)
+    assert s.excluded_classes == (1,)
+    assert s.excluded_reasons == ("2 images, fewer than min_per_class=3",)
+
+
+def test_group_split_keeps_people_on_one_side_and_every_class_in_every_split():
+    rng = np.random.default_rng(2)
+    n_people = 40
+    photos = rng.integers(1, 9, n_people)                      # 1..8 photos per person
+    person = np.repeat(np.arange(n_people), photos)
+    y = (np.arange(n_people) % 4)[person]                      # one label per person
+    groups = [f"p{p}" for p in person]
+    s = make_splits(y, seed=5, groups=groups, n_folds=1)[0]
+    sides = [{groups[i] for i in getattr(s, name)} for name in ("train", "val", "test")]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert np.array_equal(np.sort(np.concatenate([s.train, s.val, s.test])), np.arange(y.size))
+    for c in range(4):
+        n_c = [int(np.count_nonzero(y[getattr(s, name)] == c)) for name in ("train", "val", "test")]
+        assert min(n_c) >= 1
+        assert 0.4 < n_c[0] / sum(n_c) < 0.8                   # stratified as far as whole people allow

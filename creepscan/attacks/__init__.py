@@ -3,23 +3,28 @@
 ``evaluate`` runs the attacks a probe asks for on one encoder's features and returns ``Metrics``;
 ``Metrics.to_json()`` is the report's ``metrics`` block and the object keeps the arrays that paired
 tests need (``linear_probe.test_correct``, ``zero_shot.test_correct``,
-``few_shot[k].episode_accuracy``).
+``few_shot[k].episode_accuracy``), all over the same test images in the same order
+(``Metrics.test_index``), whether from one split or merged over rotating test folds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import math
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from .few_shot import FewShotResult, few_shot_curve, paired_few_shot, samples_to_threshold
+from .few_shot import FewShotEntry, FewShotResult, few_shot_curve, paired_few_shot, samples_to_threshold
 from .linear_probe import LinearProbeResult, check_inputs, linear_probe
-from .splits import Split, stratified_split
+from .splits import (Split, drop_near_duplicates, make_splits, split_info, stratified_split, scored_images)
+from .stats import balanced_accuracy, balanced_accuracy_rows, balanced_accuracy_var, bootstrap_ci, skill as _skill
 from .verification import VerificationResult, verification
 from .zero_shot import ZeroShotResult, class_text_embeddings, zero_shot
 
 __all__ = [
-    "ATTACKS", "Metrics", "evaluate", "Split", "stratified_split", "linear_probe", "few_shot_curve",
+    "ATTACKS", "Metrics", "evaluate", "Split", "stratified_split", "make_splits", "drop_near_duplicates",
+    "split_info", "scored_images", "linear_probe", "few_shot_curve", "CrossFitLinearProbeResult", "CrossFitFewShotEntry",
     "verification", "zero_shot", "class_text_embeddings", "samples_to_threshold", "paired_few_shot",
     "LinearProbeResult", "FewShotResult", "VerificationResult", "ZeroShotResult",
 ]
@@ -31,7 +36,11 @@ ATTACKS = ("linear_probe", "few_shot", "verification", "zero_shot")
 class Metrics:
     """All attack results for one encoder on one probe.
 
-    ``chance`` is 1 / the number of kept classes (classes with enough images to be split)."""
+    ``chance`` is 1 / the number of kept classes (classes with enough images to be split).
+    ``test_index`` (int [n_test], ascending) lists the scored test images: every per-image array
+    (``linear_probe.test_correct``/``test_pred``/``test_labels``, ``zero_shot.test_correct``,
+    ``few_shot[k].test_correct_rate``/``test_labels``) is in this order. ``n_folds`` is the number
+    of test folds merged (1: a single split)."""
 
     linear_probe: LinearProbeResult
     few_shot: FewShotResult | None
@@ -41,6 +50,8 @@ class Metrics:
     skill_threshold: float
     chance: float
     n_classes_kept: int
+    test_index: np.ndarray | None = field(default=None, repr=False)
+    n_folds: int = 1
 
     def to_json(self) -> dict:
         return {
@@ -53,42 +64,277 @@ class Metrics:
         }
 
 
-def evaluate(X, y, n_classes: int, split: Split, *, seed: int, attacks: Sequence[str] = ATTACKS,
-             skill_threshold: float = 0.5, text_embeddings=None, device="cpu") -> Metrics:
+@dataclass
+class CrossFitLinearProbeResult(LinearProbeResult):
+    """The linear probe merged over rotating test folds: ``accuracy``/``ci95`` and the per-image
+    arrays cover the union of the test folds; ``C`` is the median (in log space) of the per-fold
+    choices ``fold_C``; ``val_accuracy`` is the mean over folds; ``c_search`` lists the C values every
+    fold tried with their mean validation accuracy; ``n_train``/``n_val`` are fold 0's."""
+
+    fold_C: list = field(default_factory=list)
+    fold_val_accuracy: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out = super().to_json()
+        out["folds"] = len(self.fold_C)
+        out["C_per_fold"] = [float(f"{float(c):.6g}") for c in self.fold_C]
+        return out
+
+
+@dataclass
+class CrossFitFewShotEntry(FewShotEntry):
+    """A few-shot k merged over rotating test folds: episode e of every fold pooled into one
+    episode over the union of the test folds (the first min-over-folds episodes of each). The
+    winner is chosen per fold on that fold's validation images (``fold_winners``); ``winner`` is
+    the majority (ties: prototype). ``prototype_*``/``logistic_*`` are means over folds weighted by
+    test-fold size (a summary: only the winner's per-image results are pooled exactly)."""
+
+    fold_winners: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out = super().to_json()
+        out["winner_per_fold"] = list(self.fold_winners)
+        return out
+
+
+Z95 = 1.959963984540054
+
+
+def _check_disjoint(split: Split) -> None:
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        both = np.intersect1d(getattr(split, a), getattr(split, b))
+        if both.size:
+            raise ValueError(f"split.{a} and split.{b} share {both.size} images (e.g. {int(both[0])}): "
+                             "a fitted or validation image must never be scored; build splits with make_splits")
+
+
+def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Sequence[str] = ATTACKS,
+             skill_threshold: float = 0.5, text_embeddings=None, device="cpu", groups=None) -> Metrics:
     """Run the attacks on one encoder's features.
 
-    X : float [n, d] features of every image, y : int [n] labels in 0..n_classes-1, split : from
-    ``stratified_split(y, seed)``. The linear probe always runs (first: its chosen C is reused by
-    the few-shot logistic heads). Verification scores all images of the kept classes (nothing is
-    fitted); zero-shot runs when asked for and ``text_embeddings`` [n_classes, d] is given, and is
-    scored on ``split.test``. ``samples_to_threshold`` is the smallest few-shot k whose skill
-    reaches ``skill_threshold``.
+    X : float [n, d] features of every image, y : int [n] labels in 0..n_classes-1,
+    split_or_splits : one ``Split`` (e.g. ``stratified_split(y, seed)``) or a list of them from
+    ``make_splits`` (rotating test folds; folds without a test image are skipped).
+
+    Per split, the linear probe always runs (first: its chosen C is reused by the few-shot
+    logistic heads), then the few-shot curve. With several folds they are merged into one result
+    over the union of the test folds, in ascending image order (``Metrics.test_index``):
+    balanced accuracies over the union, the linear probe's CI by the same class-stratified
+    bootstrap, each few-shot k's episodes pooled across folds (a k counts only if every fold has
+    it). Verification scores all images of the kept classes (nothing is fitted); zero-shot runs
+    when asked for and ``text_embeddings`` [n_classes, d] is given, scored once on the test images
+    (all kept images with folds). ``samples_to_threshold`` is the smallest few-shot k whose skill
+    reaches ``skill_threshold``. Splits depend on labels, groups and seed only, so two encoders
+    evaluated with the same splits are paired image by image.
+
+    groups : sequence [n] of str or None, optional
+        The images' groups (as given to ``make_splits``). Photos of one person tend to be all right
+        or all wrong together, so a CI that treats them as independent images is too narrow (by up
+        to the square root of the photos per person). With groups, the test-set part of every CI
+        (linear probe, few-shot, zero-shot) resamples groups within each class instead of images.
     """
     unknown = sorted(set(attacks) - set(ATTACKS))
     if unknown:
         raise ValueError(f"unknown attack(s) {unknown}; choose from {list(ATTACKS)}")
-    X, y = check_inputs(X, y, n_classes, split)
+    if isinstance(split_or_splits, Split):
+        splits = [split_or_splits]
+    else:
+        splits = list(split_or_splits) if split_or_splits is not None else []
+        if not splits or not all(isinstance(s, Split) for s in splits):
+            raise ValueError("split_or_splits must be a Split or a non-empty list of Split (make_splits(y, seed))")
+        if len(splits) > 1:
+            splits = [s for s in splits if s.test.size]
+            if not splits:
+                raise ValueError("no fold has a test image left (were they all near-duplicates?)")
+    for s in splits:
+        X, y = check_inputs(X, y, n_classes, s)
+        _check_disjoint(s)
     bad = ~np.isfinite(X).all(axis=1)
     if bad.any():
         raise ValueError(f"{int(bad.sum())} feature rows contain NaN or inf (e.g. row {int(np.flatnonzero(bad)[0])}); "
                          "drop those images or fix the encoder")
     if not 0.0 < float(skill_threshold) <= 1.0:
         raise ValueError(f"skill_threshold must be in (0, 1], got {skill_threshold}")
-    kept = np.unique(y[split.train])
+    kept = np.unique(y[splits[0].train])
+    for f, s in enumerate(splits[1:], 1):
+        if not np.array_equal(np.unique(y[s.train]), kept):
+            raise ValueError(f"fold {f} trains on other classes than fold 0: folds must keep the same classes "
+                             "(build them with one make_splits call)")
+    test_index = scored_images(splits)
     chance = 1.0 / kept.size
+    cluster = _clusters(groups, y.size, test_index)
 
-    lp = linear_probe(X, y, n_classes, split, seed=seed, device=device)
-    fs = None
-    if "few_shot" in attacks:
-        fs = few_shot_curve(X, y, n_classes, split, seed=seed, C=lp.C, device=device)
+    lps, fss = [], []
+    for s in splits:
+        lp = linear_probe(X, y, n_classes, s, seed=seed, device=device)
+        lps.append(lp)
+        if "few_shot" in attacks:
+            fss.append(few_shot_curve(X, y, n_classes, s, seed=seed, C=lp.C, device=device))
+    if len(splits) == 1 and cluster is None:
+        lp, fs = lps[0], (fss[0] if fss else None)
+    else:
+        positions = [np.searchsorted(test_index, s.test) for s in splits]
+        y_u = y[test_index]
+        lp = _merge_linear(lps, positions, y_u, n_classes, seed, chance, cluster)
+        fs = _merge_few_shot(fss, positions, y_u, n_classes, chance, lp.C, cluster) if fss else None
     ver = None
     if "verification" in attacks:
         rows = np.flatnonzero(np.isin(y, kept))
         ver = verification(X[rows], y[rows], seed=seed, device=device)
     zs = None
     if "zero_shot" in attacks and text_embeddings is not None:
-        zs = zero_shot(X[split.test], y[split.test], text_embeddings, n_classes, seed=seed, candidates=kept)
+        zs = zero_shot(X[test_index], y[test_index], text_embeddings, n_classes, seed=seed, candidates=kept)
+        if cluster is not None:
+            zs = dataclasses.replace(zs, ci95=_group_bootstrap_ci(zs.test_labels, zs.test_correct, cluster,
+                                                                  n_classes, seed=[int(seed), 3]))
     stt = samples_to_threshold(fs.entries, chance, skill_threshold) if fs is not None else None
     return Metrics(linear_probe=lp, few_shot=fs, verification=ver, zero_shot=zs,
                    samples_to_threshold=stt, skill_threshold=float(skill_threshold), chance=chance,
-                   n_classes_kept=int(kept.size))
+                   n_classes_kept=int(kept.size), test_index=test_index, n_folds=len(splits))
+
+
+def _base_fields(obj, cls) -> dict:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(cls)}
+
+
+def _merge_linear(lps: list[LinearProbeResult], positions, y_u, n_classes: int, seed: int,
+                  chance: float, cluster) -> LinearProbeResult:
+    correct = np.zeros(y_u.size, bool)
+    pred = np.empty(y_u.size, np.int64)
+    for lp, pos in zip(lps, positions):
+        correct[pos] = lp.test_correct
+        pred[pos] = lp.test_pred
+    acc = balanced_accuracy(y_u, pred, n_classes)
+    if cluster is None:
+        ci = bootstrap_ci(y_u, correct, n_classes, seed=[int(seed), 1])
+    else:
+        ci = _group_bootstrap_ci(y_u, correct, cluster, n_classes, seed=[int(seed), 1])
+    if len(lps) == 1:  # one split, only the CI changes
+        return dataclasses.replace(lps[0], ci95=ci)
+    fold_C = [float(lp.C) for lp in lps]
+    searched = set.intersection(*({float(c) for c, _ in lp.c_search} for lp in lps))
+    c_search = [[c, float(np.mean([a for lp in lps for c2, a in lp.c_search if c2 == c]))] for c in sorted(searched)]
+    merged = dataclasses.replace(
+        lps[0], accuracy=acc, ci95=ci,
+        C=float(10.0 ** np.median(np.log10(fold_C))), skill=_skill(acc, chance),
+        val_accuracy=float(np.mean([lp.val_accuracy for lp in lps])), c_search=c_search,
+        n_test=int(y_u.size), chance=chance, test_correct=correct, test_pred=pred, test_labels=y_u)
+    return CrossFitLinearProbeResult(**_base_fields(merged, LinearProbeResult), fold_C=fold_C,
+                                     fold_val_accuracy=[float(lp.val_accuracy) for lp in lps])
+
+
+def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, chance: float,
+                    C: float, cluster) -> FewShotResult:
+    weights = np.array([pos.size for pos in positions], np.float64) / y_u.size
+    common = sorted(set.intersection(*(set(fs.ks) for fs in fss)))
+    entries = []
+    for k in common:
+        per_fold = [fs[k] for fs in fss]
+        E = min(e.episodes for e in per_fold)
+        correct = np.zeros((E, y_u.size), bool)
+        for e, pos in zip(per_fold, positions):
+            if e.episode_correct is None:
+                raise ValueError("few-shot entries lack per-episode correctness (FewShotEntry.episode_correct)")
+            correct[:, pos] = e.episode_correct[:E]
+        acc_e = balanced_accuracy_rows(y_u, correct, n_classes)
+        rate = correct.mean(axis=0)
+        acc = float(acc_e.mean())
+        # episodes and test images both vary: the same two variance parts as few_shot_curve's CI
+        var_ep = float(np.var(acc_e, ddof=1)) if E > 1 else math.inf
+        var_test = (balanced_accuracy_var(y_u, rate, n_classes) if cluster is None
+                    else _group_balanced_accuracy_var(y_u, rate, cluster, n_classes))
+        half = Z95 * math.sqrt(var_ep / E + var_test)
+        winners = [e.winner for e in per_fold]
+        winner = "logistic" if winners.count("logistic") > len(winners) / 2 else "prototype"
+
+        def wmean(name, first=None):
+            return sum(w * (getattr(e, name)[:first] if first else getattr(e, name)) for w, e in zip(weights, per_fold))
+
+        merged = dataclasses.replace(
+            per_fold[0], accuracy=acc, ci95=(max(0.0, acc - half), min(1.0, acc + half)), episodes=E,
+            winner=winner, skill=_skill(acc, chance),
+            prototype_accuracy=float(wmean("prototype_accuracy")), logistic_accuracy=float(wmean("logistic_accuracy")),
+            prototype_val_accuracy=float(wmean("prototype_val_accuracy")),
+            logistic_val_accuracy=float(wmean("logistic_val_accuracy")),
+            episode_accuracy=acc_e, prototype_episode_accuracy=wmean("prototype_episode_accuracy", E),
+            logistic_episode_accuracy=wmean("logistic_episode_accuracy", E),
+            test_correct_rate=rate, test_labels=y_u, episode_correct=correct)
+        entries.append(merged if len(fss) == 1 else
+                       CrossFitFewShotEntry(**_base_fields(merged, FewShotEntry), fold_winners=winners))
+    unavailable = []
+    every_k = sorted(set().union(*(set(fs.ks) | {int(u["k"]) for u in fs.unavailable} for fs in fss)) - set(common))
+    for k in every_k:
+        f = next(f for f, fs in enumerate(fss) if k not in fs.ks)  # the first fold that lacks k
+        reason = next((u["reason"] for u in fss[f].unavailable if int(u["k"]) == k),
+                      f"every class has fewer than {k} training images")
+        unavailable.append({"k": k, "reason": f"fold {f}: {reason}"})
+    return dataclasses.replace(fss[0], entries=entries, unavailable=unavailable, chance=chance, C=float(C))
+
+
+# ---------------------------------------------------------------------------------------------
+# Test-set uncertainty when the test images come in groups (candidates for stats.py)
+# ---------------------------------------------------------------------------------------------
+
+def _clusters(groups, n: int, test_index: np.ndarray) -> np.ndarray | None:
+    """Cluster id of each test image (int [n_test]; images without a group are their own
+    cluster), or None when no test group holds two images (the image-level CIs are then exact)."""
+    if groups is None:
+        return None
+    groups = list(groups)
+    if len(groups) != n:
+        raise ValueError(f"groups must give one entry per image: {len(groups)} for {n} images")
+    keys = [groups[i] if groups[i] is not None and str(groups[i]) != "" else ("\0image", i)
+            for i in test_index.tolist()]
+    codes: dict = {}
+    cluster = np.asarray([codes.setdefault(k if isinstance(k, tuple) else str(k), len(codes)) for k in keys], np.int64)
+    return cluster if len(codes) < cluster.size else None
+
+
+def _class_cluster_sums(y, values, cluster):
+    """Per class present: (cluster sums of values [G_c], cluster sizes [G_c])."""
+    out = []
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        ids, inv = np.unique(cluster[rows], return_inverse=True)
+        out.append((np.bincount(inv, weights=np.asarray(values, np.float64)[rows], minlength=ids.size),
+                    np.bincount(inv, minlength=ids.size).astype(np.float64)))
+    return out
+
+
+def _group_bootstrap_ci(y, correct, cluster, n_classes: int, seed, n_boot: int = 2000,
+                        level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of balanced accuracy under a class-stratified bootstrap of whole groups: each
+    class's test groups are redrawn with replacement (as many as it has), and its recall is the
+    correct share of the images drawn. With one image per group it is ``stats.bootstrap_ci``'s
+    resampling."""
+    balanced_accuracy(y, np.where(correct, y, -1), n_classes)  # validates labels and shapes
+    rng = np.random.default_rng(seed)
+    recall = np.zeros(int(n_boot))
+    per_class = _class_cluster_sums(y, correct, cluster)
+    for sums, sizes in per_class:
+        G = sums.size
+        draws = rng.multinomial(G, np.full(G, 1.0 / G), size=int(n_boot)).astype(np.float64)
+        recall += (draws @ sums) / (draws @ sizes)
+    acc = recall / len(per_class)
+    lo, hi = np.quantile(acc, [(1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0])
+    return float(lo), float(hi)
+
+
+def _group_balanced_accuracy_var(y, q, cluster, n_classes: int) -> float:
+    """Cluster-robust sampling variance of the balanced accuracy of per-image success rates ``q``:
+    per class sum_g (S_g - n_g p_c)^2 / n_c^2 * G/(G-1) over its groups g (S_g the group's sum of
+    q, n_g its size), divided by K^2. A class with a single test group falls back to the
+    image-level variance (one group says nothing about the spread between groups)."""
+    y = np.asarray(y)
+    total, K = 0.0, 0
+    for c, (sums, sizes) in zip(np.unique(y), _class_cluster_sums(y, q, cluster)):
+        n_c = sizes.sum()
+        p = sums.sum() / n_c
+        G = sums.size
+        if G > 1:
+            total += G / (G - 1) * float(np.sum((sums - sizes * p) ** 2)) / n_c ** 2
+        else:
+            qc = np.asarray(q, np.float64)[y == c]
+            total += float(np.var(qc)) / n_c
+        K += 1
+    return total / K ** 2

@@ -58,6 +58,8 @@ class FewShotEntry:
     logistic_episode_accuracy: np.ndarray = field(repr=False)
     test_correct_rate: np.ndarray = field(repr=False)           # the winner's, per test image
     test_labels: np.ndarray = field(repr=False)                 # y[split.test]
+    # the winner's correctness per episode and test image, bool [E, n_test]: lets folds be pooled
+    episode_correct: np.ndarray | None = field(repr=False, default=None)
 
     def to_json(self) -> dict:
         return {
@@ -245,7 +247,7 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             prototype_accuracy=float(pt.mean()), logistic_accuracy=float(lt.mean()),
             prototype_val_accuracy=float(pv.mean()), logistic_val_accuracy=float(lv.mean()),
             episode_accuracy=acc_e, prototype_episode_accuracy=pt, logistic_episode_accuracy=lt,
-            test_correct_rate=corr.mean(axis=0), test_labels=y_te,
+            test_correct_rate=corr.mean(axis=0), test_labels=y_te, episode_correct=corr.astype(bool),
         ))
     return FewShotResult(entries=entries, unavailable=unavailable, chance=chance, C=float(C))
 

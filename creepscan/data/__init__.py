@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 class ImageSet:
     """Paths and raw labels of one probe's images.
 
-    ``paths`` are absolute; ``labels`` are the raw label strings; ``skipped`` lists files that could
-    not be used (``{"path", "reason"}``, paths relative to ``root``); ``empty_labels`` are label
-    folders with no usable file.
+    ``paths`` are absolute; ``labels`` are the raw label strings; ``groups`` holds each image's group
+    (a person, a video sequence: images of one group never sit on both sides of a split) or None,
+    one entry per image; ``skipped`` lists files that could not be used (``{"path", "reason"}``, paths
+    relative to ``root``); ``empty_labels`` are label folders with no usable file.
     """
 
     root: Path
@@ -39,8 +41,20 @@ class ImageSet:
     skipped: list[dict] = field(default_factory=list)
     empty_labels: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not self.groups:
+            self.groups = [None] * len(self.paths)
+        if not len(self.paths) == len(self.labels) == len(self.groups):
+            raise ValueError(f"an image set needs one label and one group (or None) per path: {len(self.paths)} paths, "
+                             f"{len(self.labels)} labels, {len(self.groups)} groups")
+
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def has_groups(self) -> bool:
+        """True when some image carries a group."""
+        return any(g is not None for g in self.groups)
 
     def relpath(self, path: Path) -> str:
         try:
@@ -52,13 +66,16 @@ class ImageSet:
         indices = list(indices)
         return ImageSet(
             root=self.root, paths=[self.paths[i] for i in indices], labels=[self.labels[i] for i in indices],
-            source=self.source, groups=[self.groups[i] for i in indices] if self.groups else [],
+            source=self.source, groups=[self.groups[i] for i in indices],
             skipped=list(self.skipped), empty_labels=list(self.empty_labels),
         )
 
 
 def load_image_set(path: str | os.PathLike) -> ImageSet:
-    """A folder with one sub-folder per label, or a CSV manifest with columns ``path,label[,group]``."""
+    """A folder with one sub-folder per label, or a CSV manifest with columns ``path,label[,group]``.
+
+    A manifest's ``group`` column (empty cells: no group) sets ``ImageSet.groups``; a folder's images
+    have no group (see ``apply_group_rule`` to derive them from file names)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataUnavailable(f"data path not found: {path} (give a folder with one sub-folder per label, or a CSV manifest path,label)")
@@ -187,7 +204,8 @@ def dataset_fingerprint(image_set: ImageSet, hashes) -> str:
 
 
 def cap_per_class(image_set: ImageSet, max_per_class: int | None, seed: int) -> ImageSet:
-    """At most ``max_per_class`` images per label: a seeded sample, the same for every model."""
+    """At most ``max_per_class`` images per label: a seeded sample, the same for every model (groups
+    travel with their images)."""
     if not max_per_class:
         return image_set
     by_label: dict[str, list[int]] = {}
@@ -202,3 +220,59 @@ def cap_per_class(image_set: ImageSet, max_per_class: int | None, seed: int) -> 
             idx = sorted(rng.choice(idx, size=max_per_class, replace=False).tolist())
         keep += idx
     return image_set.subset(sorted(keep))
+
+
+def compile_group_rule(pattern: str) -> re.Pattern:
+    """A probe's ``group_by`` rule as a compiled regular expression.
+
+    The rule is searched in each image's file name (``re.search``, not anchored); the group is the
+    named capture group ``group`` when there is one, else the single capture group. Raises
+    ValueError naming the rule and the fix when it does not compile or has no usable capture group.
+    """
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"group_by must be a non-empty regular expression string, got {pattern!r}")
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"group_by {pattern!r} is not a valid regular expression ({exc})") from exc
+    if "group" not in rx.groupindex and rx.groups != 1:
+        raise ValueError(f"group_by {pattern!r} has {rx.groups} capture groups; give exactly one, or name one "
+                         "(?P<group>...), e.g. '^(\\w+?)_\\d+' for person12_0003.jpg")
+    return rx
+
+
+def group_of(rule: re.Pattern, file_name: str) -> str | None:
+    """The group a compiled ``group_by`` rule gives one file name, or None when it does not match
+    (or captures an empty string)."""
+    m = rule.search(file_name)
+    if m is None:
+        return None
+    value = m.group("group") if "group" in rule.groupindex else m.group(1)
+    return value or None
+
+
+def apply_group_rule(image_set: ImageSet, pattern: str | None) -> ImageSet:
+    """Fill the groups of images that have none from a ``group_by`` rule on their file names.
+
+    Groups a manifest already gives win (the rule only fills the gaps). Images the rule does not
+    match keep no group (each is split on its own). Raises ValueError when the rule matches none of
+    the images that lack a group: a rule that never applies is a mistake, not a choice.
+    """
+    if pattern is None:
+        return image_set
+    rule = compile_group_rule(pattern)
+    groups = list(image_set.groups)
+    todo = [i for i, g in enumerate(groups) if g is None]
+    matched = 0
+    for i in todo:
+        g = group_of(rule, Path(image_set.paths[i]).name)
+        if g is not None:
+            groups[i] = g
+            matched += 1
+    if todo and not matched:
+        example = Path(image_set.paths[todo[0]]).name
+        raise ValueError(f"group_by {pattern!r} matches none of the {len(todo)} file names without a group "
+                         f"(e.g. {example!r}); fix the rule in the probe file")
+    return ImageSet(root=image_set.root, paths=list(image_set.paths), labels=list(image_set.labels),
+                    source=image_set.source, groups=groups, skipped=list(image_set.skipped),
+                    empty_labels=list(image_set.empty_labels))
