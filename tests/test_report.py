@@ -30,9 +30,14 @@ def compare() -> dict:
     return load("sample_compare.json")
 
 
-@pytest.fixture(scope="module", params=["audit", "compare"])
-def result(request, audit, compare) -> dict:
-    return audit if request.param == "audit" else compare
+@pytest.fixture(scope="module")
+def sweep() -> dict:
+    return load("sample_sweep.json")
+
+
+@pytest.fixture(scope="module", params=["audit", "compare", "sweep"])
+def result(request, audit, compare, sweep) -> dict:
+    return {"audit": audit, "compare": compare, "sweep": sweep}[request.param]
 
 
 def _has_verification(p: dict) -> bool:
@@ -109,7 +114,7 @@ def test_html_escapes_data_strings(result):
     assert "<script" not in page.lower()
     assert "<img" not in page.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "Tom &amp; Jerry&#x27;s &quot;twin&quot; | pipe" in page
+    assert "Tom &amp; Jerry&#39;s &#34;twin&#34; | pipe" in page     # markupsafe's entities
     assert "onerror=alert(2)&gt;" in page and "<img src=x" not in page
 
 
@@ -153,8 +158,12 @@ def _table_after(text: str, heading: str) -> list[list[str]]:
 def test_markdown_summary_has_one_row_per_probe_with_its_level(audit):
     rows = _table_after(render_markdown(audit), "## Summary")
     assert [r[0] for r in rows] == [p["id"] for p in audit["probes"]]
+    assert {p["risk_level"] for p in audit["probes"]} >= {"high", "inconclusive", "none"}
     for r, p in zip(rows, audit["probes"]):
-        assert r[1].strip("*").lower() == p["risk_level"]
+        assert r[1].split()[0].strip("*").lower() == p["risk_level"]
+        # the range the CIs allow sits beside the level when it is wider than one level
+        lo, hi = p["level_range"]
+        assert (f"CIs allow {lo} to {hi}" in r[1]) == (lo != hi)
 
 
 def test_markdown_compare_table_lists_levels_and_rose_first(compare):
@@ -187,14 +196,24 @@ def _check_screen(text: str, width: int) -> list[str]:
     return lines
 
 
+def _block(lines: list[str], first: str) -> list[str]:
+    """The lines from the one starting with ``first`` to the next blank line."""
+    i = next(i for i, line in enumerate(lines) if line.startswith(first))
+    j = next((j for j in range(i, len(lines)) if not lines[j].strip()), len(lines))
+    return lines[i:j]
+
+
 def test_summary_text_audit(audit):
     lines = _check_screen(summary_text(audit), 100)
     assert "ViT-B-32 --weights w.safetensors" in lines[1] and "sha256:ab12cd34ef56" in lines[1]
     assert any("seed 0" in line for line in lines[:4])
-    table = [line for line in lines if line.split()[:1] and line.split()[0] in
-             {p["id"] for p in audit["probes"]}]
-    assert len(table) == 2 * len(audit["probes"])              # table row + reason line
+    table = _block(lines, "probe ")[1:]
+    assert [row.split()[0] for row in table] == [p["id"] for p in audit["probes"]]
     assert table[0].split()[1] == "HIGH" and "87.0% / 21.2%" in table[0] and "k=4" in table[0]
+    assert table[2].split()[1:3] == ["INCONCLUSIVE", "(underpowered)"]
+    why = _block(lines, "why:")[1:]
+    # one paragraph per probe, in order, each starting on a line of its own
+    assert [w.split()[0] for w in why if not w.startswith("    ")] == [p["id"] for p in audit["probes"]]
 
 
 def test_summary_text_compare_puts_risen_probes_first(compare):
@@ -207,13 +226,13 @@ def test_summary_text_compare_puts_risen_probes_first(compare):
     assert "+36.0 pp" in first and "0.0020" in first
 
 
-def test_summary_text_fits_narrow_widths_and_long_strings(audit, compare):
+def test_summary_text_fits_narrow_widths_and_long_strings(audit, compare, sweep):
     r = copy.deepcopy(audit)
     r["model"]["spec"] = "ViT-B-32 --weights " + "/very/long/path" * 20 + ".safetensors"
     r["probes"][0]["id"] = "an-extremely-long-probe-identifier-that-goes-on-and-on"
     r["probes"][0]["risk_reason"] = "word " * 100
-    for res in (r, compare):
-        for width in (60, 80, 100):
+    for res in (r, compare, sweep):
+        for width in (40, 60, 80, 100):
             _check_screen(summary_text(res, width=width), width)
 
 
@@ -251,7 +270,8 @@ def test_html_has_learning_curve_per_probe_and_roc_only_with_verification(audit)
     n_ver = sum(_has_verification(p) for p in audit["probes"])
     assert n_ver == 1 and len(_svgs(page, "roc")) == n_ver
     # the ROC sits in the section of the probe that has verification
-    sections = re.findall(r'<section class="probe".*?</section>', page, re.S)
+    sections = re.findall(r'<section id="probe-[^"]*" class="probe">.*?</section>', page, re.S)
+    assert len(sections) == len(audit["probes"])
     for p, sec in zip(audit["probes"], sections):
         assert ("plot roc" in sec) == _has_verification(p)
         assert "plot learning-curve" in sec
@@ -294,6 +314,17 @@ MINIMAL = [
     {"kind": "compare", "probes": [{}, {"id": "y", "a": None, "b": {"risk_level": "high"}}]},
     {"kind": "compare", "probes": [{"id": "z", "level_a": "low", "level_b": "critical",
                                     "delta": None, "tests": None, "a": {}, "b": {}}]},
+    {"kind": "sweep"},
+    {"kind": "sweep", "models": [{}], "probes": [{}]},
+    {"kind": "sweep", "models": None, "probes": [
+        {"id": "s", "per_model": [None, {"risk_level": "inconclusive", "inconclusive": None,
+                                         "level_range": ["low"], "capability_axis": {"ci95": [None, 1]}}],
+         "steps": [{"to": 1, "level_rose": True}, "junk", {"to": "x"}]}]},
+    {"kind": "audit", "spec": {"clauses": [{}, None], "passed": None}, "probes": [
+        {"id": "n", "risk_level": "inconclusive", "inconclusive": {"reason": None}, "power": {},
+         "uplift": {"tests": [{}, None]}, "split": {"grouped": True},
+         "metrics": {"heads": {"mlp": None, "gd_budget": {"budgets": [{}]}}, "finetune": {"points": [{}]},
+                     "few_shot": [{"k": 2, "heads": {"knn": None}}], "open_set": {}}}]},
 ]
 
 
@@ -302,7 +333,8 @@ def test_partial_results_render(res, tmp_path):
     paths = write_reports(res, tmp_path)
     assert all(p.stat().st_size > 0 for p in paths)
     page = paths[2].read_text(encoding="utf-8")
-    assert page.count("plot learning-curve") == len(res.get("probes") or [])
+    kind = "trajectory" if res.get("kind") == "sweep" else "learning-curve"
+    assert page.count(f"plot {kind}") == len(res.get("probes") or [])
     _check_screen(summary_text(res), 100)
     if res.get("probes"):
         _assert_svg_finite(page)

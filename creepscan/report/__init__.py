@@ -1,7 +1,9 @@
 """Report layer: the JSON-able result dict -> report.json, report.md, report.html, stdout summary.
 
-Renderers read only the result dict (see docs/INTERFACES.md and /work/shared/CONTRACT.md); they
-never touch arrays, models or images, and the same dict always gives byte-identical files.
+One view model (``view.build_view``: the dict -> sections, tables, badges, figures) feeds both
+Jinja2 templates (``templates/report.md.j2``, ``templates/report.html.j2``). Renderers read only the
+result dict (see docs/INTERFACES.md); they never touch arrays, models or images, and the same dict
+always gives byte-identical files.
 """
 
 from __future__ import annotations

@@ -245,3 +245,106 @@ def compare_roc_svg(cp: dict) -> str:
     chart.markers(_tar_points(va), A_COL, shape="diamond")
     chart.markers(_tar_points(vb), B_COL, shape="diamond")
     return chart.render()
+
+
+# --- cost to repurpose -------------------------------------------------------------------
+
+PALETTE = ("#1f5fbf", "#d9480f", "#2b8a3e", "#7048e8", "#c2255c", "#0b7285", "#e67700", "#495057")
+SKILL_TICKS = [(i / 4, f"{i / 4:.2f}") for i in range(5)]
+
+
+def _skill_range(values: list) -> tuple[float, list]:
+    """(lowest y, ticks) of a skill axis that reaches 1.0 and shows negative skill when there is any."""
+    lows = [v for v in values if F.is_num(v)]
+    ymin = min([0.0] + [max(math.floor(v * 4) / 4, -1.0) for v in lows])
+    ticks = [(i / 4, f"{i / 4:.2f}") for i in range(int(round(ymin * 4)), 5)]
+    return ymin, ticks
+
+
+def cost_svg(probe: dict) -> str:
+    """Skill of each adversary against labelled images per class (log2 axis; "all" = fitted on the
+    whole training split), error bars where the result gives a 95% CI."""
+    chance = F.get(probe, "chance")
+    pts = [p for p in F.cost_points(probe) if F.is_num(F.skill_of(p.accuracy, chance))]
+    ks = sorted({p.k for p in pts if p.k is not None and p.k > 0}) or [1, 2, 4, 8, 16]
+    ax = _LCAxes(ks)
+    title = F.text(probe.get("title") or probe.get("id"))
+    values = [F.skill_of(p.accuracy, chance) for p in pts]
+    values += [x for p in pts for x in (F.skill_ci_of(p.ci95, chance) or [])]
+    ymin, ticks = _skill_range(values)
+    chart = Chart(title=f"{title}: cost to repurpose", x_range=ax.x_range, y_range=(ymin, 1.0),
+                  x_ticks=ax.x_ticks, y_ticks=ticks,
+                  x_label="k labelled images per class (log2); all = fitted on the full train split",
+                  y_label="skill", css_class="plot cost",
+                  aria=f"{title}: skill of each adversary vs labelled images per class")
+    chart.vseparator(ax.u_sep)
+    adversaries = F.ordered_unique(p.adversary for p in pts)
+    thr = F.get(probe, "threshold", "skill")
+    chart.hline(thr, THRESH, dash="6 4", width=1.4, css="threshold")
+    if F.is_num(thr):
+        chart.legend(f"threshold skill {F.num(thr, 2)}", THRESH, dash="6 4", width=1.4)
+    n = max(len(adversaries), 1)
+    for i, name in enumerate(adversaries):
+        color = PALETTE[i % len(PALETTE)]
+        mine = [p for p in pts if p.adversary == name]
+        curve = sorted((math.log2(p.k), F.skill_of(p.accuracy, chance)) for p in mine
+                       if p.k is not None and p.k > 0)
+        chart.line(curve, color, width=2.0, marker="circle", css="series adversary")
+        u_all = ax.u_all + 0.5 * (i - (n - 1) / 2) / n     # spread the "all" column's points
+        for p in mine:
+            u = math.log2(p.k) if p.k is not None and p.k > 0 else u_all
+            ci = F.skill_ci_of(p.ci95, chance)
+            if ci:
+                chart.errorbar(u, ci[0], ci[1], color)
+            if p.k is None:
+                chart.markers([(u, F.skill_of(p.accuracy, chance))], color, shape="diamond")
+        chart.legend(name, color, marker="circle", width=2.0)
+    return chart.render()
+
+
+# --- sweep trajectory --------------------------------------------------------------------
+
+RISE = "#c62828"
+
+
+def trajectory_svg(sweep_probe: dict, models: list[dict]) -> str:
+    """One probe's headline skill (capability axis, 95% CI band) against checkpoint order, the
+    floor's skill dashed, the threshold, and a red rule before each checkpoint where the level rose.
+
+    sweep_probe: a sweep result's probe (``per_model`` in the order of ``models``, ``steps``).
+    """
+    per_model = F.as_list(sweep_probe.get("per_model"))
+    n = max(len(per_model), 1)
+    heads = [F.headline_skill(p) for p in per_model]
+    floors = [F.get(p, "uplift", "skill_floor") for p in per_model]
+    values = [h.skill for h in heads] + [x for h in heads for x in (h.ci95 or [])] + floors
+    ymin, ticks = _skill_range(values)
+    x_ticks = []
+    for i in range(n):
+        order = F.get(models, i, "order")
+        x_ticks.append((float(i), F.num(order) if F.is_num(order) else str(i)))
+    title = F.text(sweep_probe.get("title") or sweep_probe.get("id"))
+    chart = Chart(title=f"{title}: skill across checkpoints", x_range=(-0.5, n - 0.5),
+                  y_range=(ymin, 1.0), x_ticks=x_ticks, y_ticks=ticks,
+                  x_label="checkpoint (order in the sweep)", y_label="skill",
+                  css_class="plot trajectory",
+                  aria=f"{title}: headline skill with 95% CI against checkpoint order")
+    chart.legend("model best skill, 95% CI", MODEL, band=True, marker="circle", width=2.4)
+    if any(F.is_num(f) for f in floors):
+        chart.legend("floor skill", FLOOR, dash="4 3", width=1.6)
+    thr = F.get(per_model, 0, "threshold", "skill")
+    chart.hline(thr, THRESH, dash="6 4", width=1.4, css="threshold")
+    if F.is_num(thr):
+        chart.legend(f"threshold skill {F.num(thr, 2)}", THRESH, dash="6 4", width=1.4)
+    rises = [to for to, st in F.sweep_steps(sweep_probe).items() if st.get("level_rose") is True]
+    for to in rises:
+        chart.vline(to - 0.5, RISE, dash="3 3", width=1.6, css="level-rise")
+    if rises:
+        chart.legend("level rose", RISE, dash="3 3", width=1.6)
+    chart.band([(i, (h.ci95 or [None, None])[0], (h.ci95 or [None, None])[1])
+                for i, h in enumerate(heads)], MODEL)
+    chart.line([(i, f) for i, f in enumerate(floors)], FLOOR, width=1.6, dash="4 3", css="series floor")
+    chart.line([(i, h.skill) for i, h in enumerate(heads)], MODEL, width=2.4, marker="circle",
+               css="series model")
+    chart.markers([(to, heads[to].skill) for to in rises if 0 <= to < len(heads)], RISE, shape="square")
+    return chart.render()

@@ -143,6 +143,16 @@ class Chart:
             self._layers[1].append(f'<path class="{esc(css)}" d="{_path(coords)}" fill="none" '
                                    f'stroke="{esc(color)}" stroke-width="{width:.1f}"{_dash(dash)}/>')
 
+    def vline(self, x: Any, color: str, dash: str | None = None, width: float = 1.4,
+              css: str = "ref") -> None:
+        """A vertical reference line across the plot (e.g. where a level rose)."""
+        if not self._in_x(x):
+            return
+        xx = self.px(x)
+        d = f"M {_f(xx)} {_f(self.top)} L {_f(xx)} {_f(self.top + self.plot_h)}"
+        self._layers[1].append(f'<path class="{esc(css)}" d="{d}" fill="none" stroke="{esc(color)}" '
+                               f'stroke-width="{width:.1f}"{_dash(dash)}/>')
+
     def vseparator(self, x: float) -> None:
         """A light vertical rule (e.g. between the few-shot k and the "all" column)."""
         if self._in_x(x):
