@@ -377,47 +377,5 @@ def card(report_dir, debug=False):
         click.echo(str(path))
 
 
-@main.group("spec")
-def spec_group():
-    """Use specifications: what a model may be used for, and what not (docs/use-spec.md)."""
-
-
-@spec_group.command("init")
-@click.option("--from-suite", "from_suite", default="default", show_default=True,
-              help="Suite whose probes become the clauses (reference probes allowed, the rest prohibited).")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-@guarded
-def spec_init(from_suite, debug=False):
-    """Print a commented starting spec (TOML) on stdout."""
-    from .spec import init_template
-
-    click.echo(init_template(from_suite), nl=False)
-
-
-@spec_group.command("check")
-@click.argument("file", type=click.Path(dir_okay=True))
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-@guarded
-def spec_check(file, debug=False):
-    """Validate a spec FILE: exit 0 and a summary line, or exit 2 and one line saying what to fix."""
-    from .spec import load_spec, spec_probes
-
-    spec = load_spec(file)
-    click.echo(f"OK {file}: spec_version {spec.spec_version}, {len(spec.allowed)} allowed and "
-               f"{len(spec.prohibited)} prohibited clauses; probes: {', '.join(spec_probes(spec))}")
-
-
-@main.command()
-@click.argument("report_dir", type=click.Path(dir_okay=True))
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-@guarded
-def card(report_dir, debug=False):
-    """Rewrite model-card.md/.yaml/.cdx.json in REPORT_DIR from its report.json (audited with --spec)."""
-    from .report.card import regenerate_card
-
-    for path in regenerate_card(report_dir):
-        click.echo(str(path))
-
-
 if __name__ == "__main__":  # pragma: no cover
     main()
