@@ -330,3 +330,14 @@ def test_compare_spec_names_the_clauses_that_changed(tmp_path):
     before = copy.deepcopy(report)
     compare_spec(spec, report)
     assert report == before
+
+
+def test_the_documented_example_spec_is_valid():
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "use-spec.md").read_text(encoding="utf-8")
+    example = re.findall(r"```toml\n(.*?)```", doc, re.S)
+    assert len(example) == 1
+    spec = parse_spec(example[0].encode("utf-8"), "docs/use-spec.md")
+    assert spec.allowed and spec.prohibited
+    assert "face-identity" in spec_probes(spec)
