@@ -29,17 +29,36 @@ def _check(html: Path, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("sample", ["sample_audit.json", "sample_compare.json"])
+# plots each sample must have: (class, how many), as report.json calls for (see the check's docstring)
+PLOTS = {"sample_audit.json": {"learning-curve": 4, "roc": 1, "cost": 1},
+         "sample_compare.json": {"learning-curve": 4, "roc": 1},
+         "sample_sweep.json": {"trajectory": 2}}
+
+
+@pytest.mark.parametrize("sample", sorted(PLOTS))
 def test_sample_report_renders_in_chromium(sample, tmp_path):
     result = json.loads((DATA / sample).read_text(encoding="utf-8"))
     paths = write_reports(result, tmp_path)
     shot = tmp_path / "shot.png"
     proc = _check(paths[2], "--screenshot", str(shot))
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert "OK" in proc.stdout
+    assert f"rendered, {sum(PLOTS[sample].values())} plots" in proc.stdout
     # the hostile label was found as text (the check derives it from report.json)
     assert "hostile strings shown as text" in proc.stdout and " 0 hostile" not in proc.stdout
     assert shot.stat().st_size > 10_000
+
+
+def test_check_counts_plots_against_report_json(tmp_path):
+    """A sweep page that lost a trajectory figure fails, and says which kind is missing."""
+    result = json.loads((DATA / "sample_sweep.json").read_text(encoding="utf-8"))
+    html = write_reports(result, tmp_path)[2]
+    page = html.read_text(encoding="utf-8")
+    start = page.index('<figure class="plot">')
+    bad = page[:start] + page[page.index("</figure>", start) + len("</figure>"):]
+    html.write_text(bad, encoding="utf-8")
+    proc = _check(html)
+    assert proc.returncode == 1
+    assert "1 trajectory plots, expected 2" in proc.stderr
 
 
 def test_check_catches_an_injected_script_and_a_broken_plot(tmp_path):

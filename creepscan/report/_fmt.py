@@ -157,11 +157,13 @@ def pct(v: Any, digits: int = 1) -> Fixed:
     return Fixed(f"{100.0 * v:.{digits}f}%") if is_num(v) else NA
 
 
-def ci_pct(ci: Any, digits: int = 1) -> Fixed:
-    """``[85.0, 95.0]`` (percent) or empty when the interval is missing."""
-    if is_ci(ci):
-        return Fixed(f"[{100.0 * ci[0]:.{digits}f}, {100.0 * ci[1]:.{digits}f}]")
-    return Fixed("")
+def ci_pct(ci: Any, digits: int = 1, sign: bool = False) -> Fixed:
+    """``[85.0, 95.0]`` (percent; ``[+2.0, +9.0]`` signed, for differences in percentage points) or
+    empty when the interval is missing."""
+    if not is_ci(ci):
+        return Fixed("")
+    f = "+" if sign else ""
+    return Fixed(f"[{100.0 * ci[0]:{f}.{digits}f}, {100.0 * ci[1]:{f}.{digits}f}]")
 
 
 def with_ci(value: Fixed, ci: Fixed) -> Fixed:
@@ -178,12 +180,6 @@ def acc_ci(block: Any) -> Fixed:
 def pp(v: Any, digits: int = 1) -> Fixed:
     """A difference of two accuracies in percentage points, signed."""
     return Fixed(f"{100.0 * v:+.{digits}f} pp") if is_num(v) else NA
-
-
-def ci_pp(ci: Any, digits: int = 1) -> Fixed:
-    if is_ci(ci):
-        return Fixed(f"[{100.0 * ci[0]:+.{digits}f}, {100.0 * ci[1]:+.{digits}f}]")
-    return Fixed("")
 
 
 def num(v: Any, digits: int = 3) -> Fixed:

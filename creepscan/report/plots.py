@@ -88,17 +88,21 @@ def _reference_lines(chart: Chart, probe: Any) -> None:
         chart.legend(f"chance {F.pct(chance)}", CHANCE, dash="2 3", width=1.2)
 
 
+def _lc_chart(ax: _LCAxes, title: str, what: str, compared: str) -> Chart:
+    """An empty learning-curve chart: balanced accuracy against k, the "all" column set apart."""
+    chart = Chart(title=f"{title}: {what}", x_range=ax.x_range, y_range=(0.0, 1.0),
+                  x_ticks=ax.x_ticks, y_ticks=Y_TICKS, x_label=LC_XLABEL,
+                  y_label="balanced accuracy", css_class="plot learning-curve",
+                  aria=f"{title}: balanced accuracy vs labelled images per class, {compared}")
+    chart.vseparator(ax.u_sep)
+    return chart
+
+
 def learning_curve_svg(probe: dict) -> str:
     """The audit learning curve of one probe result."""
     mm, fm = F.model_metrics(probe), F.floor_metrics(probe)
     ax = _LCAxes(_ks(mm, fm))
-    title = F.text(probe.get("title") or probe.get("id"))
-    chart = Chart(title=f"{title}: learning curve", x_range=ax.x_range, y_range=(0.0, 1.0),
-                  x_ticks=ax.x_ticks, y_ticks=Y_TICKS,
-                  x_label=LC_XLABEL,
-                  y_label="balanced accuracy", css_class="plot learning-curve",
-                  aria=f"{title}: balanced accuracy vs labelled images per class, model vs floor")
-    chart.vseparator(ax.u_sep)
+    chart = _lc_chart(ax, F.text(probe.get("title") or probe.get("id")), "learning curve", "model vs floor")
     chart.legend("model, 95% CI", MODEL, band=True, marker="circle", width=2.4)
     if fm:
         chart.legend("floor, 95% CI", FLOOR, band=True, marker="circle", width=2.0)
@@ -122,13 +126,8 @@ def compare_learning_curve_svg(cp: dict) -> str:
     ma, mb = F.model_metrics(a), F.model_metrics(b)
     fa, fb = F.floor_metrics(a), F.floor_metrics(b)
     ax = _LCAxes(_ks(ma, mb, fa, fb))
-    title = F.text(cp.get("title") or cp.get("id"))
-    chart = Chart(title=f"{title}: learning curve, A vs B", x_range=ax.x_range, y_range=(0.0, 1.0),
-                  x_ticks=ax.x_ticks, y_ticks=Y_TICKS,
-                  x_label=LC_XLABEL,
-                  y_label="balanced accuracy", css_class="plot learning-curve",
-                  aria=f"{title}: balanced accuracy vs labelled images per class, model A vs model B")
-    chart.vseparator(ax.u_sep)
+    chart = _lc_chart(ax, F.text(cp.get("title") or cp.get("id")), "learning curve, A vs B",
+                      "model A vs model B")
     chart.legend("A, 95% CI", A_COL, band=True, marker="circle", width=2.4)
     chart.legend("B, 95% CI", B_COL, band=True, marker="circle", width=2.4)
     if fa:

@@ -68,9 +68,13 @@ def _labelled(items: list[tuple[str, str]], width: int) -> list[str]:
     # keep at least 30 columns for the sentence on narrow terminals
     id_w = min(id_w, max(width - 4 - 30, 8))
     out = []
+    pad = " " * (id_w + 4)
     for ident, sentence in items:
-        head = f"  {_cut(ident, id_w).ljust(id_w)}  "
-        out += _wrap(sentence, width, head, " " * len(head))
+        ident = _ascii(ident)
+        if len(ident) <= id_w:
+            out += _wrap(sentence, width, f"  {ident.ljust(id_w)}  ", pad)
+        else:           # a long id gets a line of its own, so neither it nor the sentence is cut
+            out += _wrap(ident, width, "  ", "  ") + _wrap(sentence, width, pad, pad)
     return out
 
 

@@ -600,7 +600,7 @@ def _audit(result: dict) -> ReportView:
 # --- compare -----------------------------------------------------------------------------
 
 def _test_cells(test: Any) -> list:
-    return [cell(F.ci_pp(F.get(test, "ci95")) or NA), cell(F.p_value(F.get(test, "p_value")))]
+    return [cell(F.ci_pct(F.get(test, "ci95"), sign=True) or NA), cell(F.p_value(F.get(test, "p_value")))]
 
 
 def compare_table(cp: dict) -> Table:
