@@ -157,7 +157,7 @@ def test_fast_arithmetic_agrees_with_fp32(tiny_weights, tmp_path, settings):
     from conftest import make_folder
 
     images = load_image_set(make_folder(tmp_path / "d", n_classes=3, per_class=5))
-    ref = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+    ref = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(precision="fp32")
     fast = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(**settings)
     assert ref.precision == "fp32" and fast.precision == settings["precision"]
     if settings["precision"] != "fp32":
@@ -176,24 +176,31 @@ def test_fast_arithmetic_agrees_with_fp32(tiny_weights, tmp_path, settings):
     assert fast.floor.precision == fast.precision  # the control runs the same arithmetic
 
 
-def test_auto_precision_is_fp32_on_cpu_and_configure_is_refused_after_use(tiny_weights):
+def test_auto_precision_on_a_cpu_without_bf16_is_fp32_and_configure_is_refused_after_use(tiny_weights,
+                                                                                       monkeypatch):
+    from creepscan import cpu
     from creepscan.encoders.openclip import resolve_precision
 
+    # a CPU without bf16 instructions, whatever this machine has (tests/test_cpu_choice.py forces the others)
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"model name": "Test CPU", "flags": "avx2 fma"})
     enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
     assert enc.precision == "fp32" and not enc.channels_last
+    assert enc.precision_reason.startswith("fp32: the CPU has no amx_bf16/avx512_bf16")
     enc.encode_images(np.zeros((1, 3, 32, 32), np.float32))
     with pytest.raises(RuntimeError, match="before its first encode"):
         enc.configure(precision="pure_bf16")
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp8", "cpu")
+    assert resolve_precision("auto", "cpu") == "auto"  # settled per machine and model by the encoder
+    assert resolve_precision("amp_bf16", "cpu") == "amp_bf16"
 
 
 def test_compiled_tower_agrees_and_compiles_once(tiny_weights):
     """torch.compile of the image tower (slow to build on a CPU: ~30 s): same embeddings, and a
     short last batch is padded to the first batch's shape rather than compiled again."""
     torch = pytest.importorskip("torch")
-    ref = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
-    comp = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(compile=True)
+    ref = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(precision="fp32")
+    comp = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(precision="fp32", compile=True)
     x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     import torch._dynamo as dynamo
 

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import torch
 
+from .. import cpu
 from ..errors import ModelUnavailable
 from .weights import _short, check_fits, fingerprint_state, load_state_dict
 
 FLOOR_SEED = 0
+# Prompts of the bf16 agreement check: the kinds of text a zero-shot probe sends to the text tower.
+_CHECK_PROMPTS = ("a photo of a face.", "a photo of a young woman smiling.", "a street in an old city.",
+                  "a close-up photo of a dog.")
 _CONFIGS = Path(__file__).parent / "configs"
 
 
@@ -28,25 +32,46 @@ PRECISIONS = ("auto", "fp32", "amp_bf16", "amp_fp16", "pure_bf16")
 
 
 def resolve_precision(precision: str, device) -> str:
-    """``auto``: bf16 weights and activations on a GPU that has bf16 (else fp16 autocast), fp32 on
-    a CPU. Every choice agrees with fp32 to cosine > 0.999 per image (tests/test_encoders.py)."""
+    """The arithmetic that does not depend on the model: an explicit choice is kept; ``auto`` on a
+    GPU is bf16 weights and activations where it has bf16 (else fp16 autocast). ``auto`` on a CPU
+    stays ``"auto"`` here: the encoder settles it per machine and per model
+    (``creepscan.cpu.choose_cpu_precision``). Every choice agrees with fp32 to cosine > 0.999 per
+    image (tests/test_encoders.py)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
     device = torch.device(device)
     if device.type != "cuda":
-        return "fp32"
+        return "auto"
     return "pure_bf16" if torch.cuda.is_bf16_supported() else "amp_fp16"
+
+
+class _Method(torch.nn.Module):
+    """``model.<method>`` as a module's forward, so that ``torch.func.functional_call`` can run it
+    with other tensors (bf16 copies) in place of the model's own."""
+
+    def __init__(self, model, method: str):
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, *args):
+        return getattr(self.model, self.method)(*args)
+
+
+def _min_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=1).min())
 
 
 class OpenClipEncoder:
     """A frozen open_clip model: image tower for the attacks, text tower for zero-shot.
 
-    Speed settings (``configure``): ``precision`` (see ``resolve_precision``), ``channels_last``
-    memory format for the image tower's convolutions (on by default on a GPU), and ``compile``
-    (``torch.compile`` of the image tower; batches are padded to one shape so it compiles once).
-    The floor gets the same settings."""
+    Speed settings (``configure``): ``precision`` (see ``resolve_precision``; on a CPU ``auto`` is
+    settled at first use by ``creepscan.cpu.choose_cpu_precision``, and ``precision_reason`` says
+    why), ``channels_last`` memory format for the image tower's convolutions (on by default on a
+    GPU), and ``compile`` (``torch.compile`` of the image tower; batches are padded to one shape so
+    it compiles once). The floor gets the same settings and settles ``auto`` for its own weights."""
 
     def __init__(self, model, preprocess, tokenizer, *, name, spec, fingerprint, device, arch, floor_factory=None):
         self.model = model.eval().requires_grad_(False)
@@ -64,18 +89,69 @@ class OpenClipEncoder:
         self._shape = None
         self.configure()
 
-    def configure(self, precision: str = "auto", channels_last: bool | None = None, compile: bool = False):
+    def configure(self, precision: str = "auto", channels_last: bool | None = None, compile: bool = False,
+                  cache_dir=None):
         """Choose the speed settings; they take effect at the first encode (the weights'
-        fingerprint is that of the loaded weights whatever is chosen here)."""
+        fingerprint is that of the loaded weights whatever is chosen here). ``cache_dir``: where
+        a CPU's per-machine timings and agreement checks are kept (default: the embedding cache's
+        default folder)."""
         if self._encode is not None:
             raise RuntimeError("configure() an encoder before its first encode call")
-        self.precision = resolve_precision(precision, self.device)
+        resolved = resolve_precision(precision, self.device)
+        self._precision = None if resolved == "auto" else resolved
+        self._precision_reason = None if resolved == "auto" else (
+            f"{resolved}: asked for" if precision != "auto" else
+            f"{resolved}: auto on a GPU" + (" with bf16" if resolved == "pure_bf16" else " without bf16"))
+        self._cache_dir = cache_dir
         self.channels_last = self.device.type == "cuda" if channels_last is None else bool(channels_last)
         self.compiled = bool(compile)
-        self._settings = dict(precision=precision, channels_last=channels_last, compile=compile)
+        self._settings = dict(precision=precision, channels_last=channels_last, compile=compile, cache_dir=cache_dir)
         if self._floor is not None:
             self._floor.configure(**self._settings)
         return self
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the image and text towers run: ``fp32``, ``pure_bf16``, ``amp_bf16`` or
+        ``amp_fp16``. Reading it settles a CPU's ``auto`` (a cached kernel timing, and on a CPU with
+        fast bf16 a one-off agreement check of this model: ~1 s for a ViT-B)."""
+        if self._precision is None:
+            self._precision, self._precision_reason = cpu.choose_cpu_precision(
+                self._hot_kernel(), self._bf16_agreement, fingerprint=self.fingerprint, cache_dir=self._cache_dir)
+        return self._precision
+
+    @property
+    def precision_reason(self) -> str:
+        """One line: why ``precision`` is what it is (for the report's ``timings``)."""
+        self.precision
+        return self._precision_reason
+
+    def _hot_kernel(self) -> str:
+        """The kernel the image tower spends its time in: convolutions in a ResNet, matmuls in a
+        transformer."""
+        visual = self.model.visual
+        convs = sum(m.weight.numel() for m in visual.modules() if isinstance(m, torch.nn.Conv2d))
+        total = sum(p.numel() for p in visual.parameters())
+        return "conv" if convs > total / 2 else "matmul"
+
+    def _bf16_agreement(self, n_images: int = 8) -> cpu.Agreement:
+        """The smallest per-item cosine between this model's fp32 and bf16-weight embeddings of
+        ``n_images`` seeded check images (through the model's own preprocess) and, with a text
+        tower, of a few prompts. The bf16 weights are a temporary copy: the model stays fp32."""
+        images = torch.stack([torch.as_tensor(self.preprocess(im)) for im in cpu.check_images(n_images)])
+        # floating tensors only: integer buffers (token ids, position ids) keep their dtype
+        bf16 = {f"model.{k}": (v.to(torch.bfloat16) if v.is_floating_point() else v)
+                for k, v in {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}.items()}
+        with torch.inference_mode():
+            run = _Method(self.model, "encode_image")
+            worst = _min_cosine(run(images), torch.func.functional_call(run, bf16, (images.to(torch.bfloat16),)))
+            n = n_images
+            if hasattr(self.model, "encode_text") and self.tokenizer is not None:
+                tokens = self.tokenizer(list(_CHECK_PROMPTS))
+                run = _Method(self.model, "encode_text")
+                worst = min(worst, _min_cosine(run(tokens), torch.func.functional_call(run, bf16, (tokens,))))
+                n += len(_CHECK_PROMPTS)
+        return cpu.Agreement(min_cosine=worst, n_items=n)
 
     def _prepare(self):
         if self._encode is None:

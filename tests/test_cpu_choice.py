@@ -1,0 +1,220 @@
+"""The CPU's choices: bf16 or fp32 for --precision auto, and torch's thread count. Every branch is
+forced by replacing the detection functions, so no test depends on this machine's flags or load."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from creepscan import cpu
+from creepscan.encoders import resolve_encoder
+
+from conftest import TINY
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory(monkeypatch):
+    """Each test starts with nothing measured in this process."""
+    monkeypatch.setattr(cpu, "_KNOWN", {})
+
+
+def _force(monkeypatch, *, native: bool, speedup: float = 2.0, calls: dict | None = None):
+    """Pretend the CPU has (or lacks) bf16 instructions and that bf16 kernels run ``speedup``x fp32."""
+    calls = calls if calls is not None else {}
+    flags = "fpu avx2 avx512f avx512_bf16" if native else "fpu avx2 fma"
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"model name": "Test CPU 9000", "flags": flags})
+
+    def rates(kind="matmul", rounds=3):
+        calls[kind] = calls.get(kind, 0) + 1
+        return {"float32": 100e9, "bfloat16": speedup * 100e9}
+
+    monkeypatch.setattr(cpu, "kernel_rates", rates)
+    return calls
+
+
+def _agreement(value, counter):
+    def check():
+        counter.append(value)
+        return cpu.Agreement(min_cosine=value, n_items=12)
+    return check
+
+
+# --- choose_cpu_precision: each branch -----------------------------------------------------------
+
+def test_without_bf16_instructions_fp32_and_nothing_is_measured(monkeypatch, tmp_path):
+    calls, checked = _force(monkeypatch, native=False), []
+    precision, why = cpu.choose_cpu_precision("matmul", _agreement(1.0, checked), fingerprint="w", cache_dir=tmp_path)
+    assert precision == "fp32"
+    assert "no amx_bf16/avx512_bf16" in why and "emulated" in why
+    assert calls == {} and checked == []  # no kernel timing, no model check: nothing to gain
+
+
+def test_native_but_slower_bf16_kernel_gives_fp32_with_the_measured_ratio(monkeypatch, tmp_path):
+    calls, checked = _force(monkeypatch, native=True, speedup=0.64), []
+    precision, why = cpu.choose_cpu_precision("matmul", _agreement(1.0, checked), fingerprint="w", cache_dir=tmp_path)
+    assert precision == "fp32"
+    assert "avx512_bf16" in why and "0.64x" in why and "matmul" in why
+    assert calls == {"matmul": 1} and checked == []
+
+
+def test_faster_bf16_that_disagrees_with_fp32_gives_fp32(monkeypatch, tmp_path):
+    _force(monkeypatch, native=True, speedup=2.5)
+    checked = []
+    precision, why = cpu.choose_cpu_precision("conv", _agreement(0.998, checked), fingerprint="w", cache_dir=tmp_path)
+    assert precision == "fp32" and checked == [0.998]
+    assert "cosine 0.99800" in why and "2.50x" in why
+
+
+def test_faster_and_agreeing_bf16_is_chosen_and_the_record_says_why(monkeypatch, tmp_path):
+    calls = _force(monkeypatch, native=True, speedup=2.5)
+    checked = []
+    precision, why = cpu.choose_cpu_precision("matmul", _agreement(0.99995, checked), fingerprint="w",
+                                              cache_dir=tmp_path)
+    assert precision == "pure_bf16"
+    assert "avx512_bf16" in why and "2.50x" in why and "0.99995" in why
+    # The record is on disk, keyed by this (pretended) machine, and a new process reuses it.
+    record = json.loads(next((tmp_path / "machine").glob("*.json")).read_text())
+    assert record["identity"]["cpu"] == "Test CPU 9000" and "avx512_bf16" in record["identity"]["flags"]
+    assert record["agreement"]["w"]["min_cosine"] == pytest.approx(0.99995)
+    monkeypatch.setattr(cpu, "_KNOWN", {})
+    again = cpu.choose_cpu_precision("matmul", _agreement(0.5, checked), fingerprint="w", cache_dir=tmp_path)
+    assert again == (precision, why) and calls == {"matmul": 1} and checked == [0.99995]
+
+
+def test_another_cpu_does_not_reuse_the_record(monkeypatch, tmp_path):
+    calls = _force(monkeypatch, native=True, speedup=2.5)
+    cpu.bf16_speedup("matmul", tmp_path)
+    monkeypatch.setattr(cpu, "_KNOWN", {})
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"model name": "Other CPU", "flags": "avx512_bf16 amx_bf16"})
+    cpu.bf16_speedup("matmul", tmp_path)
+    assert calls == {"matmul": 2} and len(list((tmp_path / "machine").glob("*.json"))) == 2
+
+
+def test_bad_kernel_kind_is_refused():
+    with pytest.raises(ValueError, match="kernel kind must be one of"):
+        cpu.bf16_speedup("fft")
+
+
+def test_real_kernel_rates_are_positive_and_alternate_dtypes(monkeypatch):
+    monkeypatch.setattr(cpu, "_kernel", lambda kind, dtype: ((lambda: torch.ones(4, dtype=dtype).sum()), 1e3))
+    rates = cpu.kernel_rates("matmul", rounds=2)
+    assert set(rates) == {"float32", "bfloat16"} and min(rates.values()) > 0
+
+
+# --- the encoder: auto on a CPU ------------------------------------------------------------------
+
+def test_encoder_auto_uses_bf16_where_it_wins_and_the_floor_follows(monkeypatch, tiny_weights, tmp_path):
+    _force(monkeypatch, native=True, speedup=3.0)
+    enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(cache_dir=tmp_path)
+    ref = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(precision="fp32")
+    assert enc.precision == "pure_bf16" and enc.precision_reason.startswith("pure_bf16: ")
+    assert enc.floor.precision == "pure_bf16"  # the control settles auto for its own weights the same way
+    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a, b = enc.encode_images(x), ref.encode_images(x)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > cpu.COSINE_BOUND and not np.array_equal(a, b)  # bf16 really ran, and agrees
+    assert next(enc.model.parameters()).dtype == torch.bfloat16
+    assert ref.precision_reason == "fp32: asked for"
+
+
+def test_encoder_auto_falls_back_to_fp32_when_its_check_disagrees(monkeypatch, tiny_weights, tmp_path):
+    from creepscan.encoders.openclip import OpenClipEncoder
+
+    _force(monkeypatch, native=True, speedup=3.0)
+    monkeypatch.setattr(OpenClipEncoder, "_bf16_agreement", lambda self: cpu.Agreement(0.95, 12))
+    enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(cache_dir=tmp_path)
+    assert enc.precision == "fp32" and "cosine 0.95000" in enc.precision_reason
+    enc.encode_images(torch.zeros(1, 3, 32, 32))
+    assert next(enc.model.parameters()).dtype == torch.float32
+
+
+def test_encoder_auto_without_bf16_matches_explicit_fp32(monkeypatch, tiny_weights, tmp_path):
+    _force(monkeypatch, native=False)
+    enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(cache_dir=tmp_path)
+    ref = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(precision="fp32")
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_array_equal(enc.encode_images(x), ref.encode_images(x))
+    assert enc.precision == "fp32" and "emulated" in enc.precision_reason
+
+
+def test_agreement_check_uses_the_real_model_and_leaves_it_fp32(tiny_weights):
+    enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(precision="fp32")
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    before = enc.model.visual.conv1.weight.clone()
+    found = enc._bf16_agreement()
+    assert found.n_items == 8 + 4  # check images + prompts (the tiny model has a text tower)
+    assert cpu.COSINE_BOUND < found.min_cosine < 1.0  # bf16 rounding is visible but small
+    assert torch.equal(enc.model.visual.conv1.weight, before) and before.dtype == torch.float32
+    np.testing.assert_array_equal(enc.encode_images(x), resolve_encoder(
+        TINY, weights=tiny_weights["safetensors"]).configure(precision="fp32").encode_images(x))
+
+
+def test_check_images_are_seeded_and_varied():
+    a, b = cpu.check_images(5, size=64, seed=3), cpu.check_images(5, size=64, seed=3)
+    arrays = [np.asarray(im) for im in a]
+    assert all(np.array_equal(x, np.asarray(y)) for x, y in zip(arrays, b))
+    assert all(x.shape == (64, 64, 3) and x.std() > 10 for x in arrays)
+    assert not np.array_equal(arrays[0], arrays[1])
+
+
+# --- threads ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_cpus,busy,expected", [
+    (2, 0.05, 2),   # quiet: every CPU
+    (2, 0.3, 1),    # a neighbour using a third of a core already stalls a 2-thread team
+    (2, 1.0, 1),    # one busy loop
+    (2, 2.0, 1),    # two busy loops: still one thread, never zero
+    (16, 2.1, 14),   # two busy loops and some noise
+    (16, 2.3, 13),
+    (1, 0.0, 1),
+])
+def test_threads_for_leaves_busy_cpus_alone(n_cpus, busy, expected):
+    assert cpu.threads_for(n_cpus, busy) == expected
+
+
+@pytest.mark.parametrize("n_cpus,busy,match", [(0, 0.0, "n_cpus"), (2, -1.0, "busy"), (2, float("nan"), "busy")])
+def test_threads_for_refuses_bad_input(n_cpus, busy, match):
+    with pytest.raises(ValueError, match=match):
+        cpu.threads_for(n_cpus, busy)
+
+
+def test_busy_cpus_reads_proc_stat_of_our_cpus_only(monkeypatch):
+    samples = iter([{0: (100.0, 1000.0), 1: (0.0, 1000.0)}, {0: (190.0, 1100.0), 1: (50.0, 1100.0)}])
+    monkeypatch.setattr(cpu, "_cpu_times", lambda cpus: next(samples))
+    monkeypatch.setattr(cpu.time, "sleep", lambda s: None)
+    busy, how = cpu.busy_cpus([0, 1], sample_s=0.1)
+    assert busy == pytest.approx(0.9 + 0.5) and "/proc/stat" in how
+
+
+def test_busy_cpus_falls_back_to_the_load_average(monkeypatch):
+    monkeypatch.setattr(cpu, "_cpu_times", lambda cpus: None)
+    monkeypatch.setattr(cpu.os, "getloadavg", lambda: (7.0, 1.0, 1.0))
+    assert cpu.busy_cpus([0, 1, 2]) == (3.0, "1-minute load average")
+
+
+@pytest.fixture
+def _keep_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_apply_threads_chooses_from_the_load(monkeypatch, _keep_threads):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cpu, "usable_cpus", lambda: [0, 1])
+    monkeypatch.setattr(cpu, "busy_cpus", lambda cpus, sample_s: (1.9, "test"))
+    n, why = cpu.apply_threads()
+    assert n == 1 == torch.get_num_threads()
+    assert why == "1 thread: 2 usable CPUs, 1.9 kept busy by other processes (test)"
+    monkeypatch.setattr(cpu, "busy_cpus", lambda cpus, sample_s: (0.0, "test"))
+    assert cpu.apply_threads()[0] == 2 == torch.get_num_threads()
+
+
+def test_apply_threads_respects_the_user(monkeypatch, _keep_threads):
+    monkeypatch.setattr(cpu, "busy_cpus", lambda cpus, sample_s: pytest.fail("the user's choice needs no sample"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    assert cpu.apply_threads() == (1, "1 thread: OMP_NUM_THREADS=1")
+    assert cpu.apply_threads(threads=2) == (2, "2 threads: asked for") and torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
+        cpu.apply_threads(threads=0)
