@@ -461,7 +461,10 @@ def evaluate_spec(spec: UseSpec, report: dict, allow_inconclusive: bool = False)
     ``evidence`` is ``probe_evidence`` of the probe (None when not run); ``limit`` is min_skill (a
     float) for allowed clauses and max_risk (a level) for prohibited ones.
     """
-    by_id = _audit_probes(report)
+    from .report.jsonio import to_jsonable
+
+    # numpy scalars (a result not yet written) become Python numbers, as report.json will hold them
+    by_id = _audit_probes(to_jsonable(report))
     clauses = []
     for c in spec.clauses:
         probe = by_id.get(c.probe)
@@ -506,6 +509,9 @@ def compare_spec(spec: UseSpec, compare_report: dict, allow_inconclusive: bool =
     if not isinstance(compare_report, dict) or compare_report.get("kind") != "compare" \
             or not isinstance(compare_report.get("probes"), list):
         raise ValueError("compare_report must be a compare report.json dict (kind 'compare', with probes[i].a/.b)")
+    from .report.jsonio import to_jsonable
+
+    compare_report = to_jsonable(compare_report)
     a = evaluate_spec(spec, _side_report(compare_report, "a"), allow_inconclusive)
     b = evaluate_spec(spec, _side_report(compare_report, "b"), allow_inconclusive)
     changed = [

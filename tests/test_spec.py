@@ -341,3 +341,15 @@ def test_the_documented_example_spec_is_valid():
     spec = parse_spec(example[0].encode("utf-8"), "docs/use-spec.md")
     assert spec.allowed and spec.prohibited
     assert "face-identity" in spec_probes(spec)
+
+
+def test_numpy_numbers_in_a_fresh_result_are_read(tmp_path):
+    import numpy as np
+
+    spec = _spec(tmp_path, 'spec_version = 1\n[[allowed]]\nprobe = "benign-reference"\nmin_skill = 0.6\n')
+    axis = {"best_skill": np.float32(0.9), "ci95": np.array([0.8, 0.95], dtype=np.float32),
+            "samples_to_threshold": np.int64(2), "attack": "mlp"}
+    block = evaluate_spec(spec, _report(_probe("benign-reference", axis=axis)))
+    c = block["clauses"][0]
+    assert c["verdict"] == "pass" and c["evidence"]["samples_to_threshold"] == 2
+    json.dumps(block, allow_nan=False)
