@@ -65,6 +65,11 @@ def shared_options(fn):
                      help="Image path: fast = batched JPEG decode (nvjpeg on a GPU) and tensor resize; "
                           "pil = the model's own PIL preprocessing; auto = fast on a GPU, pil on a CPU."),
         click.option("--compile", "compile_", is_flag=True, help="torch.compile the image tower (a compile at start, then one input shape; off by default)."),
+        click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None,
+                     help="A use specification (TOML): run exactly its probes, judge each clause, write the model "
+                          "card beside the reports; exit 1 when a clause fails (see `creepscan spec init`)."),
+        click.option("--allow-inconclusive", is_flag=True,
+                     help="An inconclusive probe (saturated or underpowered) fails no gate or spec clause."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
@@ -138,6 +143,31 @@ def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_s
                     batch_size=batch_size, precision=precision, decode=decode, compile=compile_)
 
 
+def _load_spec(spec_file, probe_args):
+    """The use specification, loaded before any work (a bad spec is exit 2 at once), and the probes it
+    names, which replace --probe."""
+    if spec_file is None:
+        return None, probe_args
+    from .spec import load_spec, spec_probes
+
+    if probe_args:
+        raise CreepscanError("--spec chooses the probes (its clauses); drop --probe, or add the probe to the spec")
+    spec = load_spec(spec_file)
+    return spec, tuple(spec_probes(spec))
+
+
+def _spec_gate(block: dict, label: str = "") -> None:
+    """Print each clause's verdict; exit 1 when the spec is not met."""
+    from .spec import format_verdicts
+
+    for line in format_verdicts(block):
+        click.echo(line)
+    if not block.get("passed"):
+        failed = [str(c) for c in block.get("failed", [])] + [f"{c} (inconclusive)" for c in block.get("inconclusive", [])]
+        click.echo(f"gate: use specification not met{label}: " + ", ".join(failed), err=True)
+        sys.exit(1)
+
+
 def _probe_ids(probe_args, data, quiet):
     """--data without --probe runs just the probes given data: local data is how an auditor says
     which capability to test, and the suite's other probes may need downloads."""
@@ -163,6 +193,10 @@ def save_reports(result: dict, out) -> list[Path]:
     except OSError:
         staging = Path(tempfile.mkdtemp(prefix="creepscan-report-"))
     written = write_reports(result, staging)
+    if result.get("spec") is not None:  # the model card speaks for the report.json beside it
+        from .report.card import write_card
+
+        written += write_card(result, result["spec"], staging, report_bytes=written[0].read_bytes())
     try:
         out.mkdir(parents=True, exist_ok=True)
         final = []
@@ -228,23 +262,28 @@ def main():
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Local weights for an open_clip architecture.")
 @click.option("--fail-on", type=click.Choice(LEVELS), default=None,
               help="Exit 1 if any probe's risk level is LEVEL or above, or inconclusive.")
-@click.option("--allow-inconclusive", is_flag=True,
-              help="With --fail-on: an inconclusive probe (saturated or underpowered) does not fail the gate.")
 @shared_options
 @guarded
-def audit(model, weights, fail_on, allow_inconclusive, suite, probe_args, data, out, device, seed, cache_dir,
-          max_per_class, no_download, batch_size, precision, decode, compile_, quiet, debug):
+def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, cache_dir, max_per_class, no_download,
+          batch_size, precision, decode, compile_, spec_file, allow_inconclusive, quiet, debug):
     """Audit MODEL: an alias, ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME or py:MODULE:CALLABLE."""
     from .audit import run_audit
     from .encoders import resolve_encoder
     from .probes import select
 
+    spec, probe_args = _load_spec(spec_file, probe_args)
     settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
                          decode, compile_, out=out)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
     encoder = settings.configure(resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None))
     result = run_audit(encoder, probes, settings, suite=None if probe_args else suite)
+    if spec is not None:
+        from .spec import evaluate_spec
+
+        result["spec"] = evaluate_spec(spec, result, allow_inconclusive)
     _write(result, out, quiet)
+    if spec is not None:
+        _spec_gate(result["spec"])
     if fail_on:
         _gate(result["probes"], fail_on, allow_inconclusive)
 
@@ -275,19 +314,26 @@ def _gate(probes: list[dict], fail_on: str, allow_inconclusive: bool) -> None:
 @guarded
 def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fail_on_significant, suite, probe_args,
             data, out, device, seed, cache_dir, max_per_class, no_download, batch_size, precision, decode, compile_,
-            quiet, debug):
+            spec_file, allow_inconclusive, quiet, debug):
     """Compare MODEL_A (e.g. the shipped model) with MODEL_B (the candidate) on the same probes."""
     from .compare import run_compare
     from .encoders import resolve_encoder
     from .probes import select
 
+    spec, probe_args = _load_spec(spec_file, probe_args)
     settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
                          decode, compile_, out=out)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
     enc_a = settings.configure(resolve_encoder(model_a, weights=weights_a, device=settings.device))
     enc_b = settings.configure(resolve_encoder(model_b, weights=weights_b, device=settings.device))
     result = run_compare(enc_a, enc_b, probes, settings, alpha=alpha)
+    if spec is not None:
+        from .spec import compare_spec
+
+        result["spec"] = compare_spec(spec, result, allow_inconclusive)
     _write(result, out, quiet)
+    if spec is not None:  # the candidate, MODEL_B, must meet the spec; MODEL_A's clauses are shown beside it
+        _spec_gate(result["spec"]["b"], " by MODEL_B")
     if fail_on_increase:
         rose = [p["id"] for p in result["probes"] if p["risk_rose"]]
         sig = [p["id"] for p in result["probes"] if fail_on_significant and p.get("rose_significantly")]

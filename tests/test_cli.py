@@ -55,7 +55,10 @@ def test_audit_writes_reports_and_reruns_from_cache(tmp_path, tiny_weights, sign
     assert rep["model"]["fingerprint"].startswith("sha256:") and probe["n_classes"] == 4
     assert [s["path"] for s in probe["skipped_images"]] == ["c0/broken.jpg"]
     assert probe["timings"]["cache"]["model"]["n_embedded"] == 49
-    assert probe["metrics"]["zero_shot"] is not None and probe["control"]["metrics"]["linear_probe"]["accuracy"] >= 0
+    assert probe["metrics"]["zero_shot"] is not None
+    floor_lp = probe["control"]["metrics"]["linear_probe"]
+    assert "random" in probe["control"]["spec"] and probe["control"]["fingerprint"] != rep["model"]["fingerprint"]
+    assert floor_lp["ci95"][0] <= floor_lp["accuracy"] <= floor_lp["ci95"][1]
     assert "face-identity" in out
     code, _, _ = audit(tmp_path, tiny_weights["safetensors"], signal_dir, "r2")
     rep2 = json.loads((tmp_path / "r2" / "report.json").read_text())
@@ -68,13 +71,18 @@ def test_audit_writes_reports_and_reruns_from_cache(tmp_path, tiny_weights, sign
     assert without_timings(rep) == without_timings(rep2)
 
 
-def test_fail_on_gates_the_exit_code(tmp_path, noise_dir):
-    code, _, err = run("audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data",
-                       f"face-identity={noise_dir}", "--out", tmp_path / "n", "--cache-dir", tmp_path / "c",
-                       "--quiet", "--fail-on", "low")
-    assert code == 0, err
+def test_an_inconclusive_probe_fails_the_gate_unless_allowed(tmp_path, noise_dir):
+    """48 images of random labels cannot show equivalence: inconclusive, which fails --fail-on (a
+    gate must not pass on missing evidence) unless --allow-inconclusive."""
+    args = ("audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", f"face-identity={noise_dir}",
+            "--cache-dir", tmp_path / "c", "--quiet", "--fail-on", "critical")
+    code, _, err = run(*args, "--out", tmp_path / "n")
     rep = json.loads((tmp_path / "n" / "report.json").read_text())
-    assert rep["probes"][0]["risk_level"] == "none"
+    assert rep["probes"][0]["risk_level"] == "inconclusive", rep["probes"][0]["risk_reason"]
+    assert rep["probes"][0]["inconclusive"]["reason"] == "underpowered"
+    assert code == 1 and "inconclusive" in err
+    code, _, err = run(*args, "--out", tmp_path / "n2", "--allow-inconclusive")
+    assert code == 0, err
 
 
 def test_fail_on_trips_on_signal(tmp_path, signal_dir):
