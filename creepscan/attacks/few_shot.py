@@ -6,12 +6,18 @@ episodes; an episode's support set is exactly k training images per class, drawn
 only on the labels, the split and the seed: two encoders audited on the same data see identical
 episodes, which is what makes their per-episode accuracies pairable.
 
-Two adversaries per episode, both scored on the validation and the test split:
+Two adversaries per episode by default, both scored on the validation and the test split:
   * prototype: nearest class mean of L2-normalised features, by cosine similarity;
   * logistic: an L2 logistic-regression head (the linear probe's objective, same C), with all the
     episodes of a batch fitted jointly as one batched L-BFGS program.
-The winner for a k is the adversary with the higher mean *validation* accuracy; the reported
-accuracy is the winner's mean *test* accuracy. The test split is never used to choose anything.
+``heads=`` adds the heads of ``heads.py`` (``prototype_cl2n``, ``knn``, ``mlp``, ``gd_budget``), each
+fitted on the episode's support set only (prototype_cl2n centres with the support set's mean: the
+episode's adversary has those k images per class and nothing else) and making its own choices (k,
+weight decay, stopping point, step size) on the validation split, per episode, batched over the
+episodes of a batch.
+The winner for a k is the adversary with the higher mean *validation* accuracy (ties go to the
+earlier head in ``FEW_SHOT_HEADS``, simplest first); the reported accuracy is the winner's mean
+*test* accuracy. The test split is never used to choose anything.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from .heads import HEADS as _EXTRA_HEADS, fit_heads, head_seed
 from .linear_probe import (Standardizer, _finite_rows, check_inputs, fit_logistic, predict)
 from .splits import Split
 from .stats import balanced_accuracy_rows, balanced_accuracy_var, paired_episodes, skill as _skill
@@ -32,6 +39,9 @@ __all__ = ["FewShotEntry", "FewShotResult", "few_shot_curve", "draw_supports", "
 Z95 = 1.959963984540054
 FS_MAX_ITER = 100
 FS_GTOL = 1e-4  # episode heads are averaged over many episodes: a looser stop is enough
+# every head a few-shot curve can use, simplest first: validation ties go to the earlier one
+FEW_SHOT_HEADS = ("prototype", "logistic", "prototype_cl2n", "knn", "gd_budget", "mlp")
+DEFAULT_HEADS = ("prototype", "logistic")
 MEMORY_FLOATS = 1 << 25  # ~128 MiB of float32 for one batch's gathered support features
 
 
@@ -60,8 +70,19 @@ class FewShotEntry:
     test_labels: np.ndarray = field(repr=False)                 # y[split.test]
     # the winner's correctness per episode and test image, bool [E, n_test]: lets folds be pooled
     episode_correct: np.ndarray | None = field(repr=False, default=None)
+    # every head that ran (the default two included) -> its mean test / validation accuracy, and
+    # its per-episode test accuracies; filled when few_shot_curve ran heads beyond the default two
+    head_accuracy: dict = field(default_factory=dict)
+    head_val_accuracy: dict = field(default_factory=dict)
+    head_episode_accuracy: dict = field(repr=False, default_factory=dict)
 
     def to_json(self) -> dict:
+        out = self._base_json()
+        if self.head_accuracy:
+            out["heads"] = {name: _r(acc) for name, acc in self.head_accuracy.items()}
+        return out
+
+    def _base_json(self) -> dict:
         return {
             "k": int(self.k),
             "accuracy": _r(self.accuracy),
@@ -150,8 +171,11 @@ def _normalise(t: torch.Tensor) -> torch.Tensor:
 
 def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequence[int] | None = None,
                    C: float = 1.0, min_episodes: int = 10, max_episodes: int = 100,
-                   target_halfwidth: float = 0.02, device="cpu") -> FewShotResult:
-    """Few-shot learning curve: for each k, the best of a prototype and a logistic head.
+                   target_halfwidth: float = 0.02, device="cpu", heads: Sequence[str] = DEFAULT_HEADS,
+                   head_settings: dict | None = None) -> FewShotResult:
+    """Few-shot learning curve: for each k, the best of a prototype and a logistic head, and of the
+    other ``heads`` asked for (any of ``FEW_SHOT_HEADS``; prototype and logistic always run).
+    ``head_settings`` maps a head of ``heads.py`` to its settings (see ``heads.run_head``).
 
     X : float [n, d], y : int [n] in 0..n_classes-1. Supports come from ``split.train`` only; the
     winner per k is chosen on ``split.val``; accuracies are on ``split.test``.
@@ -169,6 +193,17 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
         raise ValueError(f"need 1 <= min_episodes <= max_episodes, got {min_episodes}, {max_episodes}")
     if not target_halfwidth > 0:
         raise ValueError(f"target_halfwidth must be > 0, got {target_halfwidth}")
+    heads = tuple(heads)
+    bad = [h for h in heads if h not in FEW_SHOT_HEADS]
+    if bad or "prototype" not in heads or "logistic" not in heads:
+        raise ValueError(f"heads must include 'prototype' and 'logistic' and may add {list(_EXTRA_HEADS)}; "
+                         f"got {list(heads)}")
+    extra = [h for h in FEW_SHOT_HEADS if h in heads and h in _EXTRA_HEADS]
+    head_settings = dict(head_settings or {})
+    stray = sorted(set(head_settings) - set(extra))
+    if stray:
+        raise ValueError(f"head_settings given for {stray}, which are not among the extra heads {extra}")
+    ran = [h for h in FEW_SHOT_HEADS if h in heads]
     _finite_rows(X, np.concatenate([split.train, split.val]), "train/val")
     dev = torch.device(device)
     y_tr = y[split.train]
@@ -187,6 +222,10 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
     y_val, y_te = y[split.val], y[split.test]
     classes_t = torch.from_numpy(classes).to(dev)
     y_vt_t = torch.from_numpy(y[vt]).to(dev)
+    if extra:  # the heads of heads.py take the raw features and make their own choices on validation
+        X_tr_raw = torch.from_numpy(np.ascontiguousarray(X[split.train], dtype=np.float32)).to(dev)
+        X_vt_raw = torch.from_numpy(np.ascontiguousarray(X[vt], dtype=np.float32)).to(dev)
+        y_val_pos = torch.from_numpy(np.searchsorted(classes, y_val)).to(dev)
 
     entries: list[FewShotEntry] = []
     unavailable: list[dict] = []
@@ -198,8 +237,8 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
         ys = torch.arange(K, device=dev).repeat_interleave(k)
         lam = std.lam(C, K * k)
         per_batch = max(1, MEMORY_FLOATS // (K * k * Z_tr.shape[1]))
-        val_ok = {"prototype": [], "logistic": []}
-        test_ok = {"prototype": [], "logistic": []}
+        val_ok = {name: [] for name in ran}
+        test_ok = {name: [] for name in ran}
 
         def run(first: int, count: int) -> None:
             for b0 in range(first, first + count, per_batch):
@@ -210,7 +249,12 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
                 pred_p = (Xn_vt @ protos.reshape(E * K, -1).T).view(-1, E, K).argmax(-1).T  # [E, n_vt]
                 P, _ = fit_logistic(Z_tr[sup], ys.expand(E, -1), K, lam, max_iter=FS_MAX_ITER, gtol=FS_GTOL)
                 pred_l = predict(Z_vt, P)
-                for name, pred in (("prototype", pred_p), ("logistic", pred_l)):
+                preds = [("prototype", pred_p), ("logistic", pred_l)]
+                for name in extra:
+                    fit = fit_heads(name, X_tr_raw[sup], ys.expand(E, -1), X_vt_raw, K, y_val_pos,
+                                    [head_seed(seed, k, e, name) for e in eps], **head_settings.get(name, {}))
+                    preds.append((name, fit.pred))
+                for name, pred in preds:
                     ok = (classes_t[pred] == y_vt_t).cpu().numpy()
                     val_ok[name].append(ok[:, :n_val])
                     test_ok[name].append(ok[:, n_val:])
@@ -227,11 +271,14 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
         while True:
             run(done, batch)
             done += batch
-            pv, pt, pc = summary("prototype")
-            lv, lt, lc = summary("logistic")
-            # ties (to rounding: means of the same accuracies in another order) go to the simpler prototype
-            logistic_wins = lv.mean() > pv.mean() + 1e-9
-            acc_e, corr = (lt, lc) if logistic_wins else (pt, pc)
+            summaries = {name: summary(name) for name in ran}
+            pv, pt, pc = summaries["prototype"]
+            lv, lt, lc = summaries["logistic"]
+            # ties (to rounding: means of the same accuracies in another order) go to the simpler
+            # head, the earlier in FEW_SHOT_HEADS (so the prototype beats the logistic head)
+            top = max(v.mean() for v, _, _ in summaries.values())
+            winner = next(name for name in ran if summaries[name][0].mean() > top - 1e-9)
+            _, acc_e, corr = summaries[winner]
             var_ep = float(np.var(acc_e, ddof=1)) if done > 1 else math.inf
             var_test = balanced_accuracy_var(y_te, corr.mean(axis=0), n_classes)
             mc_var = var_ep / done
@@ -243,11 +290,14 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
         acc = float(acc_e.mean())
         entries.append(FewShotEntry(
             k=k, accuracy=acc, ci95=(max(0.0, acc - half), min(1.0, acc + half)), episodes=done,
-            winner="logistic" if logistic_wins else "prototype", skill=_skill(acc, chance),
+            winner=winner, skill=_skill(acc, chance),
             prototype_accuracy=float(pt.mean()), logistic_accuracy=float(lt.mean()),
             prototype_val_accuracy=float(pv.mean()), logistic_val_accuracy=float(lv.mean()),
             episode_accuracy=acc_e, prototype_episode_accuracy=pt, logistic_episode_accuracy=lt,
             test_correct_rate=corr.mean(axis=0), test_labels=y_te, episode_correct=corr.astype(bool),
+            head_accuracy={n: float(summaries[n][1].mean()) for n in ran} if extra else {},
+            head_val_accuracy={n: float(summaries[n][0].mean()) for n in ran} if extra else {},
+            head_episode_accuracy={n: summaries[n][1] for n in ran} if extra else {},
         ))
     return FewShotResult(entries=entries, unavailable=unavailable, chance=chance, C=float(C))
 
