@@ -17,7 +17,8 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from .errors import ProbeFileError
 
-ATTACKS = ("zero_shot", "linear_probe", "few_shot", "verification")
+ATTACKS = ("zero_shot", "linear_probe", "few_shot", "verification", "knn", "prototype_cl2n", "mlp", "gd_budget",
+           "finetune")
 RISK_KEYS = ("skill_threshold", "high_max_k", "zero_shot_skill_critical", "verification_tar_critical", "alpha",
              "equivalence_margin",
              "verification_far")
