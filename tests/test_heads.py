@@ -176,7 +176,7 @@ def test_bad_input_names_the_problem():
 
 
 def test_few_shot_curve_chooses_the_best_head_on_validation_and_names_it():
-    X, y = rings(per_class=50)
+    X, y = rings(per_class=50, noise_dims=1)
     split = stratified_split(y, seed=0)
     heads = ("prototype", "logistic", "prototype_cl2n", "knn", "mlp", "gd_budget")
     res = few_shot_curve(X, y, 3, split, seed=0, ks=[2, 16], heads=heads, min_episodes=4, max_episodes=4,

@@ -331,7 +331,7 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
             return float(((pred == y_val_pos).double() * val_w).sum())
 
         B = min(int(batch), len(fit_rows))
-        g = _generator(head_seed(seed, "finetune", k, steps), dev)
+        g = _generator(head_seed(seed, "finetune", k, steps))
         order = torch.cat([torch.randperm(len(fit_rows), generator=g) for _ in range(math.ceil(steps * B / len(fit_rows)) + 1)])
         checks = {int(round(steps * i / CHECKPOINTS)) for i in range(1, CHECKPOINTS + 1)}
         opt_tower, opt_head = _Adam(params, lr), _Adam([W], head_lr)
