@@ -65,6 +65,9 @@ def shared_options(fn):
                      help="Image path: fast = batched JPEG decode (nvjpeg on a GPU) and tensor resize; "
                           "pil = the model's own PIL preprocessing; auto = fast on a GPU, pil on a CPU."),
         click.option("--compile", "compile_", is_flag=True, help="torch.compile the image tower (a compile at start, then one input shape; off by default)."),
+        click.option("--adversary", type=click.Choice(["frozen", "finetune"]), default="frozen", show_default=True,
+                     help="finetune: also adapt the last blocks of the image tower (model and floor, the same "
+                          "budgets of images per class and steps) and report its accuracy, seconds and FLOPs."),
         click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None,
                      help="A use specification (TOML): run exactly its probes, judge each clause, write the model "
                           "card beside the reports; exit 1 when a clause fails (see `creepscan spec init`)."),
@@ -129,7 +132,7 @@ def check_writable(path: Path, what: str, fix: str) -> None:
 
 
 def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision="auto",
-              decode="auto", compile_=False, out=None):
+              decode="auto", compile_=False, out=None, adversary="frozen"):
     from .features import default_cache_dir
     from .pipeline import Settings
 
@@ -140,7 +143,7 @@ def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_s
                    "choose another with --cache-dir DIR or set CREEPSCAN_CACHE")
     return Settings(seed=seed, device=_resolve_device(device), cache_dir=cache,
                     data=data, max_per_class=max_per_class, download=not no_download, progress=not quiet,
-                    batch_size=batch_size, precision=precision, decode=decode, compile=compile_)
+                    batch_size=batch_size, precision=precision, decode=decode, compile=compile_, adversary=adversary)
 
 
 def _load_spec(spec_file, probe_args):
@@ -265,7 +268,7 @@ def main():
 @shared_options
 @guarded
 def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, cache_dir, max_per_class, no_download,
-          batch_size, precision, decode, compile_, spec_file, allow_inconclusive, quiet, debug):
+          batch_size, precision, decode, compile_, adversary, spec_file, allow_inconclusive, quiet, debug):
     """Audit MODEL: an alias, ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME or py:MODULE:CALLABLE."""
     from .audit import run_audit
     from .encoders import resolve_encoder
@@ -273,7 +276,7 @@ def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, c
 
     spec, probe_args = _load_spec(spec_file, probe_args)
     settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
-                         decode, compile_, out=out)
+                         decode, compile_, out=out, adversary=adversary)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
     encoder = settings.configure(resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None))
     result = run_audit(encoder, probes, settings, suite=None if probe_args else suite)
@@ -314,7 +317,7 @@ def _gate(probes: list[dict], fail_on: str, allow_inconclusive: bool) -> None:
 @guarded
 def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fail_on_significant, suite, probe_args,
             data, out, device, seed, cache_dir, max_per_class, no_download, batch_size, precision, decode, compile_,
-            spec_file, allow_inconclusive, quiet, debug):
+            adversary, spec_file, allow_inconclusive, quiet, debug):
     """Compare MODEL_A (e.g. the shipped model) with MODEL_B (the candidate) on the same probes."""
     from .compare import run_compare
     from .encoders import resolve_encoder
@@ -322,7 +325,7 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
 
     spec, probe_args = _load_spec(spec_file, probe_args)
     settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
-                         decode, compile_, out=out)
+                         decode, compile_, out=out, adversary=adversary)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
     enc_a = settings.configure(resolve_encoder(model_a, weights=weights_a, device=settings.device))
     enc_b = settings.configure(resolve_encoder(model_b, weights=weights_b, device=settings.device))

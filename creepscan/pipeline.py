@@ -7,6 +7,7 @@ is the engine's business (``creepscan.engines``); this module only says what is 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -17,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .attacks import evaluate
-from .attacks.splits import stratified_split
+from .attacks import ATTACKS, evaluate
 from .attacks.zero_shot import class_text_embeddings
 from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
 from .encoders import has_text
@@ -37,6 +37,7 @@ class Settings:
     seed: int = 0
     device: str = "cpu"
     folds: int | None = None     # rotating test folds; None: attacks.splits chooses by probe size
+    adversary: str = "frozen"    # "finetune": also adapt the image tower (attacks.finetune), model and floor
     cache_dir: Path = field(default_factory=default_cache_dir)
     data: dict[str, str] = field(default_factory=dict)
     max_per_class: int | None = None
@@ -92,6 +93,13 @@ def load_probe_data(probe: Probe, settings: Settings) -> ProbeData:
                                   probe_id=probe.id)
         images = load_image_set(path)
         images.source = public.describe(probe.source)
+    if probe.group_by:
+        from .data import apply_group_rule
+
+        try:
+            images = apply_group_rule(images, probe.group_by)
+        except ValueError as exc:
+            raise DataUnavailable(f"probe {probe.id}: group_by {probe.group_by!r}: {exc}") from None
     cap = settings.max_per_class if settings.max_per_class is not None else probe.max_per_class
     n_listed = len(images)
     images = cap_per_class(images, cap, settings.seed)
@@ -165,15 +173,39 @@ def rules_for(probe: Probe) -> dict:
     return {**DEFAULT_RULES, **probe.risk}
 
 
-def evaluate_encoder(encoder, X, ls: LabelledSet, splits, probe: Probe, settings: Settings):
+def evaluate_encoder(encoder, X, ls: LabelledSet, splits, probe: Probe, settings: Settings, groups=None):
     """All the probe's attacks on one encoder's features."""
     text = None
     if "zero_shot" in probe.attacks and has_text(encoder) and probe.templates:
         names = [probe.display_name(c) for c in ls.classes]
         text = class_text_embeddings(encoder.encode_text, names, probe.templates)
-    return evaluate(X, ls.y, len(ls.classes), splits if len(splits) > 1 else splits[0], seed=settings.seed, attacks=probe.attacks,
+    attacks = [a for a in probe.attacks if a in ATTACKS]  # "finetune" adapts the tower: run_finetune
+    return evaluate(X, ls.y, len(ls.classes), splits if len(splits) > 1 else splits[0], seed=settings.seed, attacks=attacks,
                     skill_threshold=rules_for(probe)["skill_threshold"], text_embeddings=text,
-                    device=settings.device)
+                    device=settings.device, groups=groups)
+
+
+def wants_finetune(probe: Probe, settings: Settings) -> bool:
+    return settings.adversary == "finetune" or "finetune" in probe.attacks
+
+
+def run_finetune(encoder, pd: ProbeData, ls: LabelledSet, split, settings: Settings):
+    """The budgeted fine-tuning adversary on fold 0's split (train fits, val stops, test scores); None
+    for an encoder without an open_clip image tower (a plug-in), which the report says."""
+    if not hasattr(encoder, "model") or not hasattr(getattr(encoder, "model"), "visual"):
+        return None
+    import torch
+
+    from .attacks.finetune import finetune_attack
+    from .data import decode_image
+
+    paths = [pd.images.paths[i] for i in ls.kept]
+
+    def images(rows):
+        return torch.stack([encoder.preprocess(decode_image(paths[int(r)])) for r in rows])
+
+    return finetune_attack(encoder, images, ls.y, split, seed=settings.seed, device=settings.device,
+                           n_classes=len(ls.classes))
 
 
 def too_small(probe: Probe, ls: LabelledSet) -> str | None:
@@ -289,21 +321,13 @@ def make_probe_splits(ls: LabelledSet, pd: ProbeData, feats_ref: Features | None
     kept_groups = None
     if groups is not None and any(g is not None for g in groups):
         kept_groups = [groups[i] for i in ls.kept]
-    if hasattr(S, "split_info"):
-        splits = S.make_splits(ls.y, settings.seed, groups=kept_groups, n_folds=settings.folds)
-        n_dropped = 0
-        if hasattr(S, "drop_near_duplicates"):
-            X_ref = feats_ref.X[ls.rows["floor0"]] if feats_ref is not None else None
-            hashes = [pd.hashes[i] for i in ls.kept]
-            splits, n_dropped = S.drop_near_duplicates(splits, X_ref, hashes)
-        block = S.split_info(splits, kept_groups, n_dropped)
-    else:  # pragma: no cover - before group-aware folds existed
-        splits = [stratified_split(ls.y, settings.seed)]
-        block = {"folds": 1, "grouped": False, "n_groups": None, "near_duplicates_dropped": 0,
-                 **splits[0].sizes(), "warning": None}
+    splits = S.make_splits(ls.y, settings.seed, groups=kept_groups, n_folds=settings.folds)
+    X_ref = feats_ref.X[ls.rows["floor0"]] if feats_ref is not None else None
+    splits, n_dropped = S.drop_near_duplicates(splits, X_ref, [pd.hashes[i] for i in ls.kept])
+    block = S.split_info(splits, kept_groups, n_dropped)
     if kept_groups is None and "verification" not in pd.probe.attacks and not pd.probe.reference:
-        block["warning"] = block.get("warning") or GROUPLESS_WARNING
-    return splits, block
+        block["warning"] = "; ".join(w for w in (block.get("warning"), GROUPLESS_WARNING) if w)
+    return splits, block, kept_groups
 
 
 def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, tag: str = "") -> ProbeResult:
@@ -320,7 +344,7 @@ def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, t
     problem = too_small(probe, ls)
     if problem:
         raise DataUnavailable(problem)
-    splits, split_block = make_probe_splits(ls, pd, feats["floor0"], settings)
+    splits, split_block, groups = make_probe_splits(ls, pd, feats["floor0"], settings)
     header = probe_header(probe, pd, ls, splits, split_block)
     settings.log(f"{tag}{probe.id}: attacks on {len(ls.y)} images, {len(ls.classes)} classes")
     t1 = time.perf_counter()
@@ -329,7 +353,11 @@ def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, t
     def metrics_of(key):
         enc = named[key]
         if enc.fingerprint not in done:
-            done[enc.fingerprint] = evaluate_encoder(enc, feats[key].X[ls.rows[key]], ls, splits, probe, settings)
+            m = evaluate_encoder(enc, feats[key].X[ls.rows[key]], ls, splits, probe, settings, groups)
+            if wants_finetune(probe, settings):
+                settings.log(f"{tag}{probe.id}: fine-tuning {enc.name} (the finetune adversary)")
+                m = dataclasses.replace(m, finetune=run_finetune(enc, pd, ls, splits[0], settings))
+            done[enc.fingerprint] = m
         return done[enc.fingerprint]
 
     results = []

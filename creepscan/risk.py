@@ -185,6 +185,13 @@ def uplift_tests(model: Metrics, floor: Metrics, chance: float, seed: int = 0, f
     for i, name in enumerate(sorted(set(heads_m) & set(heads_f))):
         out.append(_from_delta(name, paired_bootstrap(y, heads_f[name].test_correct, heads_m[name].test_correct,
                                                       n_classes, seed=[int(seed), 14, i]), scale))
+    ft_m, ft_f = getattr(model, "finetune", None), getattr(floor, "finetune", None)
+    if ft_m is not None and ft_f is not None:
+        # fine-tuning runs on fold 0 only: its points pair on that fold's test images
+        for i, (pm, pf) in enumerate(zip(ft_m.points, ft_f.points)):
+            out.append(_from_delta(f"finetune k={pm.k} ({pm.steps} steps)",
+                                   paired_bootstrap(pm.test_labels, pf.test_correct, pm.test_correct, n_classes,
+                                                    seed=[int(seed), 16, i]), scale))
     if model.few_shot is not None and floor.few_shot is not None:
         for k in sorted(set(model.few_shot.ks) & set(floor.few_shot.ks)):
             # episodes share one test set: the test includes its sampling noise too, or a small,
@@ -233,6 +240,10 @@ def _measures(m: Metrics, chance: float) -> list[dict]:
     if m.few_shot is not None:
         for e in m.few_shot.entries:
             add(f"few_shot k={e.k}", e.accuracy, e.ci95, k=e.k)
+    ft = getattr(m, "finetune", None)
+    if ft is not None:
+        for p in ft.points:
+            add(f"finetune k={p.k} ({p.steps} steps)", p.accuracy, p.ci95, k=p.k)
     return out
 
 

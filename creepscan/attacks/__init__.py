@@ -29,7 +29,10 @@ __all__ = [
     "LinearProbeResult", "FewShotResult", "VerificationResult", "ZeroShotResult",
 ]
 
-ATTACKS = ("linear_probe", "few_shot", "verification", "zero_shot")
+from .heads import HEADS, HeadResult, run_head
+
+# Attacks on frozen embeddings a probe file may list ("finetune" adapts the tower: the pipeline runs it).
+ATTACKS = ("linear_probe", "few_shot", "verification", "zero_shot") + HEADS
 
 
 @dataclass
@@ -52,9 +55,11 @@ class Metrics:
     n_classes_kept: int
     test_index: np.ndarray | None = field(default=None, repr=False)
     n_folds: int = 1
+    heads: dict = field(default_factory=dict)   # name -> HeadResult, full training split, same test images
+    finetune: object = None                     # attacks.finetune.FinetuneResult (fold 0), set by the pipeline
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "zero_shot": self.zero_shot.to_json() if self.zero_shot is not None else None,
             "linear_probe": self.linear_probe.to_json(),
             "few_shot": self.few_shot.to_json() if self.few_shot is not None else [],
@@ -62,6 +67,11 @@ class Metrics:
             "verification": self.verification.to_json() if self.verification is not None else None,
             "samples_to_threshold": self.samples_to_threshold,
         }
+        if self.heads:
+            out["heads"] = {name: h.to_json() for name, h in self.heads.items()}
+        if self.finetune is not None:
+            out["finetune"] = self.finetune.to_json()
+        return out
 
 
 @dataclass
@@ -164,12 +174,18 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
     chance = 1.0 / kept.size
     cluster = _clusters(groups, y.size, test_index)
 
-    lps, fss = [], []
+    head_names = [h for h in HEADS if h in attacks]
+    # the adversary's few-shot heads: prototype and logistic, and every extra head the probe asks for
+    fs_heads = ("prototype", "logistic") + tuple(head_names)
+    lps, fss, hrs = [], [], {h: [] for h in head_names}
     for s in splits:
         lp = linear_probe(X, y, n_classes, s, seed=seed, device=device)
         lps.append(lp)
         if "few_shot" in attacks:
-            fss.append(few_shot_curve(X, y, n_classes, s, seed=seed, C=lp.C, device=device))
+            fss.append(few_shot_curve(X, y, n_classes, s, seed=seed, C=lp.C, device=device,
+                                      **({"heads": fs_heads} if head_names else {})))
+        for h in head_names:
+            hrs[h].append(run_head(h, X, y, n_classes, s, seed=seed, device=device))
     if len(splits) == 1 and cluster is None:
         lp, fs = lps[0], (fss[0] if fss else None)
     else:
@@ -177,6 +193,10 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
         y_u = y[test_index]
         lp = _merge_linear(lps, positions, y_u, n_classes, seed, chance, cluster)
         fs = _merge_few_shot(fss, positions, y_u, n_classes, chance, lp.C, cluster) if fss else None
+    if len(splits) == 1 and cluster is None:
+        heads = {h: r[0] for h, r in hrs.items()}
+    else:
+        heads = {h: _merge_head(r, positions, y_u, n_classes, seed, chance, cluster) for h, r in hrs.items()}
     ver = None
     if "verification" in attacks:
         rows = np.flatnonzero(np.isin(y, kept))
@@ -190,7 +210,36 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
     stt = samples_to_threshold(fs.entries, chance, skill_threshold) if fs is not None else None
     return Metrics(linear_probe=lp, few_shot=fs, verification=ver, zero_shot=zs,
                    samples_to_threshold=stt, skill_threshold=float(skill_threshold), chance=chance,
-                   n_classes_kept=int(kept.size), test_index=test_index, n_folds=len(splits))
+                   n_classes_kept=int(kept.size), test_index=test_index, n_folds=len(splits), heads=heads)
+
+
+def _merge_head(results: list[HeadResult], positions, y_u, n_classes: int, seed: int, chance: float,
+                cluster) -> HeadResult:
+    """One head's folds as one result over the union of the test folds (as ``_merge_linear``). A
+    gd_budget head's per-budget accuracies become fold-size-weighted means, without a CI (its
+    per-image predictions at the smaller budgets are not kept)."""
+    correct = np.zeros(y_u.size, bool)
+    pred = np.empty(y_u.size, np.int64)
+    for r, pos in zip(results, positions):
+        correct[pos] = r.test_correct
+        pred[pos] = r.test_pred
+    acc = balanced_accuracy(y_u, pred, n_classes)
+    tag = [int(seed), 2, HEADS.index(results[0].name)]
+    ci = (bootstrap_ci(y_u, correct, n_classes, seed=tag) if cluster is None
+          else _group_bootstrap_ci(y_u, correct, cluster, n_classes, seed=tag))
+    w = np.array([pos.size for pos in positions], np.float64) / y_u.size
+    budgets = []
+    for i, b in enumerate(results[0].budgets):
+        b_acc = float(sum(wi * r.budgets[i]["accuracy"] for wi, r in zip(w, results)))
+        budgets.append({"steps": b["steps"], "accuracy": b_acc, "ci95": None, "skill": _skill(b_acc, chance),
+                        "folds": "fold-size-weighted mean"})
+    params = dict(results[0].params)
+    if len(results) > 1:
+        params["per_fold"] = [dict(r.params) for r in results]
+    return dataclasses.replace(results[0], accuracy=acc, ci95=ci, skill=_skill(acc, chance),
+                               val_accuracy=float(np.mean([r.val_accuracy for r in results])), params=params,
+                               n_test=int(y_u.size), test_correct=correct, test_pred=pred, test_labels=y_u,
+                               budgets=budgets or results[0].budgets)
 
 
 def _base_fields(obj, cls) -> dict:
@@ -245,7 +294,7 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
                     else _group_balanced_accuracy_var(y_u, rate, cluster, n_classes))
         half = Z95 * math.sqrt(var_ep / E + var_test)
         winners = [e.winner for e in per_fold]
-        winner = "logistic" if winners.count("logistic") > len(winners) / 2 else "prototype"
+        winner = max(sorted(set(winners)), key=winners.count)  # the head most folds chose on val
 
         def wmean(name, first=None):
             return sum(w * (getattr(e, name)[:first] if first else getattr(e, name)) for w, e in zip(weights, per_fold))
