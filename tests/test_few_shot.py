@@ -104,7 +104,7 @@ def test_identical_episodes_across_encoders_pair_up():
     r = paired_episodes(a[4].episode_accuracy, b[4].episode_accuracy, seed=0)
     assert r["delta"] > 0.1 and r["p_value"] < 0.01
     same = paired_episodes(b[4].episode_accuracy, few_shot_curve(X, y, 8, split, seed=0, ks=[4])[4].episode_accuracy, seed=0)
-    assert same == {"delta": 0.0, "ci95": [0.0, 0.0], "p_value": 1.0}
+    assert (same["delta"], same["ci95"], same["p_value"]) == (0.0, [0.0, 0.0], 1.0)
 
 
 def test_episode_budget_json_and_determinism():
@@ -147,4 +147,5 @@ def test_paired_few_shot_counts_the_shared_test_sets_noise():
         found += honest["p_value"] < 0.05
     assert found <= 1
     same = paired_few_shot(a, a, 8, seed=0)
-    assert same == {"delta": 0.0, "ci95": [0.0, 0.0], "p_value": 1.0}
+    # no difference seen, but other test images or another pool could show one: a real interval
+    assert same["delta"] == 0.0 and same["p_value"] == 1.0 and same["ci95"][0] < 0 < same["ci95"][1]

@@ -31,7 +31,7 @@ import torch
 from .heads import HEADS as _EXTRA_HEADS, fit_heads, head_seed
 from .linear_probe import (Standardizer, _finite_rows, check_inputs, fit_logistic, predict)
 from .splits import Split
-from .stats import balanced_accuracy_rows, balanced_accuracy_var, paired_episodes, skill as _skill
+from .stats import balanced_accuracy_rows, few_shot_variance, paired_episodes, proportion_ci, skill as _skill
 
 __all__ = ["FewShotEntry", "FewShotResult", "few_shot_curve", "draw_supports", "samples_to_threshold",
            "paired_few_shot"]
@@ -70,6 +70,7 @@ class FewShotEntry:
     test_labels: np.ndarray = field(repr=False)                 # y[split.test]
     # the winner's correctness per episode and test image, bool [E, n_test]: lets folds be pooled
     episode_correct: np.ndarray | None = field(repr=False, default=None)
+    pool_size: int = 0  # the fewest training images of any class: the pool the supports came from
     # every head that ran (the default two included) -> its mean test / validation accuracy, and
     # its per-episode test accuracies; filled when few_shot_curve ran heads beyond the default two
     head_accuracy: dict = field(default_factory=dict)
@@ -183,8 +184,9 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
     Episodes are added in batches until the 95% CI half-width is below ``target_halfwidth``, or the
     Monte-Carlo part of it (episode-to-episode spread) is below half of it (more episodes can't
     shrink the part that comes from the test set's size), or ``max_episodes`` is reached. The CI is
-    mean +/- 1.96 * sqrt(var_episodes / E + var_test), var_test being the test-set sampling variance
-    of the balanced accuracy of per-image correctness averaged over episodes.
+    about the accuracy an adversary with fresh k-shot data would get: ``stats.few_shot_variance``
+    (episodes, test images, and the finite training pool the supports come from) turned into an
+    interval by ``stats.proportion_ci``; ``target_halfwidth`` uses its normal half-width.
     """
     X, y = check_inputs(X, y, n_classes, split)
     if not (C > 0 and math.isfinite(C)):
@@ -279,22 +281,25 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             top = max(v.mean() for v, _, _ in summaries.values())
             winner = next(name for name in ran if summaries[name][0].mean() > top - 1e-9)
             _, acc_e, corr = summaries[winner]
-            var_ep = float(np.var(acc_e, ddof=1)) if done > 1 else math.inf
-            var_test = balanced_accuracy_var(y_te, corr.mean(axis=0), n_classes)
-            mc_var = var_ep / done
-            half = Z95 * math.sqrt(mc_var + var_test)
+            # episodes, test images and the training pool: stats.few_shot_variance
+            var = few_shot_variance(acc_e, y_te, corr.mean(axis=0), n_classes, k=k, pool_size=int(counts.min()))
+            var_ep = var.monte_carlo * done
+            mc_var = var.monte_carlo
+            half = Z95 * math.sqrt(var.total)
             if done >= max_episodes or half < target_halfwidth or Z95 * math.sqrt(mc_var) < target_halfwidth / 2:
                 break
             needed = math.ceil(var_ep * (2 * Z95 / target_halfwidth) ** 2) if math.isfinite(var_ep) else 0
             batch = int(min(max_episodes - done, max(min_episodes, needed - done)))
         acc = float(acc_e.mean())
         entries.append(FewShotEntry(
-            k=k, accuracy=acc, ci95=(max(0.0, acc - half), min(1.0, acc + half)), episodes=done,
+            k=k, accuracy=acc, ci95=proportion_ci(acc, var.total, var.kish_size, seed=[int(seed), int(k), 17]),
+            episodes=done,
             winner=winner, skill=_skill(acc, chance),
             prototype_accuracy=float(pt.mean()), logistic_accuracy=float(lt.mean()),
             prototype_val_accuracy=float(pv.mean()), logistic_val_accuracy=float(lv.mean()),
             episode_accuracy=acc_e, prototype_episode_accuracy=pt, logistic_episode_accuracy=lt,
             test_correct_rate=corr.mean(axis=0), test_labels=y_te, episode_correct=corr.astype(bool),
+            pool_size=int(counts.min()),
             head_accuracy={n: float(summaries[n][1].mean()) for n in ran} if extra else {},
             head_val_accuracy={n: float(summaries[n][0].mean()) for n in ran} if extra else {},
             head_episode_accuracy={n: summaries[n][1] for n in ran} if extra else {},
@@ -304,11 +309,16 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
 
 def paired_few_shot(a: FewShotEntry, b: FewShotEntry, n_classes: int, seed) -> dict:
     """Paired test of b minus a at the same k (same labels, split and seed, hence the same episodes),
-    covering both episode-to-episode and test-set noise; see ``stats.paired_episodes``."""
+    covering episode-to-episode, test-set and training-pool noise; see ``stats.paired_episodes``
+    (its dict: delta, ci95, p_value, se, upper95, method, ci_method)."""
     if a.k != b.k or not np.array_equal(a.test_labels, b.test_labels):
         raise ValueError("paired few-shot entries need the same k and the same test images")
+    if a.pool_size != b.pool_size or a.pool_size < a.k:
+        raise ValueError(f"paired few-shot entries need the same training pool (pool_size {a.pool_size} vs "
+                         f"{b.pool_size}, k={a.k}): build both with few_shot_curve on the same split")
     return paired_episodes(a.episode_accuracy, b.episode_accuracy, seed, y_test=a.test_labels,
-                           rate_a=a.test_correct_rate, rate_b=b.test_correct_rate, n_classes=n_classes)
+                           rate_a=a.test_correct_rate, rate_b=b.test_correct_rate, n_classes=n_classes,
+                           k=a.k, pool_size=a.pool_size)
 
 
 def samples_to_threshold(entries, chance: float, skill_threshold: float) -> int | None:
