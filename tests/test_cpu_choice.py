@@ -218,3 +218,17 @@ def test_apply_threads_respects_the_user(monkeypatch, _keep_threads):
     assert cpu.apply_threads(threads=2) == (2, "2 threads: asked for") and torch.get_num_threads() == 2
     with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
         cpu.apply_threads(threads=0)
+
+
+# --- decoding workers ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cpus,device,expected", [
+    (2, "cpu", 2), (8, "cpu", 2), (16, "cpu", 4), (128, "cpu", 8), (1, "cpu", 1), (16, "cuda", 16), (64, "cuda", 16),
+])
+def test_decode_workers_follow_the_usable_cpus(monkeypatch, cpus, device, expected):
+    from creepscan.features import _workers
+
+    monkeypatch.setattr(cpu, "usable_cpus", lambda: list(range(cpus)))
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 1000)  # the machine's count must not matter
+    assert _workers(10_000, 64, torch.device(device)) == expected
+    assert _workers(100, 64, torch.device(device)) == 0  # a few batches: decoding in-process is cheaper
