@@ -133,14 +133,12 @@ def check_writable(path: Path, what: str, fix: str) -> None:
 
 def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision="auto",
               decode="auto", compile_=False, out=None, adversary="frozen"):
-    from .features import default_cache_dir
+    from .features import check_cache_writable, default_cache_dir
     from .pipeline import Settings
 
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if out is not None:
         check_writable(Path(out), "--out", "choose a folder you can write to with --out DIR")
-    check_writable(cache, "the embedding cache" if not cache_dir else "--cache-dir",
-                   "choose another with --cache-dir DIR or set CREEPSCAN_CACHE")
+    cache = check_cache_writable(Path(cache_dir) if cache_dir else default_cache_dir())
     return Settings(seed=seed, device=_resolve_device(device), cache_dir=cache,
                     data=data, max_per_class=max_per_class, download=not no_download, progress=not quiet,
                     batch_size=batch_size, precision=precision, decode=decode, compile=compile_, adversary=adversary)

@@ -65,6 +65,14 @@ def headline(delta: dict, tests: dict) -> dict:
             "headline": {"metric": named[best][0], "change": named[best][1], "p_within_probe": adjusted[best]}}
 
 
+def _method(result: dict, what: str = "") -> str:
+    """How a paired result was computed, as the statistics say it (exact or Monte Carlo sign-flip,
+    and the interval's method)."""
+    test = result.get("method", "paired sign-flip test")
+    ci = result.get("ci_method")
+    return f"{test} over test images{' ' + what if what else ''}" + (f" (CI: {ci})" if ci else "")
+
+
 def paired_differences(ma, mb, n_classes, seed):
     """B minus A for each metric both models have, with its paired test (over the images both were
     scored on: the union of the test folds)."""
@@ -73,12 +81,12 @@ def paired_differences(ma, mb, n_classes, seed):
     delta = {"linear_probe": lp["delta"], "zero_shot": None, "few_shot": {}, "verification_tar_1e-3": None,
              "verification_auc": None}
     tests = {"linear_probe": {"ci95": lp["ci95"], "p_value": lp["p_value"],
-                              "method": "exact paired sign-flip test over test images (CI: stratified bootstrap)"}}
+                              "method": _method(lp)}}
     if ma.zero_shot is not None and mb.zero_shot is not None:
         zs = paired_bootstrap(y_test, ma.zero_shot.test_correct, mb.zero_shot.test_correct, n_classes, seed)
         delta["zero_shot"] = zs["delta"]
         tests["zero_shot"] = {"ci95": zs["ci95"], "p_value": zs["p_value"],
-                              "method": "exact paired sign-flip test over test images (CI: stratified bootstrap)"}
+                              "method": _method(zs)}
     ks_a = set(ma.few_shot.ks) if ma.few_shot is not None else set()
     ks_b = set(mb.few_shot.ks) if mb.few_shot is not None else set()
     tests["few_shot"] = {}
@@ -87,7 +95,7 @@ def paired_differences(ma, mb, n_classes, seed):
         t = paired_few_shot(ma.few_shot[k], mb.few_shot[k], n_classes, seed)
         delta["few_shot"][str(k)] = t["delta"]
         tests["few_shot"][str(k)] = {"ci95": t["ci95"], "p_value": t["p_value"],
-                                     "method": "paired sign-flip test over test images of episode-averaged correctness (CI: bootstrap over episodes and test images)"}
+                                     "method": _method(t, "of episode-averaged correctness")}
     if ma.verification is not None and mb.verification is not None:
         va, vb = ma.verification.to_json(), mb.verification.to_json()
         ta, tb = va["tar_at_far"].get("1e-3"), vb["tar_at_far"].get("1e-3")

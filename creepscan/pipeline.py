@@ -25,7 +25,7 @@ from .encoders import has_text
 from .errors import CreepscanError, DataUnavailable
 from .features import Features, default_cache_dir, extract_many
 from .probes import Probe
-from .risk import DEFAULT_RULES, INCONCLUSIVE, assess
+from .risk import DEFAULT_RULES, assess
 
 SCHEMA_VERSION = "1"
 

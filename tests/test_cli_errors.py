@@ -80,7 +80,7 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path, data):
 def test_out_that_is_a_file_is_refused(tmp_path, data):
     (tmp_path / "taken").write_text("x")
     code, _, err = _audit(tmp_path, data, out=tmp_path / "taken")
-    assert code == 2 and "not writable" in _one_line(err)
+    assert code == 2 and "is a file" in _one_line(err)
 
 
 def test_unwritable_cache_dir_is_refused_before_any_work(tmp_path, data):

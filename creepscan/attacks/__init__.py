@@ -9,7 +9,6 @@ tests need (``linear_probe.test_correct``, ``zero_shot.test_correct``,
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -18,7 +17,8 @@ import numpy as np
 from .few_shot import FewShotEntry, FewShotResult, few_shot_curve, paired_few_shot, samples_to_threshold
 from .linear_probe import LinearProbeResult, check_inputs, linear_probe
 from .splits import (Split, drop_near_duplicates, make_splits, split_info, stratified_split, scored_images)
-from .stats import balanced_accuracy, balanced_accuracy_rows, balanced_accuracy_var, bootstrap_ci, skill as _skill
+from .stats import (balanced_accuracy, balanced_accuracy_rows, bootstrap_ci, few_shot_variance, proportion_ci,
+                    skill as _skill)
 from .verification import VerificationResult, verification
 from .zero_shot import ZeroShotResult, class_text_embeddings, zero_shot
 
@@ -107,7 +107,6 @@ class CrossFitFewShotEntry(FewShotEntry):
         return out
 
 
-Z95 = 1.959963984540054
 
 
 def _check_disjoint(split: Split) -> None:
@@ -192,7 +191,7 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
         positions = [np.searchsorted(test_index, s.test) for s in splits]
         y_u = y[test_index]
         lp = _merge_linear(lps, positions, y_u, n_classes, seed, chance, cluster)
-        fs = _merge_few_shot(fss, positions, y_u, n_classes, chance, lp.C, cluster) if fss else None
+        fs = _merge_few_shot(fss, positions, y_u, n_classes, chance, lp.C, cluster, seed) if fss else None
     if len(splits) == 1 and cluster is None:
         heads = {h: r[0] for h, r in hrs.items()}
     else:
@@ -273,7 +272,7 @@ def _merge_linear(lps: list[LinearProbeResult], positions, y_u, n_classes: int, 
 
 
 def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, chance: float,
-                    C: float, cluster) -> FewShotResult:
+                    C: float, cluster, seed: int) -> FewShotResult:
     weights = np.array([pos.size for pos in positions], np.float64) / y_u.size
     common = sorted(set.intersection(*(set(fs.ks) for fs in fss)))
     entries = []
@@ -288,11 +287,15 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
         acc_e = balanced_accuracy_rows(y_u, correct, n_classes)
         rate = correct.mean(axis=0)
         acc = float(acc_e.mean())
-        # episodes and test images both vary: the same two variance parts as few_shot_curve's CI
-        var_ep = float(np.var(acc_e, ddof=1)) if E > 1 else math.inf
-        var_test = (balanced_accuracy_var(y_u, rate, n_classes) if cluster is None
-                    else _group_balanced_accuracy_var(y_u, rate, cluster, n_classes))
-        half = Z95 * math.sqrt(var_ep / E + var_test)
+        # episodes, test images and the training pool, as few_shot_curve's CI (stats.few_shot_variance);
+        # with groups the test-set part is the cluster-robust one, and the groups cap the effective size
+        pool = min(e.pool_size for e in per_fold)
+        var = few_shot_variance(acc_e, y_u, rate, n_classes, k=k, pool_size=max(pool, k))
+        n_max = var.kish_size
+        if cluster is not None:
+            var = dataclasses.replace(var, test_set=_group_balanced_accuracy_var(y_u, rate, cluster, n_classes))
+            n_max = min(n_max, float(np.unique(cluster).size))
+        ci = proportion_ci(acc, var.total, n_max, seed=[int(seed), int(k), 17])
         winners = [e.winner for e in per_fold]
         winner = max(sorted(set(winners)), key=winners.count)  # the head most folds chose on val
 
@@ -300,7 +303,7 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
             return sum(w * (getattr(e, name)[:first] if first else getattr(e, name)) for w, e in zip(weights, per_fold))
 
         merged = dataclasses.replace(
-            per_fold[0], accuracy=acc, ci95=(max(0.0, acc - half), min(1.0, acc + half)), episodes=E,
+            per_fold[0], accuracy=acc, ci95=ci, episodes=E, pool_size=pool,
             winner=winner, skill=_skill(acc, chance),
             prototype_accuracy=float(wmean("prototype_accuracy")), logistic_accuracy=float(wmean("logistic_accuracy")),
             prototype_val_accuracy=float(wmean("prototype_val_accuracy")),
@@ -350,23 +353,14 @@ def _class_cluster_sums(y, values, cluster):
     return out
 
 
-def _group_bootstrap_ci(y, correct, cluster, n_classes: int, seed, n_boot: int = 2000,
-                        level: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of balanced accuracy under a class-stratified bootstrap of whole groups: each
-    class's test groups are redrawn with replacement (as many as it has), and its recall is the
-    correct share of the images drawn. With one image per group it is ``stats.bootstrap_ci``'s
-    resampling."""
+def _group_bootstrap_ci(y, correct, cluster, n_classes: int, seed, level: float = 0.95) -> tuple[float, float]:
+    """CI of balanced accuracy when photos of one group (person) are right or wrong together: the
+    shared interval of ``stats.proportion_ci`` with the cluster-robust variance, its effective size
+    capped by the number of test groups."""
     balanced_accuracy(y, np.where(correct, y, -1), n_classes)  # validates labels and shapes
-    rng = np.random.default_rng(seed)
-    recall = np.zeros(int(n_boot))
-    per_class = _class_cluster_sums(y, correct, cluster)
-    for sums, sizes in per_class:
-        G = sums.size
-        draws = rng.multinomial(G, np.full(G, 1.0 / G), size=int(n_boot)).astype(np.float64)
-        recall += (draws @ sums) / (draws @ sizes)
-    acc = recall / len(per_class)
-    lo, hi = np.quantile(acc, [(1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0])
-    return float(lo), float(hi)
+    acc = balanced_accuracy(y, np.where(correct, y, -1), n_classes)
+    var = _group_balanced_accuracy_var(y, np.asarray(correct, np.float64), cluster, n_classes)
+    return proportion_ci(acc, var, float(np.unique(cluster).size), seed=seed, level=level)
 
 
 def _group_balanced_accuracy_var(y, q, cluster, n_classes: int) -> float:
