@@ -197,7 +197,8 @@ def uplift_tests(model: Metrics, floor: Metrics, chance: float, seed: int = 0, f
             # episodes share one test set: the test includes its sampling noise too, or a small,
             # consistent test-set-luck difference reads as significant (shuffled labels!)
             t = paired_few_shot(floor.few_shot[k], model.few_shot[k], n_classes, seed=[int(seed), 13, k])
-            out.append(_from_delta(f"few_shot k={k}", t, scale))
+            out.append({**_from_delta(f"few_shot k={k}", t, scale), "k": k,
+                        "pool": int(getattr(model.few_shot[k], "pool_size", 0) or 0)})
     vt = _verification_test(model, floor, far, seed)
     if vt is not None:
         out.append(vt)
@@ -221,6 +222,13 @@ def _verification_test(model: Metrics, floor: Metrics, far: str, seed: int) -> d
     return {"attack": f"verification TAR@{far}", "skill_gain": t["tar_delta"], "ci95": [lo, hi],
             "upper95": t.get("upper95_tar", t["tar_delta"] + Z95_ONE_SIDED * se), "se": se,
             "p_value": t["tar_p_value"], "method": t.get("method", "paired identity-level bootstrap")}
+
+
+def equivalence_tests(tests: list[dict]) -> list[dict]:
+    """The tests the equivalence ("none") rule reads. A k-shot episode that takes more than half of
+    its class's training pool says little about an adversary with fresh data (the pool term of its
+    CI is near its bound); the full-data attacks, which use the whole pool, cover those budgets."""
+    return [t for t in tests if not (t.get("pool") and t["k"] > t["pool"] / 2)] or tests
 
 
 def _measures(m: Metrics, chance: float) -> list[dict]:
@@ -360,7 +368,7 @@ def _power(ev: Evidence, n_test_per_class: float) -> dict:
     """Minimum detectable effect (two-sided alpha, 80% power) of the least precise test, and the test
     images per class that would bring it down to the equivalence margin (SE ~ 1/sqrt(n))."""
     margin = ev.rules["equivalence_margin"]
-    worst = max(ev.tests, key=lambda t: t["se"])
+    worst = max(equivalence_tests(ev.tests), key=lambda t: t["se"])
     z = _z(1 - ev.rules["alpha"] / 2) + Z80
     mde = z * worst["se"]
     need = n_test_per_class * (mde / margin) ** 2 if mde > margin else n_test_per_class
@@ -443,14 +451,16 @@ def assess(model: Metrics, floor: Metrics, chance: float, rules: dict | None = N
     uplift = {"skill_model": _r(_skill(lm.accuracy, chance)), "skill_floor": _r(_skill(lf.accuracy, chance)),
               "skill_gain": _r(lp["skill_gain"]), "ci95": [_r(lp["ci95"][0]), _r(lp["ci95"][1])],
               "p_value": _r(lp["p_value"]), "significant": ev.significant, "strongest": lead["attack"],
-              "margin": margin, "max_upper95": _r(max(t["upper95"] for t in tests)),
+              "margin": margin,
               "correction": "holm over the attacks tested",
               "tests": [{k: (_r(v) if isinstance(v, float) else ([_r(x) for x in v] if k == "ci95" else v))
                          for k, v in t.items()} for t in tests]}
     capability = _best_capability(ev)
+    uplift["max_upper95"] = _r(max(t["upper95"] for t in equivalence_tests(tests)))
     n_per_class = n_test_per_class if n_test_per_class is not None else lm.test_labels.size / max(1, np.unique(lm.test_labels).size)
     power = _power(ev, float(n_per_class))
-    hi_level = _capability_level(ev, "upper")[0] if ev.significant or max(t["upper95"] for t in tests) >= margin else "none"
+    eq_tests = equivalence_tests(tests)
+    hi_level = _capability_level(ev, "upper")[0] if ev.significant or uplift["max_upper95"] >= margin else "none"
 
     def done(level, rule, reason, axis, lo_level, inconclusive=None) -> Assessment:
         top = hi_level if level_index(hi_level) >= level_index(lo_level) else lo_level
@@ -474,12 +484,15 @@ def assess(model: Metrics, floor: Metrics, chance: float, rules: dict | None = N
                                                       f"{r['skill_threshold']:.2f}; model alone would rate {own}",
                      "model_level_alone": own})
 
-    worst = max(tests, key=lambda t: t["upper95"])
+    left_out = [t["attack"] for t in tests if t not in eq_tests]
+    worst = max(eq_tests, key=lambda t: t["upper95"])
     if worst["upper95"] < margin:
         return done("none", f"equivalence: every attack's upper 95% bound of skill gain < {margin:g}",
                     f"none: equivalence shown: no attack gains {margin:g} skill or more over the floor (largest "
                     f"upper 95% bound {worst['upper95']:+.3f}, {worst['attack']}; best model skill "
-                    f"{capability['best_skill']:.2f})", "uplift", "none")
+                    f"{capability['best_skill']:.2f})"
+                    + (f"; {', '.join(left_out)} use more than half of each class's training images and are "
+                       "covered by the full-data attacks" if left_out else ""), "uplift", "none")
 
     reason = (f"inconclusive (underpowered): no significant uplift, but the data cannot rule out a gain of "
               f"{margin:g} skill ({worst['attack']}: upper 95% bound {worst['upper95']:+.2f}); minimum detectable "

@@ -194,7 +194,10 @@ def test_metrics_json_shape_and_no_delta_keys():
                                       "n_test", "c_search"}
     assert [e["k"] for e in j["few_shot"]] == [1, 2, 4, 8, 16]
     assert j["few_shot_unavailable"] == []
-    assert set(j["verification"]) == {"tar_at_far", "auc", "n_genuine", "n_impostor", "not_measurable", "roc"}
+    assert set(j["verification"]) >= {"tar_at_far", "auc", "n_genuine", "n_impostor", "not_measurable", "roc",
+                                      "tar_ci95", "auc_ci95"}
+    lo, hi = j["verification"]["tar_ci95"]["1e-2"]
+    assert lo <= j["verification"]["tar_at_far"]["1e-2"] <= hi
     json.dumps(j, allow_nan=False)
     a = assess(m, floor, chance=m.chance)
     assert "delta" not in set(keys_anywhere(j)) | set(keys_anywhere(a.to_json()))
