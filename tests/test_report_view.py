@@ -177,6 +177,11 @@ def test_uplift_tests_table_one_row_per_test(audit):
     assert [r[0] for r in rows(t)] == [x["attack"] for x in tests]
     assert rows(t)[0][1:7] == ["+0.751", "[+0.691, +0.801]", "+0.801", "0.028", "0.0005", "0.0020"]
     assert rows(t)[2][7] == "paired over episodes"
+    assert text(t.header[6]) == "p adjusted"
+    probe(audit, "face-identity")["uplift"]["correction"] = "holm over the attacks tested"
+    t = next(b for b in section(build_view(audit), "face-identity").blocks
+             if isinstance(b, Table) and text(b.header[1]) == "Skill gain")
+    assert text(t.header[6]) == "p adjusted (holm over the attacks tested)"
     no_tests = copy.deepcopy(audit)
     probe(no_tests, "face-identity")["uplift"].pop("tests")
     sec = section(build_view(no_tests), "face-identity")
@@ -190,6 +195,9 @@ def test_power_paragraph_says_how_many_images_are_missing(audit):
     assert "this run has 12 test images per class, 103 short" in em
     (fi,) = paras(section(view, "face-identity"), "power")
     assert fi.endswith("6 test images per class, enough.")
+    audit["probes"][0]["power"]["limiting_attack"] = "few_shot k=1"
+    (fi,) = paras(section(build_view(audit), "face-identity"), "power")
+    assert "at equivalence margin 0.100 , set by few_shot k=1 ; ruling out" in fi     # parts, spaced
     assert paras(section(view, "benign-reference"), "power") == []
 
 

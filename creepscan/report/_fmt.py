@@ -255,7 +255,8 @@ def short_fp(fp: Any, n: int = 12) -> str:
     algo, sep, digest = s.partition(":")
     if sep:
         return f"{algo}:{digest[:n]}"
-    return s[:n]
+    # a plug-in's own identity ("bars-blind-v1") is a name, not a digest: cut only the long ones
+    return s if len(s) <= 2 * n else s[:n]
 
 
 def skill_of(acc: Any, chance: Any) -> Any:

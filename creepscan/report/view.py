@@ -433,8 +433,10 @@ def uplift_tests_table(p: dict) -> Table | None:
              cell(F.ci_num(t.get("ci95"), sign=True) or NA), cell(F.signed(t.get("upper95"))),
              cell(F.num(t.get("se"))), cell(F.p_value(t.get("p_value"))), cell(F.p_value(t.get("p_adjusted"))),
              cell(F.text(t.get("method")) if t.get("method") else NA)] for t in tests]
-    return table([Fixed(h) for h in ("Attack", "Skill gain", "95% CI", "Upper 95% bound", "SE", "p",
-                                     "p adjusted", "Method")], rows, (1, 2, 3, 4, 5, 6), "metrics")
+    corr = F.get(p, "uplift", "correction")
+    return table([Fixed(h) for h in ("Attack", "Skill gain", "95% CI", "Upper 95% bound", "SE", "p")] +
+                 [f"p adjusted ({F.text(corr)})" if corr else Fixed("p adjusted"), Fixed("Method")],
+                 rows, (1, 2, 3, 4, 5, 6), "metrics")
 
 
 def power_para(p: dict) -> Para | None:
@@ -446,10 +448,12 @@ def power_para(p: dict) -> Para | None:
     if F.is_num(need) and F.is_num(have):
         more = (f"; this run has {F.count(have)} test images per class" +
                 (f", {F.count(need - have)} short" if need > have else ", enough"))
+    limit = pw.get("limiting_attack")
     return Para(cell(strong(Fixed("Power:")), Fixed(
         f"minimum detectable effect {F.num(pw.get('mde'))} (skill gain) at equivalence margin "
-        f"{F.num(pw.get('margin'))}; ruling out a gain of the margin needs {F.count(need)} test images "
-        f"per class{more}.")), css="power")
+        f"{F.num(pw.get('margin'))}"), (tight(Fixed(", set by")), Span(F.text(limit), "code")) if limit else (),
+        tight(Fixed(f"; ruling out a gain of the margin needs {F.count(need)} test images per class{more}."))),
+        css="power")
 
 
 def cost_blocks(p: dict) -> list:
@@ -673,7 +677,9 @@ def _compare_probe(i: int, cp: dict, result: dict) -> Section:
                   Fixed(f"p = {F.p_value(cp.get('p_adjusted'))}, significant at alpha"),
                   F.compact(result.get("alpha")), tight(Fixed(":")), F.yes_no(sig),
                   muted(f"({'; '.join(methods)})") if methods else None)
-    blocks: list = [Pairs([("A", _side_cell(a)), ("B", _side_cell(b)), ("Paired test", paired),
+    # the levels the compare block states win over the sides' own (older results carry only those)
+    blocks: list = [Pairs([("A", _side_cell(dict(a, risk_level=la))), ("B", _side_cell(dict(b, risk_level=lb))),
+                           ("Paired test", paired),
                            ("Capability", cell(F.text(cp.get("capability") or a.get("capability")))),
                            ("Policy", _policy_cell(cp) if cp.get("policy") else _policy_cell(a))])]
     figs = [Figure(plots.compare_learning_curve_svg(cp), Fixed(
