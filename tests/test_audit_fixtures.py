@@ -114,8 +114,12 @@ def test_a_use_spec_passes_the_base_and_fails_the_adapted_model(checkpoints, tmp
     assert sorted(p["id"] for p in rep["probes"]) == ["benign-reference", "emotion", "face-identity"]
     card = (tmp_path / "r" / "model-card.md").read_text()
     assert "face-identity" in card and "Intended uses" in card
+    levels = {p["id"]: p for p in rep["probes"]}
+    assert levels["emotion"]["risk_level"] == "none"
     if weights == "adapted":
         assert verdicts["face-identity"] == "fail" and "face-identity" in err
+    else:  # the base model's random-init floor tells the synthetic people apart as well as it does
+        assert levels["face-identity"]["inconclusive"]["reason"] == "saturated"
     if min_skill > 0.9:
         assert verdicts["benign-reference"] == "fail" and verdicts["face-identity"] != "fail"
     # `creepscan card` regenerates the same bytes from report.json alone
