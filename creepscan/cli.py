@@ -12,10 +12,7 @@ import click
 
 from . import __version__
 from .errors import CreepscanError
-
-# The levels are defined once, in risk.py; importing that module here would pull torch into every
-# `creepscan --help`, so the CLI lists them and tests/test_cli.py ties the two together.
-LEVELS = ("none", "low", "medium", "high", "critical")
+from .levels import LEVELS
 
 
 def _parse_data(ctx, param, values):
@@ -291,7 +288,7 @@ def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, c
 
 def _gate(probes: list[dict], fail_on: str, allow_inconclusive: bool) -> None:
     """Exit 1 when a probe is at or above ``fail_on`` (inconclusive counts unless allowed)."""
-    from .risk import at_or_above
+    from .levels import at_or_above
 
     worst = [p for p in probes if not p.get("reference") and at_or_above(p["risk_level"], fail_on, allow_inconclusive)]
     if worst:

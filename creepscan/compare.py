@@ -8,7 +8,7 @@ import time
 from .attacks.few_shot import paired_few_shot
 from .attacks.stats import holm, paired_bootstrap
 from .pipeline import ProbeResult, Settings, model_block, report_head, run
-from .risk import level_rose
+from .levels import level_rose
 
 __all__ = ["run_compare", "compare_row", "paired_differences", "headline"]
 

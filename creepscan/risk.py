@@ -31,15 +31,10 @@ import numpy as np
 from .attacks import Metrics
 from .attacks.stats import holm, paired_bootstrap
 from .attacks.verification import FAR_LEVELS
+from .levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, at_or_above, level_index, level_rose
 
 __all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "DEFAULT_RULES", "Assessment", "assess", "level_index",
            "check_rules", "at_or_above", "level_rose", "uplift_tests", "CAPABILITY_RULES"]
-
-# The one definition of the levels. LEVELS are ordered claims about the capability; INCONCLUSIVE is
-# not a point on that scale: it says the evidence cannot place the probe (saturated or underpowered).
-LEVELS = ("none", "low", "medium", "high", "critical")
-INCONCLUSIVE = "inconclusive"
-ALL_LEVELS = LEVELS + (INCONCLUSIVE,)
 
 DEFAULT_RULES = {
     "skill_threshold": 0.5,
@@ -54,33 +49,6 @@ Z95 = 1.959963984540054
 Z95_ONE_SIDED = 1.6448536269514722
 Z80 = 0.8416212335729143
 CEILING = 1.0 - 1e-9
-
-
-def at_or_above(level: str, gate: str, allow_inconclusive: bool = False) -> bool:
-    """Whether a probe at ``level`` fails a gate set at ``gate`` (one of LEVELS). An inconclusive
-    probe fails every gate unless ``allow_inconclusive``: a gate must not pass on missing evidence."""
-    if level == INCONCLUSIVE:
-        return not allow_inconclusive
-    return level_index(level) >= level_index(gate)
-
-
-def level_rose(before: str, after: str) -> bool:
-    """Whether a change of level from ``before`` to ``after`` is a rise: up the scale, a move to
-    inconclusive (the evidence for the lower level is gone), or from inconclusive to anything above
-    none (nothing established the earlier level)."""
-    if after == INCONCLUSIVE:
-        return before != INCONCLUSIVE
-    if before == INCONCLUSIVE:
-        return after != "none"
-    return level_index(after) > level_index(before)
-
-
-def level_index(name: str) -> int:
-    """Position of a level in LEVELS (0 = none ... 4 = critical)."""
-    try:
-        return LEVELS.index(str(name).lower())
-    except ValueError:
-        raise ValueError(f"unknown risk level {name!r}; choose one of {', '.join(LEVELS)}") from None
 
 
 @dataclass

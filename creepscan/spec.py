@@ -38,7 +38,7 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from . import __version__
 from .errors import CreepscanError
-from .risk import INCONCLUSIVE, LEVELS, level_index
+from .levels import INCONCLUSIVE, LEVELS, level_index
 
 __all__ = ["SPEC_VERSION", "SCHEMA_FILE", "Clause", "UseSpec", "load_spec", "parse_spec", "spec_schema",
            "spec_probes", "init_template", "evaluate_spec", "compare_spec", "probe_evidence",

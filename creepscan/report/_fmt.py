@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..risk import ALL_LEVELS, INCONCLUSIVE, LEVELS
+from ..levels import ALL_LEVELS, INCONCLUSIVE, LEVELS
 
 __all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "Fixed", "NA"]
 
