@@ -200,3 +200,18 @@ def test_few_shot_curve_chooses_the_best_head_on_validation_and_names_it():
         few_shot_curve(X, y, 3, split, seed=0, heads=("knn",))
     with pytest.raises(ValueError, match="head_settings"):
         few_shot_curve(X, y, 3, split, seed=0, head_settings={"mlp": {}})
+
+
+def test_cross_fitted_validation_accuracy_does_not_flatter_a_head_with_many_choices():
+    # nothing to learn: the best of many (step, step size) candidates on the validation rows still
+    # looks better than chance; choosing on one half and scoring on the other does not
+    rng = np.random.default_rng(7)
+    E, m, D, K = 32, 40, 8, 4
+    F = torch.from_numpy(rng.standard_normal((E, m, D)).astype(np.float32))
+    yF = torch.from_numpy(np.tile(np.arange(K), (E, m // K)))
+    Q = torch.from_numpy(rng.standard_normal((100, D)).astype(np.float32))
+    y_val = torch.from_numpy(np.repeat(np.arange(K), 20))
+    for name, kw in (("gd_budget", {"budgets": (60,)}), ("knn", {})):
+        fit = fit_heads(name, F, yF, Q, K, y_val, list(range(E)), **kw)
+        assert fit.val_accuracy.mean() > fit.val_unbiased.mean() + 0.03, name
+        assert abs(fit.val_unbiased.mean() - 1 / K) < 0.04, name

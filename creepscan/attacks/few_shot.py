@@ -15,9 +15,10 @@ fitted on the episode's support set only (prototype_cl2n centres with the suppor
 episode's adversary has those k images per class and nothing else) and making its own choices (k,
 weight decay, stopping point, step size) on the validation split, per episode, batched over the
 episodes of a batch.
-The winner for a k is the adversary with the higher mean *validation* accuracy (ties go to the
-earlier head in ``FEW_SHOT_HEADS``, simplest first); the reported accuracy is the winner's mean
-*test* accuracy. The test split is never used to choose anything.
+The winner for a k is the adversary with the higher mean *validation* accuracy (for a head of
+``heads.py``, its cross-fitted estimate ``HeadFit.val_unbiased``, so that a head with more choices
+is not favoured for having them; ties go to the earlier head in ``FEW_SHOT_HEADS``, simplest
+first); the reported accuracy is the winner's mean *test* accuracy. The test split is never used to choose anything.
 """
 from __future__ import annotations
 
@@ -241,6 +242,9 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
         per_batch = max(1, MEMORY_FLOATS // (K * k * Z_tr.shape[1]))
         val_ok = {name: [] for name in ran}
         test_ok = {name: [] for name in ran}
+        # a head of heads.py picks its own candidate per episode on validation, so its plain
+        # validation accuracy is a best-of-many; the winner is chosen with its cross-fitted estimate
+        val_est = {name: [] for name in extra}
 
         def run(first: int, count: int) -> None:
             for b0 in range(first, first + count, per_batch):
@@ -256,6 +260,7 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
                     fit = fit_heads(name, X_tr_raw[sup], ys.expand(E, -1), X_vt_raw, K, y_val_pos,
                                     [head_seed(seed, k, e, name) for e in eps], **head_settings.get(name, {}))
                     preds.append((name, fit.pred))
+                    val_est[name].append(fit.val_unbiased)
                 for name, pred in preds:
                     ok = (classes_t[pred] == y_vt_t).cpu().numpy()
                     val_ok[name].append(ok[:, :n_val])
@@ -264,7 +269,7 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
         def summary(name: str):
             v = np.concatenate(val_ok[name])
             t = np.concatenate(test_ok[name])
-            va = balanced_accuracy_rows(y_val, v, n_classes)
+            va = np.concatenate(val_est[name]) if name in val_est else balanced_accuracy_rows(y_val, v, n_classes)
             ta = balanced_accuracy_rows(y_te, t, n_classes)
             return va, ta, t
 

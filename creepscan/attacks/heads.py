@@ -77,25 +77,41 @@ def head_seed(*parts) -> int:
 class HeadFit:
     """The chosen candidate of each episode: ``pred`` long [E, n_q] class positions for every query
     (validation rows first), ``val_accuracy`` float [E] (balanced, on the validation rows), ``params``
-    one dict per episode. ``budgets`` (gd_budget only): step budget -> the same for that budget."""
+    one dict per episode. ``budgets`` (gd_budget only): step budget -> the same for that budget.
+
+    ``val_accuracy`` is the best of many candidates on the same rows, so it flatters a head with
+    many choices. ``val_unbiased`` [E] is a cross-fitted estimate of the tuned head's validation
+    accuracy: choose on one half of the validation rows (split class by class), score on the other,
+    and the reverse, averaged. Comparing heads with it (as ``few_shot_curve`` does) does not favour
+    the head with the larger grid."""
 
     pred: torch.Tensor
     val_accuracy: np.ndarray
     params: list[dict]
     budgets: dict[int, "HeadFit"] | None = None
+    val_unbiased: np.ndarray | None = None
 
 
 class _Best:
     """Keeps, per episode, the candidate with the highest validation accuracy seen so far; a later
     candidate must be strictly better, so ties go to the one offered first (the earlier stop, the
-    smaller k, the stronger regularisation: candidates are offered in that order)."""
+    smaller k, the stronger regularisation: candidates are offered in that order). Also keeps the
+    best on each half of the validation rows, scored on the other half (``HeadFit.val_unbiased``)."""
 
     def __init__(self, E: int):
         self.val = np.full(E, -np.inf)
         self.pred: torch.Tensor | None = None
         self.params: list[dict] = [{} for _ in range(E)]
+        self.half = np.full((2, E), -np.inf)     # best score on half h ...
+        self.other = np.zeros((2, E))            # ... and that candidate's score on the other half
 
-    def offer(self, val_acc: np.ndarray, pred: torch.Tensor, params) -> None:
+    def offer(self, scores: np.ndarray, pred: torch.Tensor, params) -> None:
+        """scores float [E, 3]: balanced validation accuracy on all rows, on half A, on half B."""
+        for h in (0, 1):
+            up = scores[:, 1 + h] > self.half[h] + 1e-12
+            self.half[h] = np.where(up, scores[:, 1 + h], self.half[h])
+            self.other[h] = np.where(up, scores[:, 2 - h], self.other[h])
+        val_acc = scores[:, 0]
         better = val_acc > self.val + 1e-12
         if self.pred is None:
             self.pred = pred.clone()
@@ -105,23 +121,39 @@ class _Best:
             self.params[e] = dict(params[e] if isinstance(params, list) else params)
         self.val = np.where(better, val_acc, self.val)
 
-    def result(self) -> HeadFit:
-        return HeadFit(pred=self.pred, val_accuracy=self.val.copy(), params=self.params)
+    def result(self, halves: bool = True) -> HeadFit:
+        unbiased = self.other.mean(0) if halves else self.val.copy()
+        return HeadFit(pred=self.pred, val_accuracy=self.val.copy(), params=self.params, val_unbiased=unbiased)
 
 
 class _ValScorer:
     """Balanced accuracy of predicted class positions on the first ``n_val`` query rows, on the
-    device: sum_i correct_i / (n_classes_present * n_class(i))."""
+    device (sum_i correct_i / (n_classes_present * n_class(i))): on all of them and on each half,
+    the halves alternating within each class in row order. ``halves`` is False when a half is empty
+    (every class has one validation image): the cross-fitted estimate then falls back to the
+    plain one."""
 
     def __init__(self, y_val_pos: torch.Tensor):
         self.y = y_val_pos
         self.n_val = y_val_pos.numel()
-        counts = torch.bincount(y_val_pos)
-        present = int((counts > 0).sum())
-        self.w = (1.0 / (present * counts[y_val_pos].double())).to(y_val_pos.device)
+        y = y_val_pos.cpu().numpy()
+        rank = np.zeros(y.size, np.int64)
+        for c in np.unique(y):
+            rows = np.flatnonzero(y == c)
+            rank[rows] = np.arange(rows.size)
+        cols = []
+        for member in (np.ones(y.size, bool), rank % 2 == 0, rank % 2 == 1):
+            counts = np.bincount(y[member], minlength=int(y.max()) + 1 if y.size else 0)
+            present = int((counts > 0).sum())
+            w = np.zeros(y.size)
+            if present:
+                w[member] = 1.0 / (present * counts[y[member]])
+            cols.append(w)
+        self.halves = bool(np.any(rank % 2 == 1))
+        self.w = torch.from_numpy(np.stack(cols, 1)).to(y_val_pos.device)  # [n_val, 3]
 
     def __call__(self, pred: torch.Tensor) -> np.ndarray:
-        """pred long [..., n_q] -> balanced validation accuracy float64 [...] (numpy)."""
+        """pred long [..., n_q] -> balanced validation accuracy float64 [..., 3] (all, half A, half B)."""
         ok = (pred[..., : self.n_val] == self.y).double()
         return (ok @ self.w).cpu().numpy()
 
@@ -170,7 +202,7 @@ def _fit_knn(F, yF, Q, K, scorer, seeds, *, ks: Sequence[int] = KNN_GRID) -> Hea
     best = _Best(E)
     for i, k in enumerate(ks):  # smaller k first: ties go to the smaller neighbourhood
         best.offer(scorer(preds[i]), preds[i], {"k": int(k)})
-    return best.result()
+    return best.result(scorer.halves)
 
 
 def _fit_prototype_cl2n(F, yF, Q, K, scorer, seeds) -> HeadFit:
@@ -192,7 +224,8 @@ def _fit_prototype_cl2n(F, yF, Q, K, scorer, seeds) -> HeadFit:
         q_norm = ((q * q).sum(-1)[None] - 2 * prods[..., K] + mean_sq[:, None]).clamp_min(1e-24).sqrt()
         cos = (prods[..., :K] - c_dot_mean[:, None]) / q_norm[..., None]
         pred[:, rows] = (2 * cos - c_sq[:, None]).argmax(-1)
-    return HeadFit(pred=pred, val_accuracy=scorer(pred), params=[{} for _ in range(E)])
+    val = scorer(pred)[:, 0]  # nothing is chosen: the plain estimate is unbiased
+    return HeadFit(pred=pred, val_accuracy=val, params=[{} for _ in range(E)], val_unbiased=val.copy())
 
 
 def _epoch_orders(seeds, m: int, batch: int, n_steps: int, device) -> torch.Tensor:
@@ -306,7 +339,7 @@ def _fit_mlp(F, yF, Q, K, scorer, seeds, *, hidden: int = MLP_HIDDEN, alphas: Se
             gb1 = dh.sum(1, keepdim=True)
             adam.step((gW1, gb1, gW2, gb2))
         pred = evaluate()
-        val = scorer(pred)                                                 # [E, A]
+        val = scorer(pred)                                                 # [E, A, 3]
         improved = False
         for a in range(A):  # smaller alpha first within an epoch; earlier epochs before later ones
             before = best.val.copy()
@@ -315,7 +348,7 @@ def _fit_mlp(F, yF, Q, K, scorer, seeds, *, hidden: int = MLP_HIDDEN, alphas: Se
         since_better = 0 if improved else since_better + 1
         if since_better >= patience:
             break
-    fit = best.result()
+    fit = best.result(scorer.halves)
     for p in fit.params:
         p.update(hidden=H, lr=float(lr), batch=B, epochs_run=epoch)
     return fit
@@ -395,7 +428,7 @@ def _fit_gd_budget(F, yF, Q, K, scorer, seeds, *, budgets: Sequence[int] = GD_BU
         b.sub_((gb.view(E, 1, L, K) * lr_view).view(E, 1, L * K))
         if step in checks:
             pred = evaluate()
-            val = scorer(pred)                                             # [E, L]
+            val = scorer(pred)                                             # [E, L, 3]
             for bud in budgets:
                 if step <= bud:
                     for li in range(L):
@@ -405,12 +438,13 @@ def _fit_gd_budget(F, yF, Q, K, scorer, seeds, *, budgets: Sequence[int] = GD_BU
                                     for e in range(E)])
     fits = {}
     for bud in budgets:
-        f = bests[bud].result()
+        f = bests[bud].result(scorer.halves)
         for p in f.params:
             p.update(budget=bud, batch=B)
         fits[bud] = f
     top = fits[budgets[-1]]
-    return HeadFit(pred=top.pred, val_accuracy=top.val_accuracy, params=top.params, budgets=fits)
+    return HeadFit(pred=top.pred, val_accuracy=top.val_accuracy, params=top.params, budgets=fits,
+                   val_unbiased=top.val_unbiased)
 
 
 _FITTERS = {"knn": _fit_knn, "prototype_cl2n": _fit_prototype_cl2n, "mlp": _fit_mlp, "gd_budget": _fit_gd_budget}
