@@ -238,6 +238,8 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
     the int64 indices into ``y`` of that step's minibatch (for audits: they are all fitting rows).
     Returns a ``FinetuneResult``.
     """
+    from torch.utils.flop_counter import FlopCounterMode  # imported here: it costs ~0.5 s, and this attack is opt-in
+
     from .linear_probe import check_inputs
 
     y = np.asarray(y)
@@ -299,8 +301,6 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
     prefix_seconds = time.perf_counter() - t0
     prefix_flops = 0
     if len(cached_rows):
-        from torch.utils.flop_counter import FlopCounterMode
-
         with torch.no_grad(), FlopCounterMode(display=False) as fc:
             prefix(get_images(cached_rows[:1]).to(dev, torch.float32))
         prefix_flops = int(fc.get_total_flops()) * len(cached_rows)
@@ -325,7 +325,8 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
         W.requires_grad_(True)
 
         def logits(h, W=W):
-            return COSINE_SCALE * torch.nn.functional.normalize(tail(h), dim=-1) @ torch.nn.functional.normalize(W, dim=-1).T
+            unit = torch.nn.functional.normalize
+            return COSINE_SCALE * unit(tail(h), dim=-1) @ unit(W, dim=-1).T
 
         def val_accuracy() -> float:
             with torch.no_grad():
@@ -335,14 +336,13 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
 
         B = min(int(batch), len(fit_rows))
         g = _generator(head_seed(seed, "finetune", k, steps))
-        order = torch.cat([torch.randperm(len(fit_rows), generator=g) for _ in range(math.ceil(steps * B / len(fit_rows)) + 1)])
+        n_perms = math.ceil(steps * B / len(fit_rows)) + 1
+        order = torch.cat([torch.randperm(len(fit_rows), generator=g) for _ in range(n_perms)])
         checks = {int(round(steps * i / CHECKPOINTS)) for i in range(1, CHECKPOINTS + 1)}
         opt_tower, opt_head = _Adam(params, lr), _Adam([W], head_lr)
 
         def step_loss(idx):
             return torch.nn.functional.cross_entropy(logits(fit_h[idx]), fit_y[idx])
-
-        from torch.utils.flop_counter import FlopCounterMode
 
         snap = {n: p.detach().clone() for n, p in visual.named_parameters() if p.requires_grad}
         with FlopCounterMode(display=False) as fc:  # one step's forward and backward, not applied
@@ -381,7 +381,8 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
         points.append(FinetunePoint(
             k=k, steps=steps, accuracy=acc,
             ci95=bootstrap_ci(y_te, correct, n_classes, seed=[int(seed), 3, k, steps], n_boot=n_boot),
-            skill=_skill(acc, chance), val_accuracy=best_val, initial_val_accuracy=initial_val, stopped_at=best_step, seconds=seconds,
+            skill=_skill(acc, chance), val_accuracy=best_val, initial_val_accuracy=initial_val, stopped_at=best_step,
+            seconds=seconds,
             flops=flops_per_step * steps, flops_per_step=flops_per_step, batch=B, fit_rows=np.asarray(fit_rows),
             test_correct=correct, test_pred=test_pred, test_labels=y_te))
     trainable = sum(p.numel() for m in tail_mods for p in m.parameters()) + sum(p.numel() for p in tail_extra)
