@@ -170,6 +170,9 @@ def uplift_tests(model: Metrics, floor: Metrics, chance: float, seed: int = 0, f
     vt = _verification_test(model, floor, far, seed)
     if vt is not None:
         out.append(vt)
+    ot = _open_set_test(model, floor, seed)
+    if ot is not None:
+        out.append(ot)
     for t, adj in zip(out, holm([t["p_value"] for t in out])):
         t["p_adjusted"] = adj
     return out
@@ -197,6 +200,23 @@ def equivalence_tests(tests: list[dict]) -> list[dict]:
     its class's training pool says little about an adversary with fresh data (the pool term of its
     CI is near its bound); the full-data attacks, which use the whole pool, cover those budgets."""
     return [t for t in tests if not (t.get("pool") and t["k"] > t["pool"] / 2)] or tests
+
+
+def _open_set_test(model: Metrics, floor: Metrics, seed: int) -> dict | None:
+    """The paired identity-level test of open-set rank-1 identification, where both measured it."""
+    om, of = getattr(model, "open_set", None), getattr(floor, "open_set", None)
+    if om is None or of is None:
+        return None
+    from .attacks.open_set import paired_open_set_test
+
+    t = paired_open_set_test(om, of, seed=[int(seed), 17])
+    if not t.get("measurable", True) or t.get("rank1_delta") is None:
+        return None
+    lo, hi = t["rank1_ci95"]
+    se = t.get("se_rank1", (hi - lo) / (2 * Z95))
+    return {"attack": "open-set rank-1", "skill_gain": t["rank1_delta"], "ci95": [lo, hi],
+            "upper95": t.get("upper95_rank1", t["rank1_delta"] + Z95_ONE_SIDED * se), "se": se,
+            "p_value": t["rank1_p_value"], "method": "paired identity-level bootstrap"}
 
 
 def _measures(m: Metrics, chance: float) -> list[dict]:

@@ -8,6 +8,7 @@ tests need (``linear_probe.test_correct``, ``zero_shot.test_correct``,
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -27,9 +28,12 @@ __all__ = [
     "split_info", "scored_images", "linear_probe", "few_shot_curve", "CrossFitLinearProbeResult", "CrossFitFewShotEntry",
     "verification", "zero_shot", "class_text_embeddings", "samples_to_threshold", "paired_few_shot",
     "LinearProbeResult", "FewShotResult", "VerificationResult", "ZeroShotResult",
-]
+, "OpenSetResult", "open_set_identification", "paired_open_set_test", "paired_verification_test",
+    "HEADS", "HeadResult", "run_head"]
 
 from .heads import HEADS, HeadResult, run_head
+from .open_set import OpenSetResult, open_set_identification, paired_open_set_test
+from .verification import paired_verification_test
 
 # Attacks on frozen embeddings a probe file may list ("finetune" adapts the tower: the pipeline runs it).
 ATTACKS = ("linear_probe", "few_shot", "verification", "zero_shot") + HEADS
@@ -56,6 +60,7 @@ class Metrics:
     test_index: np.ndarray | None = field(default=None, repr=False)
     n_folds: int = 1
     heads: dict = field(default_factory=dict)   # name -> HeadResult, full training split, same test images
+    open_set: object = None                     # attacks.open_set.OpenSetResult (identity probes)
     finetune: object = None                     # attacks.finetune.FinetuneResult (fold 0), set by the pipeline
 
     def to_json(self) -> dict:
@@ -69,6 +74,8 @@ class Metrics:
         }
         if self.heads:
             out["heads"] = {name: h.to_json() for name, h in self.heads.items()}
+        if self.open_set is not None:
+            out["open_set"] = self.open_set.to_json()
         if self.finetune is not None:
             out["finetune"] = self.finetune.to_json()
         return out
@@ -118,7 +125,8 @@ def _check_disjoint(split: Split) -> None:
 
 
 def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Sequence[str] = ATTACKS,
-             skill_threshold: float = 0.5, text_embeddings=None, device="cpu", groups=None) -> Metrics:
+             skill_threshold: float = 0.5, text_embeddings=None, device="cpu", groups=None,
+             timer=None) -> Metrics:
     """Run the attacks on one encoder's features.
 
     X : float [n, d] features of every image, y : int [n] labels in 0..n_classes-1,
@@ -135,6 +143,10 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
     (all kept images with folds). ``samples_to_threshold`` is the smallest few-shot k whose skill
     reaches ``skill_threshold``. Splits depend on labels, groups and seed only, so two encoders
     evaluated with the same splits are paired image by image.
+
+    timer : callable(part: str) -> context manager, optional
+        Wraps each part ("linear_probe", "few_shot", "heads", "verification", "zero_shot") so a
+        benchmark can time it (e.g. with a device sync on entry and exit); the default does nothing.
 
     groups : sequence [n] of str or None, optional
         The images' groups (as given to ``make_splits``). Photos of one person tend to be all right
@@ -176,15 +188,19 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
     head_names = [h for h in HEADS if h in attacks]
     # the adversary's few-shot heads: prototype and logistic, and every extra head the probe asks for
     fs_heads = ("prototype", "logistic") + tuple(head_names)
+    part = timer or (lambda name: contextlib.nullcontext())
     lps, fss, hrs = [], [], {h: [] for h in head_names}
     for s in splits:
-        lp = linear_probe(X, y, n_classes, s, seed=seed, device=device)
+        with part("linear_probe"):
+            lp = linear_probe(X, y, n_classes, s, seed=seed, device=device)
         lps.append(lp)
         if "few_shot" in attacks:
-            fss.append(few_shot_curve(X, y, n_classes, s, seed=seed, C=lp.C, device=device,
-                                      **({"heads": fs_heads} if head_names else {})))
+            with part("few_shot"):
+                fss.append(few_shot_curve(X, y, n_classes, s, seed=seed, C=lp.C, device=device,
+                                          **({"heads": fs_heads} if head_names else {})))
         for h in head_names:
-            hrs[h].append(run_head(h, X, y, n_classes, s, seed=seed, device=device))
+            with part("heads"):
+                hrs[h].append(run_head(h, X, y, n_classes, s, seed=seed, device=device))
     if len(splits) == 1 and cluster is None:
         lp, fs = lps[0], (fss[0] if fss else None)
     else:
@@ -196,20 +212,25 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
         heads = {h: r[0] for h, r in hrs.items()}
     else:
         heads = {h: _merge_head(r, positions, y_u, n_classes, seed, chance, cluster) for h, r in hrs.items()}
-    ver = None
+    ver = open_set = None
     if "verification" in attacks:
         rows = np.flatnonzero(np.isin(y, kept))
-        ver = verification(X[rows], y[rows], seed=seed, device=device)
+        with part("verification"):
+            ver = verification(X[rows], y[rows], seed=seed, device=device)
+            # the 1:N search a face-recognition evaluation runs: gallery and non-mated identities disjoint
+            open_set = open_set_identification(X[rows], y[rows], seed=seed, device=device)
     zs = None
     if "zero_shot" in attacks and text_embeddings is not None:
-        zs = zero_shot(X[test_index], y[test_index], text_embeddings, n_classes, seed=seed, candidates=kept)
+        with part("zero_shot"):
+            zs = zero_shot(X[test_index], y[test_index], text_embeddings, n_classes, seed=seed, candidates=kept)
         if cluster is not None:
             zs = dataclasses.replace(zs, ci95=_group_bootstrap_ci(zs.test_labels, zs.test_correct, cluster,
                                                                   n_classes, seed=[int(seed), 3]))
     stt = samples_to_threshold(fs.entries, chance, skill_threshold) if fs is not None else None
     return Metrics(linear_probe=lp, few_shot=fs, verification=ver, zero_shot=zs,
                    samples_to_threshold=stt, skill_threshold=float(skill_threshold), chance=chance,
-                   n_classes_kept=int(kept.size), test_index=test_index, n_folds=len(splits), heads=heads)
+                   n_classes_kept=int(kept.size), test_index=test_index, n_folds=len(splits), heads=heads,
+                   open_set=open_set)
 
 
 def _merge_head(results: list[HeadResult], positions, y_u, n_classes: int, seed: int, chance: float,
