@@ -358,6 +358,7 @@ def machine_info(rows) -> dict:
             "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
             "torch": torch.__version__, "sklearn": sklearn.__version__,
             "torch_threads": next((r["torch_threads"] for r in rows if "torch_threads" in r), None),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
