@@ -38,6 +38,7 @@ class Settings:
     device: str = "cpu"
     folds: int | None = None     # rotating test folds; None: attacks.splits chooses by probe size
     adversary: str = "frozen"    # "finetune": also adapt the image tower (attacks.finetune), model and floor
+    threads: str | None = None   # how many CPU threads the run chose, and why (set by run())
     cache_dir: Path = field(default_factory=default_cache_dir)
     data: dict[str, str] = field(default_factory=dict)
     max_per_class: int | None = None
@@ -48,6 +49,7 @@ class Settings:
     precision: str = "auto"      # encoders.openclip.PRECISIONS
     decode: str = "auto"         # decode.MODES
     compile: bool = False
+    engine: object = None        # creepscan.engines: where embedding and attacks run; None: this process
 
     def configure(self, encoder):
         """Apply the speed options to an encoder that has them (open_clip models); a plug-in that
@@ -61,8 +63,14 @@ class Settings:
 
     def execution(self, encoder) -> dict:
         """How the embeddings were computed (machine-dependent, so reported under timings)."""
-        return {"device": self.device, "precision": getattr(encoder, "precision", "plug-in"),
-                "decode": self.decode, "compile": self.compile}
+        out = {"device": self.device, "precision": getattr(encoder, "precision", "plug-in"),
+               "decode": self.decode, "compile": self.compile}
+        reason = getattr(encoder, "precision_reason", None)
+        if reason:
+            out["precision_reason"] = reason
+        if self.threads:
+            out["threads"] = self.threads
+        return out
 
     def log(self, msg: str) -> None:
         """Progress lines on stderr: only for a person at a terminal, never with --quiet."""
@@ -110,17 +118,12 @@ def load_probe_data(probe: Probe, settings: Settings) -> ProbeData:
 
 
 def embed(encoders: dict, pd: ProbeData, settings: Settings) -> dict[str, Features]:
-    """Features of each named encoder; encoders with the same weights are embedded once, and those
-    with the same preprocessing share one decoding pass."""
-    unique: dict[str, str] = {}
-    for key, enc in encoders.items():
-        unique.setdefault(enc.fingerprint, key)
-    firsts = list(unique.values())
-    feats = extract_many([encoders[k] for k in firsts], pd.images, cache_dir=settings.cache_dir, hashes=pd.hashes,
-                         progress=settings.progress, batch_size=settings.batch_size,
-                         num_workers=settings.num_workers, normalize=True, decode=settings.decode)
-    by_fp = {encoders[k].fingerprint: f for k, f in zip(firsts, feats)}
-    return {key: by_fp[enc.fingerprint] for key, enc in encoders.items()}
+    """Features of each named encoder (``modelN``/``floorN`` keys), computed by the run's engine:
+    encoders with the same weights are embedded once, model by model (each model's embeddings are
+    cached before the next starts), a model and its floor sharing one decoding pass."""
+    from .engines import engine_of
+
+    return engine_of(settings).embed(encoders, pd, settings)
 
 
 @dataclass
@@ -348,17 +351,23 @@ def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, t
     header = probe_header(probe, pd, ls, splits, split_block)
     settings.log(f"{tag}{probe.id}: attacks on {len(ls.y)} images, {len(ls.classes)} classes")
     t1 = time.perf_counter()
-    done: dict[str, object] = {}  # identical weights are evaluated once
+    from .engines import AttackJob, engine_of
+
+    # Identical weights are evaluated once; the engine runs the jobs (here, or as Ray tasks).
+    firsts: dict[str, str] = {}
+    for key, enc in named.items():
+        firsts.setdefault(enc.fingerprint, key)
+    jobs = [AttackJob(named[k], feats[k], ls.rows[k], ls, splits, probe, groups) for k in firsts.values()]
+    done: dict[str, object] = {}
+    for key, m in zip(firsts.values(), engine_of(settings).evaluate(jobs, settings)):
+        enc = named[key]
+        if wants_finetune(probe, settings):  # needs the image tower itself: always in this process
+            settings.log(f"{tag}{probe.id}: fine-tuning {enc.name} (the finetune adversary)")
+            m = dataclasses.replace(m, finetune=run_finetune(enc, pd, ls, splits[0], settings))
+        done[enc.fingerprint] = m
 
     def metrics_of(key):
-        enc = named[key]
-        if enc.fingerprint not in done:
-            m = evaluate_encoder(enc, feats[key].X[ls.rows[key]], ls, splits, probe, settings, groups)
-            if wants_finetune(probe, settings):
-                settings.log(f"{tag}{probe.id}: fine-tuning {enc.name} (the finetune adversary)")
-                m = dataclasses.replace(m, finetune=run_finetune(enc, pd, ls, splits[0], settings))
-            done[enc.fingerprint] = m
-        return done[enc.fingerprint]
+        return done[named[key].fingerprint]
 
     results = []
     n_test = sum(int(s.test.size) for s in splits)
@@ -379,6 +388,11 @@ def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, t
 def run(encoders: list, probes: list[Probe], settings: Settings):
     """Run every probe on every encoder. Returns (list of ProbeResult, not_run records)."""
     check_data_keys(probes, settings)
+    if settings.device == "cpu":
+        # torch's threads wait on each other when another process holds a core: one per free CPU
+        from .cpu import apply_threads
+
+        settings.threads = apply_threads()[1]
     out, not_run = [], []
     for n, probe in enumerate(probes, 1):
         tag = f"[{n}/{len(probes)}] "
