@@ -54,6 +54,8 @@ def test_id_must_match_file_name_and_toml_must_parse(tmp_path):
     (tmp_path / "other.toml").write_text(GOOD)
     with pytest.raises(ProbeFileError, match="must match the file name"):
         load_probe(tmp_path / "other.toml")
+    # a probe file given by path (--probe FILE) is named by its id key, whatever the file is called
+    assert load_probe(tmp_path / "other.toml", "custom").id != "other"
     (tmp_path / "p.toml").write_text("id = ")
     with pytest.raises(ProbeFileError, match="not valid TOML"):
         load_probe(tmp_path / "p.toml")
