@@ -1,0 +1,56 @@
+"""Every measured figure the README prints comes from a committed benchmark result
+(benchmarks/results/*.json, each with the command that made it): the README's table is checked
+against those files here, so a re-measured figure cannot leave a stale number behind."""
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def load(name):
+    return json.loads((RESULTS / name).read_text())
+
+
+def attacks_figures():
+    a = load("attacks_cpu.json")
+    return [f"{a['speedup_vs_sklearn']['creepscan cpu']:.1f}× faster than scikit-learn doing the same protocol",
+            f"{a['one_sklearn_fit_units']['creepscan cpu']:.1f} single scikit-learn fits"]
+
+
+def linear_probe_figures():
+    lp = load("linear_probe_cpu.json")
+    return [f"{lp['speedup']:.1f}× faster than the same search in scikit-learn",
+            f"within {abs(lp['sklearn_at_our_C']['abs_diff_points']):.2f} points"]
+
+
+def adversaries_figures():
+    ad = load("adversaries_cpu.json")
+    worst = max(abs(c["diff_points"]) for c in ad["parity"]["checks"])
+    return [f"every head within {worst:.2f} points of its scikit-learn counterpart",
+            f"{ad['default_set_one_sklearn_fit_units']['creepscan default set cpu']:.1f} single scikit-learn fits"]
+
+
+def shared_cache_figures():
+    rows = load("shared_cache_cpu.json")["rows"]
+    solo = [r for r in rows if r["mode"] == "solo"]
+    shared = [r for r in rows if r["mode"] == "pair shared"]
+    unshared = [r for r in rows if r["mode"] == "pair unshared"]
+    best = min(s["seconds"] / o["seconds"] for s, o in zip(shared, solo))
+    worst = max(s["seconds"] / o["seconds"] for s, o in zip(shared, solo))
+    old = [u["seconds"] / o["seconds"] for u, o in zip(unshared, solo)]
+    return [f"{best:.2f}–{worst:.2f}× a solo run", f"{min(old):.1f}–{max(old):.1f}× before"]
+
+
+@pytest.mark.parametrize("figures", [attacks_figures, linear_probe_figures, adversaries_figures, shared_cache_figures])
+def test_readme_figures_match_the_committed_results(figures):
+    readme = (REPO / "README.md").read_text()
+    for text in figures():
+        assert text in readme, f"README should say: {text}"
+
+
+def test_every_result_file_names_its_command():
+    for f in RESULTS.glob("*.json"):
+        assert "command" in json.loads(f.read_text()), f
