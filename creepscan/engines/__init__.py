@@ -1,0 +1,85 @@
+"""Where a run's work happens: the engines.
+
+The pipeline (``creepscan.pipeline``) says *what* is computed for each probe: the embeddings of every
+model and its floor, then the attacks on each distinct set of weights. An engine says *where*:
+
+* ``local`` (the default): in this process, as ``audit`` and ``compare`` always ran;
+* ``ray`` (``pip install "creepscan[ray]"``): embedding extraction with Ray Data (an actor pool that
+  builds each encoder once per actor from its MODEL spec and weights) and the attacks of each
+  (model, probe) as Ray tasks, on a local Ray or an existing cluster (``address``).
+
+Both engines give the same numbers: the Ray engine writes its embeddings into the same
+content-addressed cache, in the same batches as the local engine would form them, so the rest of
+the pipeline reads them as cache hits; and its workers run the encoder's own ``encode_images`` and
+the pipeline's own ``evaluate_encoder`` with this process's thread counts.
+
+An engine has ``name``, ``load_encoder(spec, weights, settings)`` (resolve and configure a MODEL,
+remembering how to rebuild it elsewhere), ``embed(encoders, probe_data, settings)``,
+``evaluate(jobs, settings)``, ``describe()`` (a dict for the report's ``timings``) and ``close()``;
+it is a context manager that closes itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CreepscanError
+
+ENGINES = ("local", "ray")
+
+__all__ = ["ENGINES", "AttackJob", "EngineError", "get_engine", "engine_of"]
+
+
+class EngineError(CreepscanError, ValueError):
+    """An engine that cannot be used as asked (unknown name, missing Ray, an address without Ray):
+    one line for the user, exit 2; a ValueError for library callers."""
+
+
+@dataclass
+class AttackJob:
+    """The attacks of one distinct set of weights on one probe: ``encoder`` (its text tower serves
+    zero-shot), its ``features`` with ``rows`` (int64 [n], the rows aligned with ``labelled.y``),
+    and the probe's shared ``labelled`` set, ``splits`` and ``groups``."""
+
+    encoder: object
+    features: object
+    rows: np.ndarray
+    labelled: object
+    splits: list
+    probe: object
+    groups: list | None
+
+    @property
+    def X(self) -> np.ndarray:
+        """float32 [n, d]: the L2-normalised embeddings of the labelled images, in ``labelled.y`` order."""
+        return self.features.X[self.rows]
+
+
+def get_engine(name: str = "local", address: str | None = None, *, num_cpus: int | None = None):
+    """The engine called ``name`` (``local`` or ``ray``). ``address`` (ray only) joins an existing
+    Ray cluster (``auto``, ``ray://HOST:10001``, ``HOST:6379``); without it the ray engine starts a
+    local Ray with ``num_cpus`` CPUs (default: the CPUs this process may use) when first needed and
+    stops it at ``close()``. Raises ``EngineError`` for an unknown name, an address given to the
+    local engine, or a missing Ray (the message says ``pip install "creepscan[ray]"``)."""
+    if name == "local":
+        if address:
+            raise EngineError(f"--ray-address {address}: the address of a Ray cluster goes with --engine ray")
+        from .local import LocalEngine
+
+        return LocalEngine()
+    if name == "ray":
+        from .ray import RayEngine
+
+        return RayEngine(address=address, num_cpus=num_cpus)
+    raise EngineError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
+
+
+def engine_of(settings):
+    """The engine a run's ``Settings`` name, the in-process one when it names none."""
+    engine = getattr(settings, "engine", None)
+    if engine is None:
+        from .local import LOCAL
+
+        return LOCAL
+    return engine
