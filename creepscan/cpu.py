@@ -289,27 +289,37 @@ def check_images(n: int = 8, size: int = 256, seed: int = 0) -> list:
 # Threads
 # ------------------------------------------------------------------------------------------------
 
-def _cpu_times(cpus: list[int]) -> dict[int, tuple[float, float]] | None:
-    """(busy, total) jiffies per CPU in ``cpus`` from /proc/stat, or None where unreadable."""
-    try:
-        lines = Path("/proc/stat").read_text().splitlines()
-    except OSError:
-        return None
+def _parse_stat(text: str, cpus: list[int], count_nice: bool) -> dict[int, tuple[float, float]]:
+    """(busy, total) jiffies per CPU in ``cpus`` from the text of /proc/stat. Time spent in
+    niced processes counts as busy only when ``count_nice``: a process at a lower priority than
+    ours yields its core to our threads, so it does not stall them."""
     wanted, out = set(cpus), {}
-    for line in lines:
-        name, *fields = line.split()
+    for line in text.splitlines():
+        name, *fields = line.split() or [""]
         if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in wanted:
             values = [float(v) for v in fields]
             idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
-            out[int(name[3:])] = (sum(values) - idle, sum(values))
-    return out or None
+            free = idle + (0.0 if count_nice else values[1])
+            out[int(name[3:])] = (sum(values) - free, sum(values))
+    return out
+
+
+def _cpu_times(cpus: list[int]) -> dict[int, tuple[float, float]] | None:
+    """(busy, total) jiffies per CPU in ``cpus`` from /proc/stat, or None where unreadable."""
+    try:
+        text = Path("/proc/stat").read_text()
+        count_nice = os.getpriority(os.PRIO_PROCESS, 0) > 0  # we are niced ourselves: they are peers
+    except (OSError, AttributeError):
+        return None
+    return _parse_stat(text, cpus, count_nice) or None
 
 
 def busy_cpus(cpus: list[int] | None = None, sample_s: float = 0.2) -> tuple[float, str]:
     """(how many of ``cpus`` other processes keep busy, how it was measured).
 
     /proc/stat sampled over ``sample_s`` seconds while this process sleeps, so what is busy is
-    someone else; where /proc/stat is missing, the 1-minute load average (slower to react)."""
+    someone else (niced processes left out unless this one is niced too); where /proc/stat is
+    missing, the 1-minute load average (slower to react, and it counts niced processes)."""
     cpus = cpus if cpus is not None else usable_cpus()
     before = _cpu_times(cpus)
     if before is not None:

@@ -186,6 +186,16 @@ def test_busy_cpus_reads_proc_stat_of_our_cpus_only(monkeypatch):
     assert busy == pytest.approx(0.9 + 0.5) and "/proc/stat" in how
 
 
+def test_proc_stat_parsing_counts_niced_time_only_when_asked():
+    text = ("cpu  9 9 9 9 0 0 0 0 0 0\n"
+            "cpu0 100 50 50 800 0 0 0 0 0 0\n"   # user 100, nice 50, system 50, idle 800
+            "cpu1 0 0 0 1000 0 0 0 0 0 0\n"
+            "cpu2 500 0 0 500 0 0 0 0 0 0\n"     # not ours: left out
+            "intr 1 2 3\n")
+    assert cpu._parse_stat(text, [0, 1], count_nice=True) == {0: (200.0, 1000.0), 1: (0.0, 1000.0)}
+    assert cpu._parse_stat(text, [0, 1], count_nice=False) == {0: (150.0, 1000.0), 1: (0.0, 1000.0)}
+
+
 def test_busy_cpus_falls_back_to_the_load_average(monkeypatch):
     monkeypatch.setattr(cpu, "_cpu_times", lambda cpus: None)
     monkeypatch.setattr(cpu.os, "getloadavg", lambda: (7.0, 1.0, 1.0))
