@@ -188,7 +188,8 @@ def test_metrics_json_shape_and_no_delta_keys():
     floor = evaluate(noise(y.size), y, N_CLASSES, split, seed=0)
     j = m.to_json()
     assert list(j) == ["zero_shot", "linear_probe", "few_shot", "few_shot_unavailable", "verification",
-                       "samples_to_threshold"]
+                       "samples_to_threshold", "open_set"]  # open-set identification runs with verification
+    assert j["open_set"]["measurable"] and 0.0 <= j["open_set"]["rank1"] <= 1.0
     assert j["zero_shot"] is None
     assert set(j["linear_probe"]) == {"accuracy", "ci95", "C", "skill", "val_accuracy", "n_train", "n_val",
                                       "n_test", "c_search"}
