@@ -23,7 +23,7 @@ from .attacks.zero_shot import class_text_embeddings
 from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
 from .encoders import has_text
 from .errors import CreepscanError, DataUnavailable
-from .features import Features, default_cache_dir, extract_many
+from .features import Features, default_cache_dir
 from .probes import Probe
 from .risk import DEFAULT_RULES, assess
 
@@ -310,6 +310,8 @@ class ProbeResult:
     models: list[ModelResult]
 
 
+NEAR_DUPLICATE_MAX_SHARE = 0.2
+
 GROUPLESS_WARNING = ("the images carry no group (person, session): photos of one person may sit on both sides of "
                      "the split, so identity can stand in for the attribute; give a CSV 'group' column or a probe "
                      "'group_by' rule")
@@ -326,8 +328,19 @@ def make_probe_splits(ls: LabelledSet, pd: ProbeData, feats_ref: Features | None
         kept_groups = [groups[i] for i in ls.kept]
     splits = S.make_splits(ls.y, settings.seed, groups=kept_groups, n_folds=settings.folds)
     X_ref = feats_ref.X[ls.rows["floor0"]] if feats_ref is not None else None
-    splits, n_dropped = S.drop_near_duplicates(splits, X_ref, [pd.hashes[i] for i in ls.kept])
+    hashes = [pd.hashes[i] for i in ls.kept]
+    kept_splits, n_dropped = S.drop_near_duplicates(splits, X_ref, hashes)
+    note = None
+    if n_dropped > NEAR_DUPLICATE_MAX_SHARE * len(ls.y):
+        # A floor that cannot tell most images apart (e.g. random weights on simple synthetic data)
+        # would empty the test set: keep the exact duplicates only, and say so.
+        kept_splits, n_dropped = S.drop_near_duplicates(splits, None, hashes)
+        note = (f"the floor's embeddings called more than {NEAR_DUPLICATE_MAX_SHARE:.0%} of the test images "
+                "near-duplicates, so only exact duplicates (same file content) were dropped")
+    splits = kept_splits
     block = S.split_info(splits, kept_groups, n_dropped)
+    if note:
+        block["warning"] = "; ".join(w for w in (block.get("warning"), note) if w)
     if kept_groups is None and "verification" not in pd.probe.attacks and not pd.probe.reference:
         block["warning"] = "; ".join(w for w in (block.get("warning"), GROUPLESS_WARNING) if w)
     return splits, block, kept_groups

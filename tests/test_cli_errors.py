@@ -87,7 +87,7 @@ def test_unwritable_cache_dir_is_refused_before_any_work(tmp_path, data):
     (tmp_path / "file").write_text("x")
     code, _, err = _audit(tmp_path, data, cache=tmp_path / "file" / "cache")
     assert code == 2 and "--cache-dir" in _one_line(err) and "CREEPSCAN_CACHE" in err
-    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "o" / "report.json").exists()
 
 
 def test_negative_seed_is_refused(tmp_path, data):

@@ -38,7 +38,8 @@ from .verification import paired_verification_test
 FEW_SHOT_HEADS = ("prototype_cl2n", "knn")
 
 # Attacks on frozen embeddings a probe file may list ("finetune" adapts the tower: the pipeline runs it).
-ATTACKS = ("linear_probe", "few_shot", "verification", "zero_shot") + HEADS
+DEFAULT_ATTACKS = ("linear_probe", "few_shot", "verification", "zero_shot")
+ATTACKS = DEFAULT_ATTACKS + HEADS
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _check_disjoint(split: Split) -> None:
                              "a fitted or validation image must never be scored; build splits with make_splits")
 
 
-def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Sequence[str] = ATTACKS,
+def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Sequence[str] = DEFAULT_ATTACKS,
              skill_threshold: float = 0.5, text_embeddings=None, device="cpu", groups=None,
              timer=None) -> Metrics:
     """Run the attacks on one encoder's features.
