@@ -421,5 +421,55 @@ def card(report_dir, debug=False):
         click.echo(str(path))
 
 
+@main.command()
+@click.argument("models", nargs=-1)
+@click.option("--weights", "weights_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Local weights (repeatable): with one MODEL (an architecture), one checkpoint per file; "
+                   "with several MODELs, one file each, in order.")
+@click.option("--models-file", type=click.Path(dir_okay=False), default=None,
+              help="CSV with a header model[,weights][,step]: more checkpoints (weights relative to the CSV).")
+@click.option("--order", type=click.Choice(["given", "step"]), default="given", show_default=True,
+              help="Checkpoint order: as given, or by training step (the models file's step column, else the "
+                   "first number in the weights file's name, e.g. ckpt_1200.pt).")
+@click.option("--fail-on", type=click.Choice(LEVELS), default=None,
+              help="Exit 1 if any model's risk level on any probe is LEVEL or above, or inconclusive.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Significance level of the consecutive-checkpoint tests (Holm across a probe's steps).")
+@click.option("--engine", "engine_name", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the work runs: local (this process) or ray (Ray Data + Ray tasks; pip install "
+                   "\"creepscan[ray]\").")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="With --engine ray: an existing cluster (auto, ray://HOST:10001); default: start a local Ray.")
+@shared_options
+@guarded
+def sweep(models, weights_files, models_file, order, fail_on, alpha, engine_name, ray_address, suite, probe_args,
+          data, out, device, seed, cache_dir, max_per_class, no_download, batch_size, precision, decode, compile_,
+          adversary, spec_file, allow_inconclusive, quiet, debug):
+    """Sweep checkpoints: every MODEL on the same probes, images, splits and episodes; levels per model
+    and probe, skill against checkpoint order, and consecutive checkpoints' paired tests."""
+    from .engines import get_engine
+    from .probes import select
+    from .sweep import model_entries, order_entries, run_sweep
+
+    if spec_file:
+        raise CreepscanError("--spec is not supported by sweep; audit the chosen checkpoint with --spec, or give "
+                             "the spec's probes with --probe")
+    entries = order_entries(model_entries(models, weights_files, models_file), order)
+    engine = get_engine(engine_name, ray_address)  # a missing Ray is exit 2 before any work
+    settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
+                         decode, compile_, out=out, adversary=adversary)
+    probes = select(suite, _probe_ids(probe_args, data, quiet))
+    with engine:
+        settings.engine = engine
+        encoders = [engine.load_encoder(e.spec, e.weights, settings) for e in entries]
+        result = run_sweep(encoders, probes, settings, steps=[e.step for e in entries], order=order,
+                           suite=None if probe_args else suite, alpha=alpha)
+    _write(result, out, quiet)
+    if fail_on:
+        labels = [m.get("name") or m["spec"] for m in result["models"]]
+        _gate([{**b, "id": f"{b['id']} ({label})"} for p in result["probes"]
+               for label, b in zip(labels, p["per_model"])], fail_on, allow_inconclusive)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

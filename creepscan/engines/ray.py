@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,11 +52,14 @@ def import_ray():
     except ImportError:
         raise EngineError(f"--engine ray needs Ray (>= {'.'.join(map(str, MIN_RAY))}), which is not installed: "
                           f"{INSTALL_HINT}") from None
-    version = tuple(int(p) for p in ray.__version__.split(".")[:2] if p.isdigit())
-    if version < MIN_RAY:
+    if _version(ray) < MIN_RAY:
         raise EngineError(f"--engine ray needs Ray >= {'.'.join(map(str, MIN_RAY))}, found {ray.__version__}: "
                           f"{INSTALL_HINT} --upgrade")
     return ray
+
+
+def _version(ray) -> tuple[int, ...]:
+    return tuple(int(p) for p in ray.__version__.split(".")[:2] if p.isdigit())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +308,6 @@ class RayEngine(LocalEngine):
         ray = self.ray
         if not ray.is_initialized():
             t0 = time.perf_counter()
-            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the C++ core's own stderr lines
             kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             if self.address:
                 ray.init(address=self.address, **kwargs)
@@ -316,10 +319,12 @@ class RayEngine(LocalEngine):
             self._stats["start_s"] = round(time.perf_counter() - t0, 3)
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        # Rows come back in dataset order, so each model's chunk is written as soon as it is complete.
-        ctx.execution_options.preserve_order = True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # Ray Data's own, on its first context
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False
+            # Rows come back in dataset order, so each model's chunk is written as soon as it is complete.
+            ctx.execution_options.preserve_order = True
         return ray
 
     def close(self) -> None:
@@ -418,13 +423,27 @@ class RayEngine(LocalEngine):
             per_actor = max(1, min(threads["torch"], int(cpus)))
             n_actors, resources = max(1, int(cpus) // per_actor), {"num_cpus": per_actor}
         n_actors = max(1, min(n_actors, len(batches)))
+        if not self.address and _version(ray) < (2, 64):
+            # A local Ray has no node to lose: no restarts, and so no line on stderr that a restart
+            # could not find the actors' constructor arguments. (Ray 2.64 drops these extra
+            # arguments; from then on the line is printed.)
+            resources["max_restarts"] = 0
         self._stats["embed_actors"] = max(self._stats["embed_actors"], n_actors)
         # One block per batch: map_batches then hands each actor exactly the local engine's batches.
-        ds = ray.data.from_items(items, override_num_blocks=len(batches)).map_batches(
-            EmbedActor, batch_size=width, batch_format="numpy", zero_copy_batch=False,
-            fn_constructor_kwargs={"recipes": recipes, "device": settings.device if gpu else "cpu", "threads": threads},
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors), **resources)
+        with warnings.catch_warnings():
+            # Ray's own deprecations (max_restarts as an extra remote argument, DataContext fields
+            # Ray Data reads while it runs) are not the user's to act on.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ray.data.from_items(items, override_num_blocks=len(batches)).map_batches(
+                EmbedActor, batch_size=width, batch_format="numpy", zero_copy_batch=False,
+                fn_constructor_kwargs={"recipes": recipes, "device": settings.device if gpu else "cpu",
+                                       "threads": threads},
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors), **resources)
+            return self._write_rows(ds, keys, mine, encoders, caches)
 
+    def _write_rows(self, ds, keys, mine, encoders, caches) -> dict[str, int]:
+        """Consume the dataset in order; write each encoder's rows into its cache as soon as they are
+        complete (or a chunk is full). Returns {fingerprint: images embedded}."""
         key_of = dict(enumerate(keys))
         expected = {r: len(mine[key_of[r]]) for r in key_of}
         pending = {r: ([], [], []) for r in expected}

@@ -1,0 +1,115 @@
+"""Engines: the in-process engine and the Ray engine give the same report byte for byte outside
+``timings``; a missing Ray is one line and exit 2; each model is embedded in its own wave."""
+import json
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from creepscan.cli import main
+from creepscan.engines import EngineError, get_engine
+from creepscan.engines.local import embedding_waves
+
+
+def cli(*args):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_each_model_is_one_wave_with_its_floor_and_shared_weights_are_embedded_once():
+    enc = lambda fp: SimpleNamespace(fingerprint=fp)  # noqa: E731
+    # Three checkpoints of one architecture share one random-init floor; model2 repeats model0.
+    named = {"model0": enc("a"), "floor0": enc("f"), "model1": enc("b"), "floor1": enc("f"),
+             "model2": enc("a"), "floor2": enc("f"), "extra": enc("x")}
+    assert embedding_waves(named) == [["model0", "floor0"], ["model1"], ["extra"]]
+    # Keys are ordered by their number, not by insertion: model10 comes after model2.
+    named = {"model10": enc("c"), "model2": enc("b"), "floor2": enc("f")}
+    assert embedding_waves(named) == [["model2", "floor2"], ["model10"]]
+
+
+def test_unknown_engine_and_address_without_ray_name_the_fix():
+    with pytest.raises(EngineError, match="choose one of local, ray") as err:
+        get_engine("dask")
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(ValueError, match="goes with --engine ray"):
+        get_engine("local", address="auto")
+
+
+def test_missing_ray_is_one_line_and_exit_2(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    code, out, err = cli("sweep", "py:conftest_plugins:colour", "py:conftest_plugins:blind", "--engine", "ray",
+                         "--out", tmp_path / "r", "-q")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "creepscan[ray]"' in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "r" / "report.json").exists()
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    """Two seeded random inits of the tiny open_clip model (it has a text tower: zero-shot runs)."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from creepscan.encoders import openclip as oc_backend
+
+    oc_backend._open_clip()  # registers the shipped tiny config
+    d = tmp_path_factory.mktemp("engines-weights")
+    for seed in (11, 12):
+        torch.manual_seed(seed)
+        model = open_clip.create_model("creepscan-tiny-vit", pretrained=None)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / f"ckpt_{seed}.safetensors"))
+    return [d / "ckpt_11.safetensors", d / "ckpt_12.safetensors"]
+
+
+@pytest.fixture(scope="module")
+def both_engines(two_checkpoints, tmp_path_factory):
+    """The same sweep in process and on a local Ray, each with a fresh cache, so the Ray engine really
+    embeds (the only Ray start-up of the suite: it is slow on two cores)."""
+    pytest.importorskip("ray", reason='the Ray engine needs Ray: pip install "creepscan[ray]" (CI installs it)')
+    tmp = tmp_path_factory.mktemp("engines")
+    args = ["sweep", "creepscan-tiny-vit", "--weights", two_checkpoints[0], "--weights", two_checkpoints[1],
+            "--suite", "fixtures", "--probe", "face-identity", "--max-per-class", "8", "-q"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        # Each run chooses its thread count from the machine's load unless OMP_NUM_THREADS is set;
+        # both runs must have the same. One thread: the test machine's cores are shared.
+        mp.setenv("OMP_NUM_THREADS", "1")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            runs = {}
+            for engine in ("local", "ray"):
+                code, out, err = cli(*args, "--engine", engine, "--cache-dir", tmp / f"cache-{engine}",
+                                     "--out", tmp / engine)
+                runs[engine] = (code, err, (tmp / engine / "report.json").read_bytes())
+        finally:
+            torch.set_num_threads(threads)
+    return runs
+
+
+def test_ray_report_is_the_local_report_outside_timings(both_engines):
+    (code_l, err_l, raw_l), (code_r, err_r, raw_r) = both_engines["local"], both_engines["ray"]
+    assert code_l == 0 and code_r == 0, (err_l, err_r)
+    local, ray = json.loads(raw_l), json.loads(raw_r)
+    assert local["timings"]["engine"]["name"] == "local" and ray["timings"]["engine"]["name"] == "ray"
+    strip = lambda d: json.dumps({k: v for k, v in d.items() if k != "timings"}, sort_keys=True)  # noqa: E731
+    assert strip(local) == strip(ray)
+    # Every attack ran, zero-shot through the replayed text tower included.
+    metrics = ray["probes"][0]["per_model"][0]["metrics"]
+    assert metrics["zero_shot"] is not None and metrics["few_shot"] and metrics["verification"] is not None
+
+
+def test_ray_engine_embedded_and_attacked_on_ray(both_engines):
+    local, ray = (json.loads(both_engines[e][2]) for e in ("local", "ray"))
+    n_images = ray["probes"][0]["per_model"][0]["n_images"]
+    eng = ray["timings"]["engine"]
+    # Two checkpoints and one shared random-init floor: three distinct weights, each embedded and
+    # attacked once, on Ray; the pipeline then read every embedding from the cache the actors filled.
+    assert eng["images_embedded"] == 3 * n_images and eng["attack_tasks"] == 3 and eng["embed_actors"] >= 1
+    for timings in (local["timings"]["probes"]["face-identity"], ray["timings"]["probes"]["face-identity"]):
+        assert [t["cache"]["model"]["n_embedded"] for t in timings] == [n_images, n_images]
+        assert all(t["cache"]["model"]["n_cache_hits"] == 0 for t in timings)
