@@ -141,7 +141,7 @@ def main(argv=None) -> int:
             if mine:
                 cells[setting] = {"seconds": statistics.median(r["seconds"] for r in mine),
                                   "threads": sorted({r["threads"] for r in mine}),
-                                  "busy_cpus_before": statistics.median(r["busy_cpus_before"] for r in mine),
+                                  "busy_cpus_before": round(statistics.median(r["busy_cpus_before"] for r in mine), 2),
                                   "runs": [round(r["seconds"], 3) for r in mine]}
         if not cells:
             continue
