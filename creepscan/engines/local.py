@@ -42,7 +42,7 @@ class LocalEngine:
 
     name = "local"
 
-    def load_encoder(self, spec: str, weights=None, settings=None, *, cache_dir=None):
+    def load_encoder(self, spec: str, weights, settings, *, cache_dir=None):
         """Resolve MODEL ``spec`` (with local ``weights``, if any) on ``settings.device`` and apply
         the speed options (``Settings.configure``). Returns the encoder."""
         from ..encoders import resolve_encoder

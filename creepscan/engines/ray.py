@@ -78,14 +78,16 @@ def arithmetic_threads() -> dict:
     return {"torch": int(torch.get_num_threads()), "libs": libs}
 
 
-def apply_arithmetic_threads(threads: dict) -> None:
+def apply_arithmetic_threads(threads: dict, attacks: bool = True) -> None:
     """Give this (worker) process the thread counts of ``arithmetic_threads()`` from the driver: a
     reduction split over another number of threads rounds differently. Ray starts its workers with
-    one thread; the attacks' libraries are loaded first so that the limits reach them."""
+    one thread. With ``attacks`` the attacks' libraries (scipy, scikit-learn) are loaded first so that
+    the limits reach them; an embedding actor needs only torch's."""
     import torch
-
-    import creepscan.pipeline  # noqa: F401  (loads torch, numpy, scipy and scikit-learn's libraries)
     from threadpoolctl import threadpool_limits
+
+    if attacks:
+        import creepscan.pipeline  # noqa: F401  (loads numpy, scipy and scikit-learn's libraries)
 
     torch.set_num_threads(int(threads["torch"]))
     threadpool_limits(limits=dict(threads["libs"]))
@@ -147,7 +149,7 @@ class EmbedActor:
     be used, else empty)."""
 
     def __init__(self, recipes: list, device: str, threads: dict):
-        apply_arithmetic_threads(threads)
+        apply_arithmetic_threads(threads, attacks=False)
         self.recipes, self.device = recipes, device
         self.built: dict[int, object] = {}
 
@@ -334,7 +336,7 @@ class RayEngine(LocalEngine):
 
     def describe(self) -> dict:
         return {"name": self.name, "address": self.address or "local", "ray_version": self.ray.__version__,
-                **self._stats}
+                "decode": "pil: workers decode with PIL and the encoder's own preprocess", **self._stats}
 
     def _cluster(self) -> tuple[float, float]:
         res = self.ray.cluster_resources()
