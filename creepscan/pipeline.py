@@ -55,7 +55,12 @@ class Settings:
         """Apply the speed options to an encoder that has them (open_clip models); a plug-in that
         lacks them is refused only when a non-default option was asked for."""
         if hasattr(encoder, "configure"):
-            return encoder.configure(precision=self.precision, compile=self.compile)
+            import inspect
+
+            kwargs = dict(precision=self.precision, compile=self.compile)
+            if "cache_dir" in inspect.signature(encoder.configure).parameters:
+                kwargs["cache_dir"] = self.cache_dir  # where the machine's CPU choice (bf16 or not) is kept
+            return encoder.configure(**kwargs)
         if self.precision != "auto" or self.compile:
             raise CreepscanError(f"--precision and --compile apply to open_clip models; {encoder.name} "
                                  "(a plug-in) runs as its own code chooses: drop those options")

@@ -28,13 +28,27 @@ def cli(*args):
 
 @pytest.fixture(scope="module")
 def audited(checkpoints, tmp_path_factory):
+    """The adapted model twice on one cache: plainly, then again under the use spec (min_skill 0.3)."""
     tmp = tmp_path_factory.mktemp("audit")
+    spec = tmp / "spec.toml"
+    spec.write_text(SPEC.format(min_skill=0.3))
     args = ["audit", "creepscan-tiny-vit", "--weights", checkpoints / "adapted.safetensors", "--suite", "fixtures",
             "--cache-dir", tmp / "cache", "--quiet"]
     first = cli(*args, "--out", tmp / "r1")
-    second = cli(*args, "--out", tmp / "r2", "--fail-on", "high")
+    second = cli(*args, "--out", tmp / "r2", "--spec", spec, "--allow-inconclusive")
     reports = [json.loads((tmp / r / "report.json").read_text()) for r in ("r1", "r2")]
     return first, second, reports, tmp
+
+
+@pytest.fixture(scope="module")
+def audited_base(checkpoints, tmp_path_factory):
+    """The base model under the use spec (min_skill 0.3): the spec's three probes."""
+    tmp = tmp_path_factory.mktemp("base")
+    spec = tmp / "spec.toml"
+    spec.write_text(SPEC.format(min_skill=0.3))
+    result = cli("audit", "creepscan-tiny-vit", "--weights", checkpoints / "base.safetensors", "--suite", "fixtures",
+                 "--spec", spec, "--allow-inconclusive", "--out", tmp / "r", "--cache-dir", tmp / "c", "--quiet")
+    return result, tmp / "r"
 
 
 def test_fixtures_suite_levels_follow_the_evidence(audited):
@@ -54,20 +68,25 @@ def test_fixtures_suite_levels_follow_the_evidence(audited):
 def test_rerun_is_served_from_the_cache_and_gates(audited):
     _, (code, _, err), (rep1, rep2), _ = audited
     assert all(c["n_embedded"] == 0 for p in rep2["probes"] for c in p["timings"]["cache"].values())
-    assert [p["metrics"] for p in rep1["probes"]] == [p["metrics"] for p in rep2["probes"]]
+    # the spec's three probes, served from the plain run's cache, give the same numbers
+    first = {p["id"]: p["metrics"] for p in rep1["probes"]}
+    assert sorted(p["id"] for p in rep2["probes"]) == ["benign-reference", "emotion", "face-identity"]
+    assert all(p["metrics"] == first[p["id"]] for p in rep2["probes"])
     from creepscan.risk import at_or_above
 
     tripped = [p["id"] for p in rep2["probes"] if not p["reference"] and at_or_above(p["risk_level"], "high")]
     assert "face-identity" in tripped
+    # the use spec caps face-identity at "low": the rerun under it fails on that clause alone
+    assert [c["probe"] for c in rep2["spec"]["clauses"] if c["verdict"] == "fail"] == ["face-identity"]
     assert code == 1 and "face-identity" in err
 
 
-def test_random_labels_rate_none_for_the_base_model_too(checkpoints, tmp_path):
-    code, _, err = cli("audit", "creepscan-tiny-vit", "--weights", checkpoints / "base.safetensors", "--suite", "fixtures",
-                       "--probe", "emotion", "--out", tmp_path / "r", "--cache-dir", tmp_path / "c", "--quiet")
-    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+def test_random_labels_rate_none_for_the_base_model_too(audited_base):
+    (code, _, err), out = audited_base
+    rep = json.loads((out / "report.json").read_text())
     assert code == 0, err
-    assert rep["probes"][0]["risk_level"] == "none"
+    emotion = [p for p in rep["probes"] if p["id"] == "emotion"][0]
+    assert emotion["risk_level"] == "none" and emotion["uplift"]["max_upper95"] < emotion["uplift"]["margin"]
 
 
 def test_compare_base_against_adapted(checkpoints, tmp_path):
@@ -100,19 +119,30 @@ context = ["workplace", "education"]
     ("adapted", 0.3, 1),    # fine-tuned toward identities: the face-identity clause fails
     ("base", 0.99, 1),      # an allowed use it does not reach: a finding too
 ])
-def test_a_use_spec_passes_the_base_and_fails_the_adapted_model(checkpoints, tmp_path, weights, min_skill, expect):
+def test_a_use_spec_passes_the_base_and_fails_the_adapted_model(audited, audited_base, tmp_path, weights,
+                                                                min_skill, expect):
     """The base model's face-identity probe is saturated on the synthetic people (its random-init
-    floor tells them apart too), so the auditor passes --allow-inconclusive to accept that."""
-    spec = tmp_path / "spec.toml"
-    spec.write_text(SPEC.format(min_skill=min_skill))
-    code, out, err = cli("audit", "creepscan-tiny-vit", "--weights", checkpoints / f"{weights}.safetensors",
-                         "--suite", "fixtures", "--spec", spec, "--allow-inconclusive", "--out", tmp_path / "r",
-                         "--cache-dir", tmp_path / "c", "--quiet")
+    floor tells them apart too), so the auditor passes --allow-inconclusive to accept that. The two
+    audits ran under min_skill 0.3 (their exit codes are the spec's); 0.99 is judged again on the
+    base model's report.json, as `creepscan card` and a release pipeline would."""
+    from creepscan.spec import evaluate_spec, load_spec
+
+    if weights == "adapted":
+        _, (code, out, err), (_, rep), tmp = audited
+        folder = tmp / "r2"
+    else:
+        (code, out, err), folder = audited_base
+        rep = json.loads((folder / "report.json").read_text())
+    block = rep["spec"]
+    if min_skill != 0.3:
+        spec = tmp_path / "spec.toml"
+        spec.write_text(SPEC.format(min_skill=min_skill))
+        block = evaluate_spec(load_spec(spec), rep, allow_inconclusive=True)
+        code = 0 if block["passed"] else 1
     assert code == expect, out + err
-    rep = json.loads((tmp_path / "r" / "report.json").read_text())
-    verdicts = {c["probe"]: c["verdict"] for c in rep["spec"]["clauses"]}
+    verdicts = {c["probe"]: c["verdict"] for c in block["clauses"]}
     assert sorted(p["id"] for p in rep["probes"]) == ["benign-reference", "emotion", "face-identity"]
-    card = (tmp_path / "r" / "model-card.md").read_text()
+    card = (folder / "model-card.md").read_text()
     assert "face-identity" in card and "Intended uses" in card
     levels = {p["id"]: p for p in rep["probes"]}
     assert levels["emotion"]["risk_level"] == "none"
@@ -122,7 +152,16 @@ def test_a_use_spec_passes_the_base_and_fails_the_adapted_model(checkpoints, tmp
         assert levels["face-identity"]["inconclusive"]["reason"] == "saturated"
     if min_skill > 0.9:
         assert verdicts["benign-reference"] == "fail" and verdicts["face-identity"] != "fail"
-    # `creepscan card` regenerates the same bytes from report.json alone
+    else:
+        assert verdicts["benign-reference"] == "pass"
+
+
+def test_card_regenerates_byte_for_byte_from_the_report(audited, tmp_path):
+    """`creepscan card` regenerates the same bytes from report.json alone."""
+    import shutil
+
+    _, _, _, tmp = audited
+    shutil.copytree(tmp / "r2", tmp_path / "r")
     before = {f: (tmp_path / "r" / f).read_bytes() for f in ("model-card.md", "model-card.yaml", "model-card.cdx.json")}
     for f in before:
         (tmp_path / "r" / f).unlink()

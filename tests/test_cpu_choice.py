@@ -242,3 +242,16 @@ def test_decode_workers_follow_the_usable_cpus(monkeypatch, cpus, device, expect
     monkeypatch.setattr(cpu.os, "cpu_count", lambda: 1000)  # the machine's count must not matter
     assert _workers(10_000, 64, torch.device(device)) == expected
     assert _workers(100, 64, torch.device(device)) == 0  # a few batches: decoding in-process is cheaper
+
+
+def test_settings_keep_the_machine_record_in_the_runs_cache(monkeypatch, tiny_weights, tmp_path):
+    """`--cache-dir` decides where the measured choice is kept: the audit's Settings pass it on."""
+    from creepscan.pipeline import Settings
+
+    _force(monkeypatch, native=True, speedup=3.0)
+    monkeypatch.setenv("CREEPSCAN_CACHE", str(tmp_path / "elsewhere"))
+    enc = Settings(cache_dir=tmp_path / "run-cache").configure(resolve_encoder(TINY, weights=tiny_weights["safetensors"]))
+    enc.encode_images(torch.zeros(1, 3, 32, 32))
+    kept = list((tmp_path / "run-cache" / "machine").glob("*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["kernels"]
+    assert not (tmp_path / "elsewhere").exists()

@@ -293,7 +293,9 @@ def test_fixtures_suite_is_offline_and_small(tmp_path):
         images = load_image_set(public.materialize(doc["source"], tmp_path / stem, download=False, progress=False))
         cap = doc.get("max_per_class")
         n = sum(min(cap or 10**9, images.labels.count(lab)) for lab in set(images.labels))
-        assert 20 <= n <= 300, (stem, n)
+        # Small enough to make in a second; the no-signal control needs its 600 images (6 x 100) for
+        # the equivalence test behind "none" to have the power to pass (tests/test_risk.py).
+        assert 20 <= n <= 600, (stem, n)
 
 
 def test_geolocation_names_every_country211_code():
