@@ -258,7 +258,8 @@ def run_attacks(text_encoder, X, labelled, splits, probe, settings, groups, thre
 class RayEngine(LocalEngine):
     """Embeddings on a Ray Data actor pool, attacks as Ray tasks (see the module docstring).
 
-    ``address``: an existing cluster (``auto``, ``ray://HOST:10001``); None starts a local Ray with
+    ``address``: an existing cluster (``auto``, ``ray://HOST:10001``); None joins the cluster of
+    ``RAY_ADDRESS`` where it is set (as in a ``ray job submit`` job), else starts a local Ray with
     ``num_cpus`` CPUs (default: the CPUs this process may use) at first use, stopped by ``close()``.
     Ray must be importable when the engine is made (else ``EngineError``)."""
 
@@ -269,6 +270,7 @@ class RayEngine(LocalEngine):
         self.address = address
         self.num_cpus = num_cpus
         self._owns = False
+        self._local = False  # a Ray started here, on this machine alone
         self._sources: dict[str, tuple] = {}   # model fingerprint -> (spec, weights, compile)
         self._models: dict[str, object] = {}   # model fingerprint -> encoder (its floor is found there)
         self._stats = {"embed_actors": 0, "images_embedded": 0, "attack_tasks": 0, "start_s": 0.0}
@@ -313,10 +315,13 @@ class RayEngine(LocalEngine):
             kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             if self.address:
                 ray.init(address=self.address, **kwargs)
+            elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: the job's cluster
+                ray.init(**kwargs)
             else:
                 from ..cpu import usable_cpus
 
                 ray.init(num_cpus=self.num_cpus or len(usable_cpus()), **kwargs)
+                self._local = True
             self._owns = True
             self._stats["start_s"] = round(time.perf_counter() - t0, 3)
         for name in ("ray", "ray.data"):
@@ -332,10 +337,10 @@ class RayEngine(LocalEngine):
     def close(self) -> None:
         if self._owns and self.ray.is_initialized():
             self.ray.shutdown()
-        self._owns = False
+        self._owns = self._local = False
 
     def describe(self) -> dict:
-        return {"name": self.name, "address": self.address or "local", "ray_version": self.ray.__version__,
+        return {"name": self.name, "address": self.address or os.environ.get("RAY_ADDRESS") or "local", "ray_version": self.ray.__version__,
                 "decode": "pil: workers decode with PIL and the encoder's own preprocess", **self._stats}
 
     def _cluster(self) -> tuple[float, float]:
@@ -382,9 +387,10 @@ class RayEngine(LocalEngine):
         return feats
 
     def _items(self, encoders, waves, mine, settings):
-        """The recipes (and their keys, in recipe-id order) and the dataset's batches, laid out in the local engine's batches:
-        per wave, per decoding group (same preprocessing), the group's images in the order
-        ``features`` merges them, cut into batches of its batch size, each padded to ``width`` rows."""
+        """The recipes, their keys (in recipe-id order) and the dataset's batches, laid out as the
+        local engine forms them: per wave, per decoding group (same preprocessing), the group's
+        images in the order ``features`` merges them, cut at its batch size; ``width`` is the widest
+        batch, to which every batch is padded."""
         recipes, keys, rid, batches = [], [], {}, []
         for wave in waves:
             groups: dict[tuple, list[str]] = {}
@@ -425,7 +431,7 @@ class RayEngine(LocalEngine):
             per_actor = max(1, min(threads["torch"], int(cpus)))
             n_actors, resources = max(1, int(cpus) // per_actor), {"num_cpus": per_actor}
         n_actors = max(1, min(n_actors, len(batches)))
-        if not self.address and _version(ray) < (2, 64):
+        if self._local and _version(ray) < (2, 64):
             # A local Ray has no node to lose: no restarts, and so no line on stderr that a restart
             # could not find the actors' constructor arguments. (Ray 2.64 drops these extra
             # arguments; from then on the line is printed.)
