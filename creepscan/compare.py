@@ -75,15 +75,18 @@ def _method(result: dict, what: str = "") -> str:
 
 def paired_differences(ma, mb, n_classes, seed):
     """B minus A for each metric both models have, with its paired test (over the images both were
-    scored on: the union of the test folds)."""
+    scored on: the union of the test folds; with groups, whole groups are the units)."""
     y_test = ma.linear_probe.test_labels
-    lp = paired_bootstrap(y_test, ma.linear_probe.test_correct, mb.linear_probe.test_correct, n_classes, seed)
+    cl = getattr(ma, "test_clusters", None)
+    lp = paired_bootstrap(y_test, ma.linear_probe.test_correct, mb.linear_probe.test_correct, n_classes, seed,
+                          clusters=cl)
     delta = {"linear_probe": lp["delta"], "zero_shot": None, "few_shot": {}, "verification_tar_1e-3": None,
              "verification_auc": None}
     tests = {"linear_probe": {"ci95": lp["ci95"], "p_value": lp["p_value"],
                               "method": _method(lp)}}
     if ma.zero_shot is not None and mb.zero_shot is not None:
-        zs = paired_bootstrap(y_test, ma.zero_shot.test_correct, mb.zero_shot.test_correct, n_classes, seed)
+        zs = paired_bootstrap(y_test, ma.zero_shot.test_correct, mb.zero_shot.test_correct, n_classes, seed,
+                              clusters=cl)
         delta["zero_shot"] = zs["delta"]
         tests["zero_shot"] = {"ci95": zs["ci95"], "p_value": zs["p_value"],
                               "method": _method(zs)}
@@ -92,7 +95,7 @@ def paired_differences(ma, mb, n_classes, seed):
     tests["few_shot"] = {}
     for k in sorted(ks_a & ks_b):
         # Episodes are drawn from the labels and seed alone, so episode i is the same for A and B.
-        t = paired_few_shot(ma.few_shot[k], mb.few_shot[k], n_classes, seed)
+        t = paired_few_shot(ma.few_shot[k], mb.few_shot[k], n_classes, seed, clusters=cl)
         delta["few_shot"][str(k)] = t["delta"]
         tests["few_shot"][str(k)] = {"ci95": t["ci95"], "p_value": t["p_value"],
                                      "method": _method(t, "of episode-averaged correctness")}

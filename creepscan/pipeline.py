@@ -197,9 +197,10 @@ def wants_finetune(probe: Probe, settings: Settings) -> bool:
     return settings.adversary == "finetune" or "finetune" in probe.attacks
 
 
-def run_finetune(encoder, pd: ProbeData, ls: LabelledSet, split, settings: Settings):
+def run_finetune(encoder, pd: ProbeData, ls: LabelledSet, split, settings: Settings, metrics=None):
     """The budgeted fine-tuning adversary on fold 0's split (train fits, val stops, test scores); None
-    for an encoder without an open_clip image tower (a plug-in), which the report says."""
+    for an encoder without an open_clip image tower (a plug-in), which the report says. ``metrics``:
+    the frozen attacks' result on the same splits, whose test groups give the CIs' units."""
     if not hasattr(encoder, "model") or not hasattr(getattr(encoder, "model"), "visual"):
         return None
     import torch
@@ -212,8 +213,11 @@ def run_finetune(encoder, pd: ProbeData, ls: LabelledSet, split, settings: Setti
     def images(rows):
         return torch.stack([encoder.preprocess(decode_image(paths[int(r)])) for r in rows])
 
+    clusters = None
+    if metrics is not None and getattr(metrics, "test_clusters", None) is not None:
+        clusters = metrics.test_clusters[np.searchsorted(metrics.test_index, split.test)]
     return finetune_attack(encoder, images, ls.y, split, seed=settings.seed, device=settings.device,
-                           n_classes=len(ls.classes))
+                           n_classes=len(ls.classes), test_clusters=clusters)
 
 
 def too_small(probe: Probe, ls: LabelledSet) -> str | None:
@@ -381,7 +385,7 @@ def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, t
         enc = named[key]
         if wants_finetune(probe, settings):  # needs the image tower itself: always in this process
             settings.log(f"{tag}{probe.id}: fine-tuning {enc.name} (the finetune adversary)")
-            m = dataclasses.replace(m, finetune=run_finetune(enc, pd, ls, splits[0], settings))
+            m = dataclasses.replace(m, finetune=run_finetune(enc, pd, ls, splits[0], settings, m))
         done[enc.fingerprint] = m
 
     def metrics_of(key):

@@ -132,6 +132,19 @@ def _from_delta(attack: str, d: dict, scale: float) -> dict:
             "method": d.get("method", "paired sign-flip test over test images")}
 
 
+def _subset_clusters(model, point):
+    """The groups of a fine-tuning point's test images (fold 0's, a subset of ``model.test_index``),
+    or None without groups."""
+    cl, index = getattr(model, "test_clusters", None), getattr(model, "test_index", None)
+    rows = getattr(point, "test_rows", None)
+    if cl is None or index is None or rows is None:
+        return None
+    pos = np.searchsorted(index, rows)
+    if np.any(pos >= index.size) or not np.array_equal(index[np.minimum(pos, index.size - 1)], rows):
+        raise ValueError("fine-tuning scored images outside the attacks' test folds: split mismatch")
+    return cl[pos]
+
+
 def uplift_tests(model: Metrics, floor: Metrics, chance: float, seed: int = 0, far: str = "1e-3") -> list[dict]:
     """Paired tests of model against floor on the same test images (linear probe, zero-shot, each
     full-data head), the same episodes (few-shot, each k both have) and the same pairs
@@ -143,28 +156,32 @@ def uplift_tests(model: Metrics, floor: Metrics, chance: float, seed: int = 0, f
     y = lm.test_labels
     n_classes = int(y.max()) + 1
     scale = 1.0 - chance
+    # with groups (a person's photos) the units of every test-image test are the groups
+    cl = getattr(model, "test_clusters", None)
     out = [_from_delta("linear_probe", paired_bootstrap(y, lf.test_correct, lm.test_correct, n_classes,
-                                                        seed=[int(seed), 11]), scale)]
+                                                        seed=[int(seed), 11], clusters=cl), scale)]
     if model.zero_shot is not None and floor.zero_shot is not None:
         out.append(_from_delta("zero_shot", paired_bootstrap(y, floor.zero_shot.test_correct,
                                                              model.zero_shot.test_correct, n_classes,
-                                                             seed=[int(seed), 12]), scale))
+                                                             seed=[int(seed), 12], clusters=cl), scale))
     heads_m, heads_f = getattr(model, "heads", None) or {}, getattr(floor, "heads", None) or {}
     for i, name in enumerate(sorted(set(heads_m) & set(heads_f))):
         out.append(_from_delta(name, paired_bootstrap(y, heads_f[name].test_correct, heads_m[name].test_correct,
-                                                      n_classes, seed=[int(seed), 14, i]), scale))
+                                                      n_classes, seed=[int(seed), 14, i], clusters=cl), scale))
     ft_m, ft_f = getattr(model, "finetune", None), getattr(floor, "finetune", None)
     if ft_m is not None and ft_f is not None:
         # fine-tuning runs on fold 0 only: its points pair on that fold's test images
         for i, (pm, pf) in enumerate(zip(ft_m.points, ft_f.points)):
             out.append(_from_delta(f"finetune k={pm.k} ({pm.steps} steps)",
                                    paired_bootstrap(pm.test_labels, pf.test_correct, pm.test_correct, n_classes,
-                                                    seed=[int(seed), 16, i]), scale))
+                                                    seed=[int(seed), 16, i],
+                                                    clusters=_subset_clusters(model, pm)), scale))
     if model.few_shot is not None and floor.few_shot is not None:
         for k in sorted(set(model.few_shot.ks) & set(floor.few_shot.ks)):
             # episodes share one test set: the test includes its sampling noise too, or a small,
             # consistent test-set-luck difference reads as significant (shuffled labels!)
-            t = paired_few_shot(floor.few_shot[k], model.few_shot[k], n_classes, seed=[int(seed), 13, k])
+            t = paired_few_shot(floor.few_shot[k], model.few_shot[k], n_classes, seed=[int(seed), 13, k],
+                                clusters=cl)
             out.append({**_from_delta(f"few_shot k={k}", t, scale), "k": k,
                         "pool": int(getattr(model.few_shot[k], "pool_size", 0) or 0)})
     vt = _verification_test(model, floor, far, seed)

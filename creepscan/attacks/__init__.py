@@ -18,7 +18,7 @@ import numpy as np
 from .few_shot import FewShotEntry, FewShotResult, few_shot_curve, paired_few_shot, samples_to_threshold
 from .linear_probe import LinearProbeResult, check_inputs, linear_probe
 from .splits import (Split, drop_near_duplicates, make_splits, split_info, stratified_split, scored_images)
-from .stats import (balanced_accuracy, balanced_accuracy_rows, bootstrap_ci, few_shot_variance, proportion_ci,
+from .stats import (cluster_df, clustered_ci, clustered_variance, balanced_accuracy, balanced_accuracy_rows, bootstrap_ci, few_shot_variance, proportion_ci,
                     skill as _skill)
 from .verification import VerificationResult, verification
 from .zero_shot import ZeroShotResult, class_text_embeddings, zero_shot
@@ -65,6 +65,7 @@ class Metrics:
     heads: dict = field(default_factory=dict)   # name -> HeadResult, full training split, same test images
     open_set: object = None                     # attacks.open_set.OpenSetResult (identity probes)
     finetune: object = None                     # attacks.finetune.FinetuneResult (fold 0), set by the pipeline
+    test_clusters: np.ndarray | None = field(default=None, repr=False)  # [n_test] group ids, None: no groups
 
     def to_json(self) -> dict:
         out = {
@@ -228,13 +229,13 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
         with part("zero_shot"):
             zs = zero_shot(X[test_index], y[test_index], text_embeddings, n_classes, seed=seed, candidates=kept)
         if cluster is not None:
-            zs = dataclasses.replace(zs, ci95=_group_bootstrap_ci(zs.test_labels, zs.test_correct, cluster,
+            zs = dataclasses.replace(zs, ci95=clustered_ci(zs.test_labels, zs.test_correct, cluster,
                                                                   n_classes, seed=[int(seed), 3]))
     stt = samples_to_threshold(fs.entries, chance, skill_threshold) if fs is not None else None
     return Metrics(linear_probe=lp, few_shot=fs, verification=ver, zero_shot=zs,
                    samples_to_threshold=stt, skill_threshold=float(skill_threshold), chance=chance,
                    n_classes_kept=int(kept.size), test_index=test_index, n_folds=len(splits), heads=heads,
-                   open_set=open_set)
+                   open_set=open_set, test_clusters=cluster)
 
 
 def _merge_head(results: list[HeadResult], positions, y_u, n_classes: int, seed: int, chance: float,
@@ -250,7 +251,7 @@ def _merge_head(results: list[HeadResult], positions, y_u, n_classes: int, seed:
     acc = balanced_accuracy(y_u, pred, n_classes)
     tag = [int(seed), 2, HEADS.index(results[0].name)]
     ci = (bootstrap_ci(y_u, correct, n_classes, seed=tag) if cluster is None
-          else _group_bootstrap_ci(y_u, correct, cluster, n_classes, seed=tag))
+          else clustered_ci(y_u, correct, cluster, n_classes, seed=tag))
     w = np.array([pos.size for pos in positions], np.float64) / y_u.size
     budgets = []
     for i, b in enumerate(results[0].budgets):
@@ -281,7 +282,7 @@ def _merge_linear(lps: list[LinearProbeResult], positions, y_u, n_classes: int, 
     if cluster is None:
         ci = bootstrap_ci(y_u, correct, n_classes, seed=[int(seed), 1])
     else:
-        ci = _group_bootstrap_ci(y_u, correct, cluster, n_classes, seed=[int(seed), 1])
+        ci = clustered_ci(y_u, correct, cluster, n_classes, seed=[int(seed), 1])
     if len(lps) == 1:  # one split, only the CI changes
         return dataclasses.replace(lps[0], ci95=ci)
     fold_C = [float(lp.C) for lp in lps]
@@ -313,14 +314,14 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
         rate = correct.mean(axis=0)
         acc = float(acc_e.mean())
         # episodes, test images and the training pool, as few_shot_curve's CI (stats.few_shot_variance);
-        # with groups the test-set part is the cluster-robust one, and the groups cap the effective size
+        # with groups the test-set part is the cluster-robust one, with its degrees of freedom
         pool = min(e.pool_size for e in per_fold)
         var = few_shot_variance(acc_e, y_u, rate, n_classes, k=k, pool_size=max(pool, k))
-        n_max = var.kish_size
+        df = None
         if cluster is not None:
-            var = dataclasses.replace(var, test_set=_group_balanced_accuracy_var(y_u, rate, cluster, n_classes))
-            n_max = min(n_max, float(np.unique(cluster).size))
-        ci = proportion_ci(acc, var.total, n_max, seed=[int(seed), int(k), 17])
+            var = dataclasses.replace(var, test_set=clustered_variance(y_u, rate, cluster))
+            df = cluster_df(y_u, cluster)
+        ci = proportion_ci(acc, var.total, var.kish_size, seed=[int(seed), int(k), 17], df=df)
         winners = [e.winner for e in per_fold]
         winner = max(sorted(set(winners)), key=winners.count)  # the head most folds chose on val
 
@@ -349,7 +350,7 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
 
 
 # ---------------------------------------------------------------------------------------------
-# Test-set uncertainty when the test images come in groups (candidates for stats.py)
+# The test images' groups (the cluster-robust arithmetic is in stats: clustered_variance, clustered_ci)
 # ---------------------------------------------------------------------------------------------
 
 def _clusters(groups, n: int, test_index: np.ndarray) -> np.ndarray | None:
@@ -367,42 +368,3 @@ def _clusters(groups, n: int, test_index: np.ndarray) -> np.ndarray | None:
     return cluster if len(codes) < cluster.size else None
 
 
-def _class_cluster_sums(y, values, cluster):
-    """Per class present: (cluster sums of values [G_c], cluster sizes [G_c])."""
-    out = []
-    for c in np.unique(y):
-        rows = np.flatnonzero(y == c)
-        ids, inv = np.unique(cluster[rows], return_inverse=True)
-        out.append((np.bincount(inv, weights=np.asarray(values, np.float64)[rows], minlength=ids.size),
-                    np.bincount(inv, minlength=ids.size).astype(np.float64)))
-    return out
-
-
-def _group_bootstrap_ci(y, correct, cluster, n_classes: int, seed, level: float = 0.95) -> tuple[float, float]:
-    """CI of balanced accuracy when photos of one group (person) are right or wrong together: the
-    shared interval of ``stats.proportion_ci`` with the cluster-robust variance, its effective size
-    capped by the number of test groups."""
-    balanced_accuracy(y, np.where(correct, y, -1), n_classes)  # validates labels and shapes
-    acc = balanced_accuracy(y, np.where(correct, y, -1), n_classes)
-    var = _group_balanced_accuracy_var(y, np.asarray(correct, np.float64), cluster, n_classes)
-    return proportion_ci(acc, var, float(np.unique(cluster).size), seed=seed, level=level)
-
-
-def _group_balanced_accuracy_var(y, q, cluster, n_classes: int) -> float:
-    """Cluster-robust sampling variance of the balanced accuracy of per-image success rates ``q``:
-    per class sum_g (S_g - n_g p_c)^2 / n_c^2 * G/(G-1) over its groups g (S_g the group's sum of
-    q, n_g its size), divided by K^2. A class with a single test group falls back to the
-    image-level variance (one group says nothing about the spread between groups)."""
-    y = np.asarray(y)
-    total, K = 0.0, 0
-    for c, (sums, sizes) in zip(np.unique(y), _class_cluster_sums(y, q, cluster)):
-        n_c = sizes.sum()
-        p = sums.sum() / n_c
-        G = sums.size
-        if G > 1:
-            total += G / (G - 1) * float(np.sum((sums - sizes * p) ** 2)) / n_c ** 2
-        else:
-            qc = np.asarray(q, np.float64)[y == c]
-            total += float(np.var(qc)) / n_c
-        K += 1
-    return total / K ** 2

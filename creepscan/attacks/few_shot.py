@@ -312,10 +312,11 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
     return FewShotResult(entries=entries, unavailable=unavailable, chance=chance, C=float(C))
 
 
-def paired_few_shot(a: FewShotEntry, b: FewShotEntry, n_classes: int, seed) -> dict:
+def paired_few_shot(a: FewShotEntry, b: FewShotEntry, n_classes: int, seed, clusters=None) -> dict:
     """Paired test of b minus a at the same k (same labels, split and seed, hence the same episodes),
     covering episode-to-episode, test-set and training-pool noise; see ``stats.paired_episodes``
-    (its dict: delta, ci95, p_value, se, upper95, method, ci_method)."""
+    (its dict: delta, ci95, p_value, se, upper95, method, ci_method). ``clusters``: the test
+    images' groups (``Metrics.test_clusters``), which the test-set part then respects."""
     if a.k != b.k or not np.array_equal(a.test_labels, b.test_labels):
         raise ValueError("paired few-shot entries need the same k and the same test images")
     if a.pool_size != b.pool_size or a.pool_size < a.k:
@@ -323,7 +324,7 @@ def paired_few_shot(a: FewShotEntry, b: FewShotEntry, n_classes: int, seed) -> d
                          f"{b.pool_size}, k={a.k}): build both with few_shot_curve on the same split")
     return paired_episodes(a.episode_accuracy, b.episode_accuracy, seed, y_test=a.test_labels,
                            rate_a=a.test_correct_rate, rate_b=b.test_correct_rate, n_classes=n_classes,
-                           k=a.k, pool_size=a.pool_size)
+                           k=a.k, pool_size=a.pool_size, clusters=clusters)
 
 
 def samples_to_threshold(entries, chance: float, skill_threshold: float) -> int | None:

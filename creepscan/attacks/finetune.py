@@ -45,7 +45,7 @@ import torch
 from .few_shot import draw_supports
 from .heads import _Adam, _generator, head_seed
 from .splits import Split
-from .stats import balanced_accuracy, bootstrap_ci, skill as _skill
+from .stats import balanced_accuracy, bootstrap_ci, clustered_ci, skill as _skill
 
 __all__ = ["FinetuneResult", "FinetunePoint", "finetune_attack", "DEFAULT_BUDGETS", "tower_parts"]
 
@@ -89,6 +89,7 @@ class FinetunePoint:
     test_correct: np.ndarray = field(repr=False)
     test_pred: np.ndarray = field(repr=False)
     test_labels: np.ndarray = field(repr=False)
+    test_rows: np.ndarray | None = field(default=None, repr=False)  # split.test: the rows of y scored
 
     def to_json(self) -> dict:
         return {"k": int(self.k), "steps": int(self.steps), "accuracy": _r(self.accuracy),
@@ -226,7 +227,8 @@ def _sync(dev: torch.device) -> None:
 def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Sequence[int]] = DEFAULT_BUDGETS,
                     seed: int, device="cpu", n_classes: int | None = None, blocks: int = BLOCKS,
                     lr: float = LR_TOWER, head_lr: float = LR_HEAD, batch: int = BATCH,
-                    n_boot: int = 2000, on_step: Callable[[np.ndarray], None] | None = None) -> FinetuneResult:
+                    n_boot: int = 2000, on_step: Callable[[np.ndarray], None] | None = None,
+                    test_clusters=None) -> FinetuneResult:
     """Fine-tune the last ``blocks`` blocks of ``encoder``'s image tower at each budget point.
 
     encoder : a ``creepscan.encoders.openclip.OpenClipEncoder`` (its ``model.visual`` is deep-copied,
@@ -236,7 +238,8 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
     train rows are the only ones fitted, val rows choose the stopping step, test rows are scored.
     budgets : (images per class, steps) pairs. on_step : called before every optimiser step with
     the int64 indices into ``y`` of that step's minibatch (for audits: they are all fitting rows).
-    Returns a ``FinetuneResult``.
+    test_clusters : the test rows' groups ([len(split.test)], e.g. a person), for a cluster-robust
+    CI (``stats.clustered_ci``); None: images are independent. Returns a ``FinetuneResult``.
     """
     from torch.utils.flop_counter import FlopCounterMode  # imported here: it costs ~0.5 s, and this attack is opt-in
 
@@ -378,13 +381,15 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
         y_te = y[split.test]
         correct = test_pred == y_te
         acc = balanced_accuracy(y_te, test_pred, n_classes)
+        ci_seed = [int(seed), 3, k, steps]
         points.append(FinetunePoint(
             k=k, steps=steps, accuracy=acc,
-            ci95=bootstrap_ci(y_te, correct, n_classes, seed=[int(seed), 3, k, steps], n_boot=n_boot),
+            ci95=(bootstrap_ci(y_te, correct, n_classes, seed=ci_seed, n_boot=n_boot) if test_clusters is None
+                  else clustered_ci(y_te, correct, test_clusters, n_classes, seed=ci_seed)),
             skill=_skill(acc, chance), val_accuracy=best_val, initial_val_accuracy=initial_val, stopped_at=best_step,
             seconds=seconds,
             flops=flops_per_step * steps, flops_per_step=flops_per_step, batch=B, fit_rows=np.asarray(fit_rows),
-            test_correct=correct, test_pred=test_pred, test_labels=y_te))
+            test_correct=correct, test_pred=test_pred, test_labels=y_te, test_rows=np.asarray(split.test)))
     trainable = sum(p.numel() for m in tail_mods for p in m.parameters()) + sum(p.numel() for p in tail_extra)
     return FinetuneResult(points=points, unavailable=unavailable, method=method, blocks=int(blocks),
                           trainable_params=int(trainable), device=str(dev), chance=chance,

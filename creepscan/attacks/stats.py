@@ -39,7 +39,7 @@ __all__ = [
     "balanced_accuracy", "balanced_accuracy_rows", "balanced_accuracy_var", "bootstrap_ci",
     "proportion_ci", "difference_interval", "paired_bootstrap", "paired_episodes", "FewShotVariance",
     "few_shot_variance", "sign_flip_test", "sign_flip_p", "minimum_detectable_effect",
-    "images_needed_per_class", "holm", "skill", "POSTERIOR_DRAWS",
+    "images_needed_per_class", "holm", "skill", "POSTERIOR_DRAWS", "clustered_variance", "clustered_ci", "cluster_df", "t_quantile",
 ]
 
 POSTERIOR_DRAWS = 20000    # draws behind each interval: quantile error ~2% of the half-width
@@ -137,6 +137,82 @@ def _kish_size(n: np.ndarray) -> float:
     return float(n.size ** 2 / np.sum(1.0 / n))
 
 
+def _check_clusters(clusters, y: np.ndarray) -> np.ndarray:
+    """Cluster ids as consecutive ints [n] (one per test image, e.g. its person)."""
+    c = np.asarray(clusters).ravel()
+    if c.shape != y.shape:
+        raise ValueError(f"clusters must give one id per test image: {c.shape} vs {y.shape}")
+    return np.unique(c, return_inverse=True)[1].astype(np.int64)
+
+
+def _class_cluster_sums(y: np.ndarray, q: np.ndarray, clusters: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per class present, in label order: (its clusters' sums of ``q`` [G_c], their sizes [G_c])."""
+    out = []
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        _, inv = np.unique(clusters[rows], return_inverse=True)
+        out.append((np.bincount(inv, weights=q[rows]), np.bincount(inv).astype(np.float64)))
+    return out
+
+
+def clustered_variance(y_true, q, clusters) -> float:
+    """Design variance of the balanced mean of per-image values ``q`` when the test images come in
+    clusters (photos of one person are right or wrong together): per class, the cluster-robust
+    sum_g (S_g - n_g m_c)^2 / n_c^2 * G_c / (G_c - 1) over its clusters (S_g a cluster's sum of q,
+    n_g its size, m_c the class mean), divided by K^2. A class with one cluster falls back to the
+    image-level term (one cluster says nothing about the spread between clusters). ``q`` may be
+    correctness, a rate, or a paired difference of either. With every image its own cluster this is
+    the stratified image-level variance."""
+    y = np.asarray(y_true).ravel()
+    q = np.asarray(q, dtype=np.float64).ravel()
+    if q.shape != y.shape:
+        raise ValueError(f"q must give one value per test image: {q.shape} vs {y.shape}")
+    clusters = _check_clusters(clusters, y)
+    total, K = 0.0, 0
+    for c, (sums, sizes) in zip(np.unique(y), _class_cluster_sums(y, q, clusters)):
+        n_c, G = sizes.sum(), sums.size
+        if G > 1:
+            total += G / (G - 1) * float(np.sum((sums - sizes * (sums.sum() / n_c)) ** 2)) / n_c ** 2
+        else:
+            qc = q[y == c]
+            total += float(np.var(qc, ddof=1)) / n_c if qc.size > 1 else 0.0  # as _stratified_mean_var
+        K += 1
+    return total / K ** 2
+
+
+def cluster_df(y: np.ndarray, clusters: np.ndarray) -> float:
+    """Degrees of freedom of ``clustered_variance``: per class, its clusters less one (a class that
+    is one cluster: its images less one, as that variance treats it); at least 1."""
+    df = sum(g.size - 1 if g.size > 1 else float(g.sum()) - 1
+             for _, g in _class_cluster_sums(y, np.zeros(y.shape), clusters))
+    return max(1.0, float(df))
+
+
+def t_quantile(q: float, df: float) -> float:
+    """Quantile of Student's t with ``df`` degrees of freedom (exact for df 1 and 2, else the
+    Cornish-Fisher expansion of Abramowitz & Stegun 26.7.5: at the 97.5% point 0.004 below the
+    exact value at df 3, within 1e-3 from df 4)."""
+    if not 0.0 < q < 1.0 or not df > 0:
+        raise ValueError(f"need 0 < q < 1 and df > 0, got q={q}, df={df}")
+    if df == 1:
+        return math.tan(math.pi * (q - 0.5))
+    if df == 2:
+        return (2 * q - 1) / math.sqrt(2 * q * (1 - q))
+    z, v = NormalDist().inv_cdf(q), float(df)
+    return (z + (z ** 3 + z) / (4 * v) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * v ** 2)
+            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * v ** 3)
+            + (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / (92160 * v ** 4))
+
+
+def _df_factor(df: float | None, level: float) -> float:
+    """Korn & Graubard's degrees-of-freedom adjustment of an effective size, (z / t_df)^2 at the
+    interval's level: a variance estimated from few clusters is itself uncertain. 1 without df."""
+    if df is None or not math.isfinite(df):
+        return 1.0
+    q = 1.0 - (1.0 - level) / 2.0
+    return (NormalDist().inv_cdf(q) / t_quantile(q, float(df))) ** 2
+
+
 def _effective_size(ref_var: float, var: float, n_max: float) -> float:
     """Korn-Graubard effective sample size n_max / deff, the design effect deff = var / (ref_var /
     (n_max - 1)) comparing ``var`` with the unbiased variance of a simple random sample of n_max
@@ -181,14 +257,16 @@ def _check_level(level: float) -> float:
 
 
 def proportion_ci(estimate: float, variance: float, n_max: float, seed, level: float = 0.95,
-                  draws: int = POSTERIOR_DRAWS) -> tuple[float, float]:
+                  draws: int = POSTERIOR_DRAWS, df: float | None = None) -> tuple[float, float]:
     """CI of a mean of per-image values in [0, 1] (an accuracy) from its estimate and variance.
 
     ``variance`` is the variance of ``estimate`` from every source the caller counts (test-set
     sampling; for few-shot also episodes and the training pool), ``math.inf`` if unknown;
     ``n_max`` caps the effective size (the Kish size of the test set). Returns ``(lo, hi)``:
     Clopper-Pearson on n_eff = min(n_max, p (1 - p) / variance) trials (see the module notes), so
-    it is never zero-width and is skewed near 0 and 1 as a binomial interval is.
+    it is never zero-width and is skewed near 0 and 1 as a binomial interval is. ``df``: the
+    variance's degrees of freedom where it was estimated from clusters (``cluster_df``); n_eff is
+    then scaled by (z / t_df)^2 (Korn & Graubard).
     """
     level = _check_level(level)
     p = float(estimate)
@@ -197,20 +275,20 @@ def proportion_ci(estimate: float, variance: float, n_max: float, seed, level: f
     p = min(max(p, 0.0), 1.0)
     if not (variance >= 0) or not n_max >= 1:
         raise ValueError(f"need variance >= 0 and n_max >= 1, got variance={variance}, n_max={n_max}")
-    n = _effective_size(p * (1.0 - p), float(variance), float(n_max))
+    n = max(1.0, _effective_size(p * (1.0 - p), float(variance), float(n_max)) * _df_factor(df, level))
     lo_draws, hi_draws = _proportion_draws(p * n, n, np.random.default_rng(seed), int(draws))
     alpha = 1.0 - level
     return float(np.quantile(lo_draws, alpha / 2.0)), float(np.quantile(hi_draws, 1.0 - alpha / 2.0))
 
 
 def difference_interval(delta: float, pos: float, neg: float, variance: float, n_max: float, seed,
-                        level: float = 0.95, draws: int = POSTERIOR_DRAWS) -> dict:
+                        level: float = 0.95, draws: int = POSTERIOR_DRAWS, df: float | None = None) -> dict:
     """CI, standard error and one-sided upper bound of a paired difference of accuracies.
 
     ``delta`` is B minus A; ``pos`` and ``neg`` are the balanced means of the per-image differences'
     positive and negative parts (for 0/1 correctness: the share of images only B got right, and
     only A), so ``pos - neg`` is delta when both come from the same scores. ``variance`` and
-    ``n_max`` as in ``proportion_ci``; the reference variance of one image is pos + neg - delta^2.
+    ``n_max`` and ``df`` as in ``proportion_ci``; the reference variance of one image is pos + neg - delta^2.
     Returns ``{"ci95": [lo, hi], "se", "upper95", "p_value"}``: ``se`` is the standard deviation of
     the draws, ``upper95`` their 95th percentile (from the upper-bound draws: a one-sided 95% bound),
     ``p_value`` the two-sided p of H0: difference = 0 dual to the interval.
@@ -222,7 +300,7 @@ def difference_interval(delta: float, pos: float, neg: float, variance: float, n
     if not (variance >= 0) or not n_max >= 1:
         raise ValueError(f"need variance >= 0 and n_max >= 1, got variance={variance}, n_max={n_max}")
     ref = max(pos + neg - (pos - neg) ** 2, 0.0)
-    n = _effective_size(ref, float(variance), float(n_max))
+    n = max(1.0, _effective_size(ref, float(variance), float(n_max)) * _df_factor(df, level))
     lower, upper = _difference_draws(neg, pos, n, np.random.default_rng(seed), int(draws))
     # centre the construction on the reported delta (they differ only when pos/neg were measured
     # over more episodes than the paired ones)
@@ -259,6 +337,44 @@ def bootstrap_ci(y_true, correct, n_classes: int, seed, n_boot: int = POSTERIOR_
     return proportion_ci(acc, var, _kish_size(n), seed, level=level, draws=int(n_boot))
 
 
+def clustered_ci(y_true, correct, clusters, n_classes: int, seed, level: float = 0.95) -> tuple[float, float]:
+    """``bootstrap_ci`` when the test images come in clusters (a person's photos): the same interval
+    with the cluster-robust variance (``clustered_variance``) and its degrees of freedom
+    (``cluster_df``)."""
+    y = _labels(y_true, n_classes)
+    c = np.asarray(correct).astype(bool)
+    if c.shape != y.shape:
+        raise ValueError(f"correct {c.shape} must match y_true {y.shape}")
+    clusters = _check_clusters(clusters, y)
+    acc = balanced_accuracy(y, np.where(c, y, -1), n_classes)
+    _, n = _stratified_mean_var(y, c.astype(np.float64))
+    return proportion_ci(acc, clustered_variance(y, c, clusters), _kish_size(n), seed=seed, level=level,
+                         df=cluster_df(y, clusters))
+
+
+def _flip_units(y: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """The units a sign-flip test flips as a whole: a cluster, except in a class that is one
+    cluster (one person in an identity probe), whose images flip one by one (as
+    ``clustered_variance`` treats that class). Consecutive ints [n]."""
+    units = clusters.copy()
+    top = int(clusters.max()) + 1
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        if np.unique(clusters[rows]).size == 1:
+            units[rows] = top + rows
+    return np.unique(units, return_inverse=True)[1]
+
+
+def _cluster_flip(contrib: np.ndarray, y: np.ndarray, clusters, rng, n_boot: int) -> tuple[float, str]:
+    """The sign-flip test over images, or with ``clusters`` over the clusters' summed differences
+    (a person's photos flip together: exchangeable under H0 only as a whole)."""
+    if clusters is None:
+        return sign_flip_test(contrib, rng, n_boot)
+    units = _flip_units(y, clusters)
+    p, method = sign_flip_test(np.bincount(units, weights=contrib), rng, n_boot)
+    return p, method.replace("nonzero pairs", "nonzero units") + f", whole test groups flipped together ({int(units.max()) + 1} units)"
+
+
 def _two_sided_p(stats: np.ndarray) -> float:
     """2 * min(P(d* <= 0), P(d* >= 0)) with the +1 correction (never 0), capped at 1."""
     b = stats.size
@@ -271,7 +387,8 @@ PAIRED_CI_METHOD = ("Clopper-Pearson (Dirichlet form) on the Korn-Graubard effec
                     "class-stratified paired differences")
 
 
-def paired_bootstrap(y_true, correct_a, correct_b, n_classes: int, seed, n_boot: int = 2000) -> dict:
+def paired_bootstrap(y_true, correct_a, correct_b, n_classes: int, seed, n_boot: int = 2000, *,
+                     clusters=None) -> dict:
     """Paired comparison of two classifiers scored on the same test images: B minus A.
 
     Returns ``{"delta": acc_b - acc_a (exact), "ci95": [lo, hi], "p_value", "se", "upper95",
@@ -282,6 +399,10 @@ def paired_bootstrap(y_true, correct_a, correct_b, n_classes: int, seed, n_boot:
     paired sign-flip test over the discordant images, weighted as balanced accuracy weighs them:
     exact up to 16 of them, else Monte Carlo with ``n_boot`` draws (``method`` says which).
     Identical correctness gives delta 0 and p 1.
+
+    ``clusters`` (one id per test image, e.g. its person): the interval uses the cluster-robust
+    variance and its degrees of freedom (``cluster_df``), and the sign-flip test flips whole
+    clusters; without them images are taken as independent, which is optimistic when they are not.
     """
     a = np.asarray(correct_a).astype(bool)
     b = np.asarray(correct_b).astype(bool)
@@ -290,15 +411,19 @@ def paired_bootstrap(y_true, correct_a, correct_b, n_classes: int, seed, n_boot:
         raise ValueError(f"correct_a {a.shape} and correct_b {b.shape} must both match y_true {y.shape}")
     diff = b.astype(np.float64) - a.astype(np.float64)
     var, n = _stratified_mean_var(y, diff)
+    df = None
+    if clusters is not None:
+        clusters = _check_clusters(clusters, y)
+        var, df = clustered_variance(y, diff, clusters), cluster_df(y, clusters)
     _, inv = np.unique(y, return_inverse=True)
     weights = 1.0 / (n.size * n[inv])                       # balanced accuracy's weight per image
     delta = float(np.sum(diff * weights))
     pos, neg = float(np.sum((diff > 0) * weights)), float(np.sum((diff < 0) * weights))
     rng = np.random.default_rng(seed)
-    interval = difference_interval(delta, pos, neg, var, _kish_size(n), rng)
+    interval = difference_interval(delta, pos, neg, var, _kish_size(n), rng, df=df)
     # p from a paired sign-flip test over the discordant images (McNemar-like): exact in small
     # samples, where a bootstrap of a class with two or three images has almost no spread.
-    p, method = sign_flip_test(diff * weights, rng, int(n_boot))
+    p, method = _cluster_flip(diff * weights, y, clusters, rng, int(n_boot))
     return {"delta": delta, "ci95": interval["ci95"], "p_value": p, "se": interval["se"],
             "upper95": interval["upper95"], "method": method, "ci_method": PAIRED_CI_METHOD}
 
@@ -370,7 +495,8 @@ def few_shot_variance(episode_values, y_test, test_rates, n_classes: int, *, k: 
 
 
 def paired_episodes(acc_a, acc_b, seed, n_boot: int = 2000, *, y_test=None, rate_a=None, rate_b=None,
-                    n_classes: int | None = None, k: int | None = None, pool_size: int | None = None) -> dict:
+                    n_classes: int | None = None, k: int | None = None, pool_size: int | None = None,
+                    clusters=None) -> dict:
     """Paired comparison of two few-shot results over the same episodes: mean(acc_b - acc_a) over
     the first min(len) episodes. Same keys as ``paired_bootstrap``.
 
@@ -379,7 +505,8 @@ def paired_episodes(acc_a, acc_b, seed, n_boot: int = 2000, *, y_test=None, rate
     interval counts episode, test-set and training-pool noise (``few_shot_variance`` of the paired
     differences, then ``difference_interval``), and the p-value is the larger of that interval's
     dual p and a paired sign-flip test over the test images (exact in small samples for the
-    test-set part): use this form whenever the two sides are compared as models.
+    test-set part): use this form whenever the two sides are compared as models. ``clusters`` (with
+    ``y_test``) as in ``paired_bootstrap``: the test-set term and the sign-flip test by cluster.
 
     Without them, a bootstrap over episodes only (``n_boot`` draws): it ignores the luck of the
     shared test set and pool, so it answers "do these two differ on these images and this pool",
@@ -409,10 +536,15 @@ def paired_episodes(acc_a, acc_b, seed, n_boot: int = 2000, *, y_test=None, rate
         raise ValueError(f"rate_a/rate_b must have one entry per test label: {diff.shape} vs {y.shape}")
     var = few_shot_variance(d, y, diff, int(y.max()) + 1, k=k, pool_size=pool_size, value_range=(-1.0, 1.0))
     _, inv, n_c = np.unique(y, return_inverse=True, return_counts=True)
+    df = None
+    if clusters is not None:
+        clusters = _check_clusters(clusters, y)
+        var = FewShotVariance(var.monte_carlo, clustered_variance(y, diff, clusters), var.training_pool, var.kish_size)
+        df = cluster_df(y, clusters)
     weights = 1.0 / (n_c.size * n_c[inv])
     pos, neg = float(np.sum(np.maximum(diff, 0) * weights)), float(np.sum(np.maximum(-diff, 0) * weights))
-    interval = difference_interval(delta, pos, neg, var.total, var.kish_size, rng)
-    p_flip, flip_method = sign_flip_test(diff * weights, rng, int(n_boot))
+    interval = difference_interval(delta, pos, neg, var.total, var.kish_size, rng, df=df)
+    p_flip, flip_method = _cluster_flip(diff * weights, y, clusters, rng, int(n_boot))
     return {"delta": delta, "ci95": interval["ci95"], "p_value": max(p_flip, interval["p_value"]),
             "se": interval["se"], "upper95": interval["upper95"],
             "method": f"larger of: {flip_method} over test images of episode-averaged differences; "
