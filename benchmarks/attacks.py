@@ -191,8 +191,11 @@ def row_creepscan(args, device: str) -> dict:
                       "prototype_accuracy": e.prototype_accuracy, "logistic_accuracy": e.logistic_accuracy,
                       "prototype_val_accuracy": e.prototype_val_accuracy,
                       "logistic_val_accuracy": e.logistic_val_accuracy} for e in m.few_shot],
-        "verification": {"auc": ver.auc, "tar_at_far": ver.tar_at_far, "n_genuine": ver.n_genuine,
-                         "n_impostor": ver.n_impostor, "sampled": ver.sampled},
+        # per-pair (unweighted) figures, as the scikit-learn row computes them; the audit's
+        # identity-weighted ones are kept beside them
+        "verification": {"auc": ver.unweighted["auc"], "tar_at_far": ver.unweighted["tar_at_far"],
+                         "identity_weighted": {"auc": ver.auc, "tar_at_far": ver.tar_at_far},
+                         "n_genuine": ver.n_genuine, "n_impostor": ver.n_impostor, "sampled": ver.sampled},
     }
     if cuda:
         out["peak_device_mib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
