@@ -44,7 +44,21 @@ def shared_cache_figures():
     return [f"{best:.2f}–{worst:.2f}× a solo run", f"{min(old):.1f}–{max(old):.1f}× before"]
 
 
-@pytest.mark.parametrize("figures", [attacks_figures, linear_probe_figures, adversaries_figures, shared_cache_figures])
+def extract_figures():
+    rows = {r["path"]: r for r in load("extract_cpu.json")["rows"]}
+    one, two = rows["creepscan fp32"], rows["creepscan model + floor, fp32"]
+    return [f"{one['x_peer']:.2f}× the peer loop in fp32 ({two['x_peer']:.2f}× for model + floor)",
+            f"{100 * one['fraction_of_fp32_limit']:.0f}% of the fp32 arithmetic limit"]
+
+
+def sweep_figures():
+    runs = {r["engine"]: r for r in load("sweep_cpu.json")["runs"]}
+    return [f"{runs['ray']['wall_x_local']:.2f}× the in-process wall time",
+            f"{runs['ray']['peak_x_local']:.1f}× its peak memory"]
+
+
+@pytest.mark.parametrize("figures", [attacks_figures, linear_probe_figures, adversaries_figures, shared_cache_figures,
+                                     extract_figures, sweep_figures])
 def test_readme_figures_match_the_committed_results(figures):
     readme = (REPO / "README.md").read_text()
     for text in figures():
