@@ -238,20 +238,27 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
                    open_set=open_set, test_clusters=cluster)
 
 
-def _merge_head(results: list[HeadResult], positions, y_u, n_classes: int, seed: int, chance: float,
-                cluster) -> HeadResult:
-    """One head's folds as one result over the union of the test folds (as ``_merge_linear``). A
-    gd_budget head's per-budget accuracies become fold-size-weighted means, without a CI (its
-    per-image predictions at the smaller budgets are not kept)."""
+def _scatter(results, positions, y_u, n_classes: int, cluster, seed):
+    """The folds' test predictions placed over the union of the test folds (``positions``: where
+    each fold's test images sit in it): (correct, pred, balanced accuracy, its CI), the CI
+    cluster-robust when the test images come in groups."""
     correct = np.zeros(y_u.size, bool)
     pred = np.empty(y_u.size, np.int64)
     for r, pos in zip(results, positions):
         correct[pos] = r.test_correct
         pred[pos] = r.test_pred
-    acc = balanced_accuracy(y_u, pred, n_classes)
-    tag = [int(seed), 2, HEADS.index(results[0].name)]
-    ci = (bootstrap_ci(y_u, correct, n_classes, seed=tag) if cluster is None
-          else clustered_ci(y_u, correct, cluster, n_classes, seed=tag))
+    ci = (bootstrap_ci(y_u, correct, n_classes, seed=seed) if cluster is None
+          else clustered_ci(y_u, correct, cluster, n_classes, seed=seed))
+    return correct, pred, balanced_accuracy(y_u, pred, n_classes), ci
+
+
+def _merge_head(results: list[HeadResult], positions, y_u, n_classes: int, seed: int, chance: float,
+                cluster) -> HeadResult:
+    """One head's folds as one result over the union of the test folds (as ``_merge_linear``). A
+    gd_budget head's per-budget accuracies become fold-size-weighted means, without a CI (its
+    per-image predictions at the smaller budgets are not kept)."""
+    correct, pred, acc, ci = _scatter(results, positions, y_u, n_classes, cluster,
+                                      seed=[int(seed), 2, HEADS.index(results[0].name)])
     w = np.array([pos.size for pos in positions], np.float64) / y_u.size
     budgets = []
     for i, b in enumerate(results[0].budgets):
@@ -273,16 +280,7 @@ def _base_fields(obj, cls) -> dict:
 
 def _merge_linear(lps: list[LinearProbeResult], positions, y_u, n_classes: int, seed: int,
                   chance: float, cluster) -> LinearProbeResult:
-    correct = np.zeros(y_u.size, bool)
-    pred = np.empty(y_u.size, np.int64)
-    for lp, pos in zip(lps, positions):
-        correct[pos] = lp.test_correct
-        pred[pos] = lp.test_pred
-    acc = balanced_accuracy(y_u, pred, n_classes)
-    if cluster is None:
-        ci = bootstrap_ci(y_u, correct, n_classes, seed=[int(seed), 1])
-    else:
-        ci = clustered_ci(y_u, correct, cluster, n_classes, seed=[int(seed), 1])
+    correct, pred, acc, ci = _scatter(lps, positions, y_u, n_classes, cluster, seed=[int(seed), 1])
     if len(lps) == 1:  # one split, only the CI changes
         return dataclasses.replace(lps[0], ci95=ci)
     fold_C = [float(lp.C) for lp in lps]
