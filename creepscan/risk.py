@@ -132,19 +132,6 @@ def _from_delta(attack: str, d: dict, scale: float) -> dict:
             "method": d.get("method", "paired sign-flip test over test images")}
 
 
-def _subset_clusters(model, point):
-    """The groups of a fine-tuning point's test images (fold 0's, a subset of ``model.test_index``),
-    or None without groups."""
-    cl, index = getattr(model, "test_clusters", None), getattr(model, "test_index", None)
-    rows = getattr(point, "test_rows", None)
-    if cl is None or index is None or rows is None:
-        return None
-    pos = np.searchsorted(index, rows)
-    if np.any(pos >= index.size) or not np.array_equal(index[np.minimum(pos, index.size - 1)], rows):
-        raise ValueError("fine-tuning scored images outside the attacks' test folds: split mismatch")
-    return cl[pos]
-
-
 def uplift_tests(model: Metrics, floor: Metrics, chance: float, seed: int = 0, far: str = "1e-3") -> list[dict]:
     """Paired tests of model against floor on the same test images (linear probe, zero-shot, each
     full-data head), the same episodes (few-shot, each k both have) and the same pairs
@@ -175,7 +162,7 @@ def uplift_tests(model: Metrics, floor: Metrics, chance: float, seed: int = 0, f
             out.append(_from_delta(f"finetune k={pm.k} ({pm.steps} steps)",
                                    paired_bootstrap(pm.test_labels, pf.test_correct, pm.test_correct, n_classes,
                                                     seed=[int(seed), 16, i],
-                                                    clusters=_subset_clusters(model, pm)), scale))
+                                                    clusters=getattr(pm, "test_clusters", None)), scale))
     if model.few_shot is not None and floor.few_shot is not None:
         for k in sorted(set(model.few_shot.ks) & set(floor.few_shot.ks)):
             # episodes share one test set: the test includes its sampling noise too, or a small,

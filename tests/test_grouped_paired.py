@@ -119,3 +119,16 @@ def test_the_uplift_tests_of_an_audit_flip_whole_people():
     assert not any("whole test groups" in t["method"] for t in plain)
     # people are the units: the same difference is less certain than over 240 photos
     assert tests[0]["se"] > plain[0]["se"]
+    # a fine-tuning point carries its test images' groups to its paired test
+    import dataclasses
+    from types import SimpleNamespace
+
+    def tuned(metrics, clusters):
+        lp = metrics.linear_probe
+        point = SimpleNamespace(k=1, steps=100, test_labels=lp.test_labels, test_correct=lp.test_correct,
+                                test_clusters=clusters)
+        return dataclasses.replace(metrics, finetune=SimpleNamespace(points=[point]))
+
+    ft = [t for t in uplift_tests(tuned(m, m.test_clusters), tuned(f, f.test_clusters), chance=0.5, seed=0)
+          if t["attack"].startswith("finetune")]
+    assert len(ft) == 1 and "whole test groups" in ft[0]["method"]

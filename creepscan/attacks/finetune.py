@@ -89,7 +89,7 @@ class FinetunePoint:
     test_correct: np.ndarray = field(repr=False)
     test_pred: np.ndarray = field(repr=False)
     test_labels: np.ndarray = field(repr=False)
-    test_rows: np.ndarray | None = field(default=None, repr=False)  # split.test: the rows of y scored
+    test_clusters: np.ndarray | None = field(default=None, repr=False)  # the test images' groups, or None
 
     def to_json(self) -> dict:
         return {"k": int(self.k), "steps": int(self.steps), "accuracy": _r(self.accuracy),
@@ -389,7 +389,8 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
             skill=_skill(acc, chance), val_accuracy=best_val, initial_val_accuracy=initial_val, stopped_at=best_step,
             seconds=seconds,
             flops=flops_per_step * steps, flops_per_step=flops_per_step, batch=B, fit_rows=np.asarray(fit_rows),
-            test_correct=correct, test_pred=test_pred, test_labels=y_te, test_rows=np.asarray(split.test)))
+            test_correct=correct, test_pred=test_pred, test_labels=y_te,
+            test_clusters=None if test_clusters is None else np.asarray(test_clusters)))
     trainable = sum(p.numel() for m in tail_mods for p in m.parameters()) + sum(p.numel() for p in tail_extra)
     return FinetuneResult(points=points, unavailable=unavailable, method=method, blocks=int(blocks),
                           trainable_params=int(trainable), device=str(dev), chance=chance,

@@ -29,7 +29,7 @@ checks it on synthetic features. It errs wide on tiny test sets, the side an aud
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Sequence
 
@@ -539,7 +539,7 @@ def paired_episodes(acc_a, acc_b, seed, n_boot: int = 2000, *, y_test=None, rate
     df = None
     if clusters is not None:
         clusters = _check_clusters(clusters, y)
-        var = FewShotVariance(var.monte_carlo, clustered_variance(y, diff, clusters), var.training_pool, var.kish_size)
+        var = replace(var, test_set=clustered_variance(y, diff, clusters))
         df = cluster_df(y, clusters)
     weights = 1.0 / (n_c.size * n_c[inv])
     pos, neg = float(np.sum(np.maximum(diff, 0) * weights)), float(np.sum(np.maximum(-diff, 0) * weights))
