@@ -1,8 +1,9 @@
 """The fast image path: JPEG files decoded in batches (nvjpeg on a GPU) and open_clip's evaluation
 transform run on tensors, on the device that runs the model.
 
-The reference path decodes each file with PIL in a DataLoader worker and runs the encoder's own
-``preprocess`` there; at GPU speeds that needs one CPU core per ~500 images/s. Here the workers only
+The reference path decodes each file with PIL and runs the encoder's own ``preprocess``: feeding a
+GPU in DataLoader worker processes, where at GPU speeds it needs one CPU core per ~500 images/s; on a
+CPU in this process's threads, taking turns with the model (``features._threaded_batches``). Here the workers only
 read each file's bytes and check that it is a plain JPEG (a header parse, no decoding); the main
 process decodes a whole batch with ``torchvision.io.decode_jpeg`` (on the GPU when the model is
 there), resizes with torchvision's antialiased bicubic filter (the filter PIL uses; uint8

@@ -357,7 +357,69 @@ def _reference(path, preprocess):
     except UnusableImage as exc:
         return None, str(exc)
     except Exception as exc:  # a preprocessing failure on one image must not end the run
-        return None, f"preprocessing failed ({type(exc).__name__}: {str(exc)[:100]})"
+        return None, _failed(exc)
+
+
+def _failed(exc: Exception) -> str:
+    return f"preprocessing failed ({type(exc).__name__}: {str(exc)[:100]})"
+
+
+_TO_TENSOR = ("ToTensor", "MaybeToTensor")
+
+
+def split_preprocess(preprocess):
+    """``(head, tail)``: the steps of a ``Compose`` before its ToTensor (PIL in, PIL out: no torch
+    op, so they can run in Python threads) and the rest (torch ops, run on the thread that owns
+    torch's thread pool). Applying head then tail is the preprocess itself. None when
+    ``preprocess`` is not a Compose with a ToTensor step."""
+    steps = list(getattr(preprocess, "transforms", None) or [])
+    for k, step in enumerate(steps):
+        if type(step).__name__ in _TO_TENSOR:
+            return steps[:k], steps[k:]
+    return None
+
+
+def _threaded_batches(paths, split, batch_size: int, threads: int):
+    """The reference path (same pixels, same skip reasons) for a CPU-bound model: each batch is
+    decoded and taken through the PIL steps by ``threads`` Python threads (PIL releases the GIL),
+    the tensor steps run on this thread, and only then does the model run on the same cores.
+    Yields what ``_collate`` does.
+
+    Measured against two worker processes decoding beside the model (benchmarks/cpu_decode.py, 2
+    cores, ViT-B/32): no difference that shows through the machine's noise (0.88 and 0.90 of the
+    model's own speed, medians of 8 rounds; paired by round +0.002, ahead in 4 of 8), bit-identical
+    embeddings. It is the CPU default because it needs no
+    worker processes: no fork per call, no batches through /dev/shm (64 MB in a default Docker
+    container)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    head, tail = split
+
+    def work(i):
+        try:
+            img = decode_image(paths[i])
+        except UnusableImage as exc:
+            return None, str(exc)
+        try:
+            for step in head:
+                img = step(img)
+        except Exception as exc:  # noqa: BLE001 - one image's failure must not end the run
+            return None, _failed(exc)
+        return img, ""
+
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="creepscan-decode") as pool:
+        for start in range(0, len(paths), batch_size):
+            rows = range(start, min(len(paths), start + batch_size))
+            items = []
+            for i, (img, reason) in zip(rows, pool.map(work, rows)):
+                if img is not None:
+                    try:
+                        for step in tail:
+                            img = step(img)
+                    except Exception as exc:  # noqa: BLE001
+                        img, reason = None, _failed(exc)
+                items.append((i, img, reason))
+            yield _collate(items)
 
 
 def _collate(items):
@@ -428,7 +490,9 @@ def extract(encoder, image_set: ImageSet, *, cache_dir, hashes=None, batch_size:
 
     Identical files (same bytes) are embedded once. ``normalize`` L2-normalises the rows of ``X``
     (the cache always holds the raw embeddings). ``decode``: ``auto`` (the fast JPEG path on a GPU,
-    PIL on a CPU), ``fast`` or ``pil`` (see ``creepscan.decode``). ``share``: see ``extract_many``.
+    PIL on a CPU), ``fast`` or ``pil`` (see ``creepscan.decode``). ``num_workers``: None chooses (on a
+    CPU, PIL in this process's threads between the model's batches; otherwise worker processes), 0
+    decodes here one image at a time, N uses N worker processes. ``share``: see ``extract_many``.
     """
     return extract_many([encoder], image_set, cache_dir=cache_dir, hashes=hashes, batch_size=batch_size,
                         num_workers=num_workers, chunk_size=chunk_size, progress=progress, normalize=normalize,
@@ -569,20 +633,46 @@ def _device(encoder) -> torch.device:
     return torch.device(getattr(encoder, "device", None) or "cpu")
 
 
-def _workers(n_paths: int, batch_size: int, device: torch.device) -> int:
-    """Decoding workers, from the CPUs this process may use (its affinity mask, not the machine's
-    core count): none for a few batches; feeding a GPU, one per CPU up to 16; on a CPU two (one
-    where there is one CPU), or one per four CPUs up to 8 on larger machines, because there the
-    model needs the cores: decoding and preprocessing a photo costs about a fifth of a ViT-B/32
-    forward pass in CPU time, and more workers only take cores from torch's threads. (On 2 busy
-    cores, in one process, alternating: 2 workers 6.6 images/s, 1 worker 5.8, the peer loop's 4
-    workers 5.4.)"""
-    if n_paths < 4 * batch_size:
-        return 0
+def _usable_cpus() -> int:
     from .cpu import usable_cpus
 
-    cpus = len(usable_cpus())
+    return max(1, len(usable_cpus()))
+
+
+def _workers(n_paths: int, batch_size: int, device: torch.device) -> int:
+    """Decoding worker processes, from the CPUs this process may use (its affinity mask, not the
+    machine's core count): none for a few batches; feeding a GPU, one per CPU up to 16; on a CPU
+    (only for a plug-in whose preprocess cannot be split, see ``split_preprocess``) two (one where
+    there is one CPU), or one per four CPUs up to 8 on larger machines, because there the model
+    needs the cores and more workers only take them from torch's threads."""
+    if n_paths < 4 * batch_size:
+        return 0
+    cpus = _usable_cpus()
     return min(16, cpus) if device.type == "cuda" else max(min(2, cpus), min(8, cpus // 4))
+
+
+def _decode_threads(encoder, transform, num_workers) -> int:
+    """Threads for the turn-taking CPU path (``_threaded_batches``), or 0 where another path runs:
+    a GPU, the fast path, a preprocess that cannot be split, or worker processes asked for."""
+    if transform is not None or num_workers is not None or _device(encoder).type != "cpu":
+        return 0
+    if split_preprocess(getattr(encoder, "preprocess", None)) is None:
+        return 0
+    return max(1, min(torch.get_num_threads(), _usable_cpus()))
+
+
+def decode_plan(encoder, decode: str = "auto", num_workers: int | None = None) -> str:
+    """How ``extract`` will decode images for ``encoder`` (reported with the run's timings)."""
+    preprocess = getattr(encoder, "preprocess", None)
+    transform = choose_decode(decode, preprocess, _device(encoder))
+    if transform is not None:
+        return f"fast: batched JPEG decode and tensor transform on {_device(encoder).type}, files read by worker processes"
+    threads = _decode_threads(encoder, transform, num_workers)
+    if threads:
+        return f"pil: {threads} thread{'s' * (threads != 1)} in this process, taking turns with the model"
+    if num_workers == 0:
+        return "pil: in this process, one image at a time"
+    return "pil: worker processes beside the model"
 
 
 def _embed_missing(targets, todo: dict[str, Path], *, batch_size, num_workers, chunk_size, progress,
@@ -594,14 +684,19 @@ def _embed_missing(targets, todo: dict[str, Path], *, batch_size, num_workers, c
     lead = targets[0][0]
     device = _device(lead)
     batch_size = batch_size or min(getattr(enc, "batch_size", None) or 64 for enc, _, _ in targets)
-    if num_workers is None:
-        num_workers = _workers(len(paths), batch_size, device)
-    if transform is None:
+    threads = _decode_threads(lead, transform, num_workers)
+    if threads:
+        loader = _threaded_batches(paths, split_preprocess(lead.preprocess), batch_size, threads)
+    elif transform is None:
+        if num_workers is None:
+            num_workers = _workers(len(paths), batch_size, device)
         loader = DataLoader(
             _Decode(paths, lead.preprocess), batch_size=batch_size, shuffle=False, num_workers=num_workers,
             collate_fn=_collate, pin_memory=device.type == "cuda" and torch.cuda.is_available(),
         )
     else:
+        if num_workers is None:
+            num_workers = _workers(len(paths), batch_size, device)
         loader = _fast_batches(
             DataLoader(_ReadJpeg(paths, lead.preprocess), batch_size=batch_size, shuffle=False,
                        num_workers=num_workers, collate_fn=_collate_raw),

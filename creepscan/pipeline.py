@@ -68,8 +68,11 @@ class Settings:
 
     def execution(self, encoder) -> dict:
         """How the embeddings were computed (machine-dependent, so reported under timings)."""
+        from .features import decode_plan
+
         out = {"device": self.device, "precision": getattr(encoder, "precision", "plug-in"),
-               "decode": self.decode, "compile": self.compile}
+               "decode": self.decode, "decode_path": decode_plan(encoder, self.decode, self.num_workers),
+               "compile": self.compile}
         reason = getattr(encoder, "precision_reason", None)
         if reason:
             out["precision_reason"] = reason

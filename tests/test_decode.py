@@ -236,3 +236,103 @@ def test_a_small_pixel_budget_changes_nothing_but_the_runs(tiny_weights, tmp_pat
     assert len(calls) > 2 and max(calls) < sum(calls)  # really split into runs
     assert runs.skipped == whole.skipped and np.array_equal(runs.keep, whole.keep)
     np.testing.assert_allclose(runs.X, whole.X, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# The CPU's turn-taking reference path (features._threaded_batches): PIL in threads, then the model
+# ------------------------------------------------------------------------------------------------
+
+def test_cpu_default_decodes_in_threads_with_the_reference_pixels_and_reasons(tiny_weights, tmp_path):
+    """On a CPU the default (no worker count given) decodes each batch in this process's threads,
+    then runs the model: the same embeddings, bit for bit, and the same skips as one image at a
+    time, across batch boundaries (batch 3)."""
+    from creepscan.features import decode_plan
+
+    images = load_image_set(_awkward_folder(tmp_path / "d"))
+    enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+    assert decode_plan(enc).startswith("pil: ") and "taking turns with the model" in decode_plan(enc)
+    assert "worker processes" in decode_plan(enc, num_workers=2)
+    one = extract(enc, images, cache_dir=tmp_path / "c1", decode="pil", num_workers=0, batch_size=3)
+    threaded = extract(enc, images, cache_dir=tmp_path / "c2", batch_size=3)
+    workers = extract(enc, images, cache_dir=tmp_path / "c3", decode="pil", num_workers=2, batch_size=3)
+    assert one.stats["n_embedded"] > 3 * 3  # several batches of distinct files
+    for other in (threaded, workers):
+        assert other.skipped == one.skipped and np.array_equal(other.keep, one.keep)
+        assert np.array_equal(other.X, one.X)
+    assert {s["path"].split("/")[1] for s in one.skipped} == {"truncated.jpg", "empty.jpg", "garbled.jpg"}
+    # same pixels, so the same cache entries: a rerun on either path embeds nothing
+    again = extract(enc, images, cache_dir=tmp_path / "c1", batch_size=3)
+    assert again.stats["n_embedded"] == 0 and np.array_equal(again.X, one.X)
+
+
+def test_threads_run_the_pil_steps_and_this_thread_the_tensor_steps(tmp_path):
+    """The PIL steps run in the decode threads (PIL releases the GIL there); ToTensor and Normalize
+    run on the calling thread, whose torch thread pool the model uses, never in a pool thread that
+    would start a second one. A step that fails on one image skips that image with the reason."""
+    import threading
+
+    from torchvision import transforms as T
+
+    from creepscan.features import extract as _extract
+    from creepscan.features import split_preprocess
+
+    seen = {"head": set(), "tail": set()}
+
+    def head(img):
+        seen["head"].add(threading.current_thread().name)
+        if img.size[0] == 33:
+            raise ValueError("odd width")
+        return img.resize((8, 8))
+
+    def tail(t):
+        seen["tail"].add(threading.current_thread().name)
+        return t
+
+    pre = T.Compose([T.Lambda(head), T.ToTensor(), T.Lambda(tail)])
+    assert [len(p) for p in split_preprocess(pre)] == [1, 2]
+    assert split_preprocess(lambda im: im) is None and split_preprocess(T.Compose([T.Lambda(head)])) is None
+
+    class Flat:
+        name, fingerprint, preprocess_id, batch_size, device, preprocess = "flat", "flat-v1", "p", 4, "cpu", pre
+
+        def encode_images(self, batch):
+            return batch.flatten(1)
+
+    d = tmp_path / "d" / "a"
+    d.mkdir(parents=True)
+    for i in range(9):
+        _photo(33 if i == 4 else 40 + i, 30, seed=i).save(d / f"{i}.jpg")
+    images = load_image_set(tmp_path / "d")
+    out = _extract(Flat(), images, cache_dir=tmp_path / "c")
+    assert seen["head"] and all(n.startswith("creepscan-decode") for n in seen["head"])
+    assert seen["tail"] == {threading.current_thread().name}
+    assert [s["path"].split("/")[1] for s in out.skipped] == ["4.jpg"]
+    assert "preprocessing failed (ValueError: odd width)" in out.skipped[0]["reason"]
+    assert len(out.keep) == 8 and out.X.shape == (8, 3 * 8 * 8)
+
+
+def test_the_report_says_which_decode_path_ran(tiny_weights):
+    from creepscan.pipeline import Settings
+
+    enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+    assert "taking turns with the model" in Settings().execution(enc)["decode_path"]
+    assert Settings(num_workers=2).execution(enc)["decode_path"] == "pil: worker processes beside the model"
+    assert Settings(decode="fast").execution(enc)["decode_path"].startswith("fast: ")
+
+
+def test_threads_are_for_a_cpu_model_only():
+    """Feeding a GPU, decoding runs beside the model in worker processes (the GPU works while the
+    CPU decodes); a preprocess that is not a Compose with ToTensor cannot be split, so it keeps them."""
+    from torchvision import transforms as T
+
+    from creepscan.features import decode_plan
+
+    class Enc:
+        preprocess = T.Compose([T.Lambda(lambda im: im), T.ToTensor()])
+        device = "cuda"
+
+    assert decode_plan(Enc(), decode="pil") == "pil: worker processes beside the model"
+    Enc.device = "cpu"
+    assert "taking turns with the model" in decode_plan(Enc(), decode="pil")
+    Enc.preprocess = staticmethod(lambda im: im)
+    assert decode_plan(Enc(), decode="pil") == "pil: worker processes beside the model"

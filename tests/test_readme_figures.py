@@ -48,7 +48,15 @@ def extract_figures():
     rows = {r["path"]: r for r in load("extract_cpu.json")["rows"]}
     one, two = rows["creepscan fp32"], rows["creepscan model + floor, fp32"]
     return [f"{one['x_peer']:.2f}× the peer loop in fp32 ({two['x_peer']:.2f}× for model + floor)",
-            f"{100 * one['fraction_of_fp32_limit']:.0f}% of the fp32 arithmetic limit"]
+            f"{100 * one['fraction_of_fp32_limit']:.0f}% of the fp32 arithmetic limit",
+            f"({100 * one['fraction_of_fp32_limit_here']:.0f}% of the rate measured in its own process"]
+
+
+def cpu_decode_figures():
+    d = load("cpu_decode_cpu.json")
+    shares = d["share_of_model_speed"]
+    return [f"{shares['threads']['median']:.2f} and {shares['workers']['median']:.2f} of the model's own speed",
+            f"paired difference {d['paired_difference_threads_minus_workers']['median']:+.3f}"]
 
 
 def sweep_figures():
@@ -58,7 +66,7 @@ def sweep_figures():
 
 
 @pytest.mark.parametrize("figures", [attacks_figures, linear_probe_figures, adversaries_figures, shared_cache_figures,
-                                     extract_figures, sweep_figures])
+                                     extract_figures, cpu_decode_figures, sweep_figures])
 def test_readme_figures_match_the_committed_results(figures):
     readme = (REPO / "README.md").read_text()
     for text in figures():
