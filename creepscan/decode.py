@@ -3,8 +3,8 @@ transform run on tensors, on the device that runs the model.
 
 The reference path decodes each file with PIL and runs the encoder's own ``preprocess``: feeding a
 GPU in DataLoader worker processes, where at GPU speeds it needs one CPU core per ~500 images/s; on a
-CPU in this process's threads, taking turns with the model (``features._threaded_batches``). Here the workers only
-read each file's bytes and check that it is a plain JPEG (a header parse, no decoding); the main
+CPU in this process's threads, taking turns with the model (``features._threaded_batches``). On the
+fast path the workers only read each file's bytes and check that it is a plain JPEG (a header parse, no decoding); the main
 process decodes a whole batch with ``torchvision.io.decode_jpeg`` (on the GPU when the model is
 there), resizes with torchvision's antialiased bicubic filter (the filter PIL uses; uint8
 arithmetic on a CPU, float32 then rounded on a GPU), crops and normalises. Pixels agree with the PIL path to within a few levels of 255 (mean

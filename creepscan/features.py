@@ -388,9 +388,8 @@ def _threaded_batches(paths, split, batch_size: int, threads: int):
     Measured against two worker processes decoding beside the model (benchmarks/cpu_decode.py, 2
     cores, ViT-B/32): no difference that shows through the machine's noise (0.88 and 0.90 of the
     model's own speed, medians of 8 rounds; paired by round +0.002, ahead in 4 of 8), bit-identical
-    embeddings. It is the CPU default because it needs no
-    worker processes: no fork per call, no batches through /dev/shm (64 MB in a default Docker
-    container)."""
+    embeddings. It is the CPU default because it needs no worker processes: no fork per call, no
+    batches through /dev/shm (64 MB in a default Docker container)."""
     from concurrent.futures import ThreadPoolExecutor
 
     head, tail = split
@@ -685,18 +684,16 @@ def _embed_missing(targets, todo: dict[str, Path], *, batch_size, num_workers, c
     device = _device(lead)
     batch_size = batch_size or min(getattr(enc, "batch_size", None) or 64 for enc, _, _ in targets)
     threads = _decode_threads(lead, transform, num_workers)
+    if not threads and num_workers is None:
+        num_workers = _workers(len(paths), batch_size, device)
     if threads:
         loader = _threaded_batches(paths, split_preprocess(lead.preprocess), batch_size, threads)
     elif transform is None:
-        if num_workers is None:
-            num_workers = _workers(len(paths), batch_size, device)
         loader = DataLoader(
             _Decode(paths, lead.preprocess), batch_size=batch_size, shuffle=False, num_workers=num_workers,
             collate_fn=_collate, pin_memory=device.type == "cuda" and torch.cuda.is_available(),
         )
     else:
-        if num_workers is None:
-            num_workers = _workers(len(paths), batch_size, device)
         loader = _fast_batches(
             DataLoader(_ReadJpeg(paths, lead.preprocess), batch_size=batch_size, shuffle=False,
                        num_workers=num_workers, collate_fn=_collate_raw),
