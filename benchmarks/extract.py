@@ -362,7 +362,7 @@ def child(args) -> None:
     warnings.filterwarnings("ignore")
     fn, kwargs = args.row.split(":", 1)
     here = args.device == "cpu" and fn in ("row_model", "row_creepscan", "row_peer")
-    if here:  # the fp32 rate in this process, before and after the row, with the row's threads
+    if here:  # the fp32 rate in this process before the row (torch's default threads) and after it (the row's)
         import torch
 
         before = matmul_rate("cpu", torch.float32, samples=3)

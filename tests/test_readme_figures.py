@@ -45,11 +45,17 @@ def shared_cache_figures():
 
 
 def extract_figures():
+    import re
+
     rows = {r["path"]: r for r in load("extract_cpu.json")["rows"]}
     one, two = rows["creepscan fp32"], rows["creepscan model + floor, fp32"]
+    here = [r["matmul_fp32_here"] for r in rows.values() if r.get("matmul_fp32_here")]
+    bf16 = re.search(r"runs at ([0-9.]+)x fp32", rows["creepscan auto"]["precision_reason"]).group(1)
     return [f"{one['x_peer']:.2f}× the peer loop in fp32 ({two['x_peer']:.2f}× for model + floor)",
             f"{100 * one['fraction_of_fp32_limit']:.0f}% of the fp32 arithmetic limit",
-            f"({100 * one['fraction_of_fp32_limit_here']:.0f}% of the rate measured in its own process"]
+            f"({100 * one['fraction_of_fp32_limit_here']:.0f}% of the rate measured in its own process",
+            f"the limit moved by {max(here) / min(here):.2f}× within the run",
+            f"bf16 matmuls ran at {bf16}× fp32"]
 
 
 def cpu_decode_figures():
