@@ -1,7 +1,7 @@
 """The stronger adversary's heads (issue 12): creepscan's heads vs their scikit-learn equivalents.
 
 Data: ``attacks.make_data`` (10,000 x 512 float32, 100 balanced classes, class centre + 8x noise,
-L2-normalised: the features of the speed-cpu acceptance check); split ``stratified_split(y, seed)``
+L2-normalised: the features of RESULTS.md's whole-audit speed check); split ``stratified_split(y, seed)``
 (60/20/20). Each head is fitted on train, makes its choices on val and is scored on test, in
 creepscan (``creepscan.attacks.heads.run_head``) and in scikit-learn doing the same protocol:
 
@@ -294,7 +294,7 @@ def row_sklearn(args, head: str) -> dict:
             run(Xw, yw, {"train": perm[:600], "val": perm[600:800], "test": perm[800:]})
         warmup = time.perf_counter() - t
         t, cpu = time.perf_counter(), time.process_time()
-        if run is None:  # the acceptance check's unit: one plain fit on the raw training split
+        if run is None:  # the speed check's unit: one plain fit on the raw training split
             from sklearn.linear_model import LogisticRegression
             LogisticRegression(C=10.0, max_iter=1000).fit(X[sp["train"]], y[sp["train"]])
             acc, info = None, {}

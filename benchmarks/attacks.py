@@ -1,9 +1,9 @@
 """Attack fitting speed (issue 6): creepscan's default attack set vs scikit-learn doing the same protocol.
 
 Data: ``make_data`` (10,000 x 512 float32, 100 balanced classes, class centre + 8x noise,
-L2-normalised: the features ../shared/acceptance/speed-cpu audits); the split is
+L2-normalised: the features of the whole-audit speed check in RESULTS.md); the split is
 ``stratified_split(y, seed)`` (60/20/20). The sklearn row also times ONE
-``LogisticRegression(C=10, max_iter=1000).fit`` on the training split, the acceptance check's unit
+``LogisticRegression(C=10, max_iter=1000).fit`` on the training split, the speed check's unit
 (its bar: a whole audit costs at most 10 of them), and the table gives every row in those units.
 
 Rows, each timed in its own child process (this script re-run with a hidden ``--row``) so that
@@ -393,7 +393,7 @@ def row_sklearn(args) -> dict:
         ver = sk_verification(X[kept], y[kept], args.seed, plan["max_pairs"], plan["far_levels"])
         parts["verification"] = time.perf_counter() - t
         cpu = time.process_time() - cpu
-        t = time.perf_counter()  # the acceptance check's unit: one plain fit on the raw training split
+        t = time.perf_counter()  # the speed check's unit: one plain fit on the raw training split
         LogisticRegression(C=10.0, max_iter=1000).fit(X[split["train"]], y[split["train"]])
         one_fit = time.perf_counter() - t
     return {"row": "sklearn cpu", "one_fit_seconds": one_fit,

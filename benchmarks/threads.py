@@ -5,7 +5,7 @@
 
 The work is the attack set an audit runs per encoder: ``creepscan.attacks.evaluate`` on
 ``attacks.make_data(n, dim, classes)`` (10,000 x 512, 100 classes by default, the features
-benchmarks/attacks.py and the speed-cpu acceptance check use), split 60/20/20, after a warm-up on
+benchmarks/attacks.py and the whole-audit speed check use), split 60/20/20, after a warm-up on
 a small problem. Each run is a child process (this script with a hidden ``--child``), timed with
 one of these thread settings:
 

@@ -1,4 +1,4 @@
-"""``audit``: the pipeline on one model; the report is its per-probe blocks (see CONTRACT.md)."""
+"""``audit``: the pipeline on one model; the report is its per-probe blocks (fields: docs/report-format.md)."""
 from __future__ import annotations
 
 import time
@@ -10,7 +10,7 @@ __all__ = ["run_audit", "Settings"]
 
 
 def run_audit(encoder, probes: list[Probe], settings: Settings, suite: str | None = None) -> dict:
-    """Audit one encoder on the given probes; returns the report dict (see CONTRACT.md)."""
+    """Audit one encoder on the given probes; returns the report dict (fields: docs/report-format.md)."""
     t_start = time.perf_counter()
     results, not_run = run([encoder], probes, settings)
     return {
@@ -20,6 +20,6 @@ def run_audit(encoder, probes: list[Probe], settings: Settings, suite: str | Non
                      "skill_threshold_default": DEFAULT_RULES["skill_threshold"], "alpha": DEFAULT_RULES["alpha"],
                      "equivalence_margin_default": DEFAULT_RULES["equivalence_margin"]},
         "probes": [r.models[0].block for r in results], "not_run": not_run,
-        # The one machine-dependent block (CONTRACT: nothing else depends on the machine).
+        # The one machine-dependent block (nothing else in the report depends on the machine).
         "timings": {"total_s": round(time.perf_counter() - t_start, 3), **settings.execution(encoder)},
     }

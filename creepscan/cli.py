@@ -38,7 +38,7 @@ def _resolve_device(device: str) -> str:
 
 
 def shared_options(fn):
-    """Options that audit and compare share (CONTRACT.md)."""
+    """Options that audit and compare share (the README lists them)."""
     opts = [
         click.option("--suite", default="default", show_default=True, help="Named set of probes (see `creepscan probes`)."),
         click.option("--probe", "probe_args", multiple=True, metavar="ID_OR_PATH", help="Run only these probes (repeatable)."),

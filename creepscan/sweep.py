@@ -184,7 +184,7 @@ def run_sweep(encoders: list, probes: list, settings: Settings, *, steps: list |
                      "skill_threshold_default": DEFAULT_RULES["skill_threshold"]},
         "probes": probe_rows, "not_run": not_run,
         "summary": {"rose": rises},
-        # The one machine-dependent block (CONTRACT: nothing else depends on the machine or the engine).
+        # The one machine-dependent block (nothing else in the report depends on the machine or the engine).
         "timings": {"total_s": round(time.perf_counter() - t_start, 3), "engine": engine_of(settings).describe(),
                     "execution": [settings.execution(enc) for enc in encoders], "probes": per_probe_timings},
     }

@@ -63,7 +63,7 @@ def test_audit_writes_reports_and_reruns_from_cache(tmp_path, tiny_weights, sign
     code, _, _ = audit(tmp_path, tiny_weights["safetensors"], signal_dir, "r2")
     rep2 = json.loads((tmp_path / "r2" / "report.json").read_text())
     assert code == 0 and rep2["probes"][0]["timings"]["cache"]["model"] == {"n_embedded": 0, "n_cache_hits": 49}
-    def without_timings(r):  # CONTRACT: nothing but timings may differ between two runs
+    def without_timings(r):  # nothing but timings may differ between two runs
         r = {k: v for k, v in r.items() if k != "timings"}
         r["probes"] = [{k: v for k, v in p.items() if k != "timings"} for p in r["probes"]]
         return json.dumps(r, sort_keys=True)

@@ -19,7 +19,8 @@ class PluginEncoder:
     def __init__(self, obj, spec: str, *, is_floor: bool = False):
         for attr in ("preprocess", "encode_images"):
             if not callable(getattr(obj, attr, None)):
-                raise ModelUnavailable(f"plug-in {spec} returned an object without a callable `{attr}` (see DESIGN.md, the encoder protocol)")
+                raise ModelUnavailable(f"plug-in {spec} returned an object without a callable `{attr}`: an encoder "
+                                       "needs `preprocess`, `encode_images` and `fingerprint` (README, Adding a model)")
         fingerprint = getattr(obj, "fingerprint", None)
         if not fingerprint:
             raise ModelUnavailable(
