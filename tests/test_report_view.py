@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from creepscan.levels import ALL_LEVELS, level_rose
 from creepscan.report import render_html, render_markdown, summary_text
 from creepscan.report.view import (LEVEL_COLOURS, Badge, Figures, Items, Pairs, Para, Subheading, Table,
                                    build_view)
@@ -304,17 +305,21 @@ def section_summary_rows(result: dict) -> dict[str, list[str]]:
     return {r[0]: [r[1], r[2], r[3]] for r in rows(t)}
 
 
-@pytest.mark.parametrize("range_a, level_b, rose", [(["low", "medium"], "high", True),
-                                                   (["low", "medium"], "medium", False),
-                                                   (None, "critical", False)])
-def test_compare_move_from_inconclusive_rises_only_above_its_range(compare, range_a, level_b, rose):
+@pytest.mark.parametrize("level_a, level_b, rose", [("inconclusive", "low", True), ("inconclusive", "critical", True),
+                                                   ("inconclusive", "none", False), ("high", "inconclusive", True),
+                                                   ("inconclusive", "inconclusive", False), ("n/a", "high", False)])
+def test_compare_rise_without_risk_rose_is_the_one_level_rose(compare, level_a, level_b, rose):
+    """An older report without ``risk_rose``: the view derives it with ``levels.level_rose``, as compare
+    does. From inconclusive, anything above none is a rise (nothing established A's level: a gate must not
+    pass on it); none is an equivalence result, never a rise."""
     cp = probe(compare, "attribute-gender")
     cp.pop("risk_rose")
-    cp["level_a"], cp["level_b"] = "inconclusive", level_b
-    if range_a:
-        cp["a"]["level_range"] = range_a
+    cp["level_a"], cp["level_b"] = level_a, level_b
+    cp["a"]["level_range"] = ["none", "high"]   # A's range no longer decides (it did in a second, drifted copy)
     compare.pop("summary")
     assert (section_summary_rows(compare)["attribute-gender"][2] == "ROSE") is rose
+    if level_a in ALL_LEVELS:
+        assert level_rose(level_a, level_b) is rose
 
 
 # --- sweep ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..levels import ALL_LEVELS, INCONCLUSIVE, LEVELS
+from ..levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, level_rose
 
 __all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "Fixed", "NA"]
 
@@ -465,23 +465,13 @@ def compare_levels(cp: dict) -> tuple[str, str]:
     return level_name(la), level_name(lb)
 
 
-def level_rose(la: Any, lb: Any, range_a: tuple[str, str] | None = None) -> bool:
-    """Whether moving from level ``la`` to ``lb`` is a rise. A move to inconclusive is one (the
-    evidence no longer bounds the risk); a move from inconclusive is one only when ``lb`` is above
-    the highest level A's CIs allowed."""
-    la, lb = level_name(la), level_name(lb)
-    if lb == INCONCLUSIVE:
-        return la != INCONCLUSIVE
-    if la == INCONCLUSIVE:
-        return range_a is not None and level_rank(lb) > level_rank(range_a[1])
-    return level_rank(lb) > level_rank(la) >= 0
-
-
 def compare_rose(cp: dict) -> bool:
+    """The compare report's ``risk_rose``; for an older report without it, ``levels.level_rose`` of the two
+    levels (never a rise when either level is missing or unknown: there is nothing to compare)."""
     if isinstance(cp.get("risk_rose"), bool):
         return cp["risk_rose"]
     la, lb = compare_levels(cp)
-    return level_rose(la, lb, level_range(cp.get("a")))
+    return la in ALL_LEVELS and lb in ALL_LEVELS and level_rose(la, lb)
 
 
 def change_word(la: Any, lb: Any, rose: bool) -> Fixed:
