@@ -15,13 +15,10 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
+from .constants import DEFAULT_RULES, FAR_LEVELS, PROBE_ATTACKS as ATTACKS
 from .errors import ProbeFileError
 
-ATTACKS = ("zero_shot", "linear_probe", "few_shot", "verification", "knn", "prototype_cl2n", "mlp", "gd_budget",
-           "finetune")
-RISK_KEYS = ("skill_threshold", "high_max_k", "zero_shot_skill_critical", "verification_tar_critical", "alpha",
-             "equivalence_margin",
-             "verification_far")
+RISK_KEYS = tuple(DEFAULT_RULES)
 DEFAULT_SUITE = "default"
 
 
@@ -105,7 +102,8 @@ def load_probe(path: str | os.PathLike, suite: str | None = None) -> Probe:
     for key, value in risk.items():
         _need(key in RISK_KEYS, path, f"risk.{key}", f"is not a known rule setting; known: {', '.join(RISK_KEYS)}")
         if key == "verification_far":
-            _need(value in ("1e-2", "1e-3"), path, "risk.verification_far", 'must be "1e-2" or "1e-3"')
+            _need(value in FAR_LEVELS, path, "risk.verification_far",
+                  "must be " + " or ".join(f'"{far}"' for far in FAR_LEVELS))
             continue
         _need(isinstance(value, (int, float)) and not isinstance(value, bool), path, f"risk.{key}", "must be a number")
     from .risk import check_rules

@@ -30,21 +30,12 @@ import numpy as np
 
 from .attacks import Metrics
 from .attacks.stats import holm, paired_bootstrap
-from .attacks.verification import FAR_LEVELS
+from .constants import DEFAULT_RULES, FAR_LEVELS
 from .levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, at_or_above, level_index, level_rose
 
 __all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "DEFAULT_RULES", "Assessment", "assess", "level_index",
            "check_rules", "at_or_above", "level_rose", "uplift_tests", "CAPABILITY_RULES"]
 
-DEFAULT_RULES = {
-    "skill_threshold": 0.5,
-    "high_max_k": 8,
-    "zero_shot_skill_critical": 0.5,
-    "verification_tar_critical": 0.5,
-    "verification_far": "1e-3",
-    "alpha": 0.05,
-    "equivalence_margin": 0.1,
-}
 Z95 = 1.959963984540054
 Z95_ONE_SIDED = 1.6448536269514722
 Z80 = 0.8416212335729143

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..constants import ATTACKS, DEFAULT_ATTACKS
 from .few_shot import FewShotEntry, FewShotResult, few_shot_curve, paired_few_shot, samples_to_threshold
 from .linear_probe import LinearProbeResult, check_inputs, linear_probe
 from .splits import (Split, drop_near_duplicates, make_splits, split_info, stratified_split, scored_images)
@@ -37,9 +38,6 @@ from .verification import paired_verification_test
 
 FEW_SHOT_HEADS = ("prototype_cl2n", "knn")
 
-# Attacks on frozen embeddings a probe file may list ("finetune" adapts the tower: the pipeline runs it).
-DEFAULT_ATTACKS = ("linear_probe", "few_shot", "verification", "zero_shot")
-ATTACKS = DEFAULT_ATTACKS + HEADS
 
 
 @dataclass

@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..constants import HEADS
 from .linear_probe import _finite_rows, check_inputs, remap_labels
 from .splits import Split
 from .stats import balanced_accuracy, bootstrap_ci, skill as _skill
@@ -42,7 +43,6 @@ __all__ = ["HEADS", "HeadResult", "HeadFit", "run_head", "fit_heads", "head_seed
            "MLP_ALPHAS", "MLP_LR", "MLP_BATCH", "MLP_MAX_EPOCHS", "MLP_PATIENCE", "GD_BUDGETS", "GD_BATCH",
            "GD_STEP_SCALES"]
 
-HEADS = ("knn", "prototype_cl2n", "mlp", "gd_budget")
 
 KNN_GRID = (1, 3, 5, 10, 20, 50)
 MLP_HIDDEN = 128

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .verification import (MIN_TAIL, N_BOOT, bootstrap_ci, identity_multipliers, paired_summary,
+from .verification import (MIN_TAIL, N_BOOT, identity_bootstrap_interval, identity_multipliers, paired_summary,
                            seed_entropy)
 
 __all__ = ["OpenSetResult", "open_set_identification", "paired_open_set_test", "FPIR_LEVELS",
@@ -285,10 +285,10 @@ def open_set_identification(X, y, *, seed, n_enrol: int = 1, nonmated_fraction: 
         gallery_labels=gallery, nonmated_labels=nonmated, design_digest=h.hexdigest()[:32],
         seed=entropy, n_boot=int(n_boot), _stats=st)
     draws = res.bootstrap_draws(entropy, n_boot)
-    res.rank1_ci95 = bootstrap_ci(draws["rank1"], res.rank1, gallery.size)
+    res.rank1_ci95 = identity_bootstrap_interval(draws["rank1"], res.rank1, gallery.size)
     n_units = min(gallery.size, nonmated.size)
-    res.fnir_ci95 = {name: (bootstrap_ci(draws["fnir"][name], fnir[name], n_units) if fnir[name] is not None else None)
-                     for name in FPIR_LEVELS}
+    res.fnir_ci95 = {name: (identity_bootstrap_interval(draws["fnir"][name], fnir[name], n_units)
+                            if fnir[name] is not None else None) for name in FPIR_LEVELS}
     return res
 
 

@@ -25,8 +25,8 @@ identities with replacement (multiplicities m_a), each drawn identity bringing a
 genuine mass is multiplied by m_a and an impostor identity pair's by m_a * m_b (the bootstrap of a
 two-sample U-statistic, Owen's "pigeonhole" bootstrap); the FAR threshold is re-estimated in every
 draw. A CI is a logit-scale Wald interval with the draws' standard error and small-sample
-allowances (``bootstrap_ci``); a statistic at exactly 1 (or 0) gets the Clopper-Pearson bound of K
-identities all at 1 (or 0), so a CI never collapses to a point. TAR is bootstrapped exactly; AUC
+allowances (``identity_bootstrap_interval``); a statistic at exactly 1 (or 0) gets the Clopper-Pearson
+bound of K identities all at 1 (or 0), so a CI never collapses to a point. TAR is bootstrapped exactly; AUC
 exactly when the per-identity, per-identity-pair table is small and otherwise through its
 first-order (influence-function) expansion in the multiplicities (``auc_ci_method``).
 ``paired_verification_test`` applies the same draws to a model and its floor: a paired
@@ -51,10 +51,11 @@ import torch
 from scipy import sparse
 from scipy.stats import t as student_t
 
+from ..constants import FAR_LEVELS
+
 __all__ = ["VerificationResult", "verification", "verification_from_pairs", "paired_verification_test",
            "tar_at_far", "roc_auc", "roc_curve_points", "FAR_LEVELS", "N_BOOT", "MIN_TAIL"]
 
-FAR_LEVELS = {"1e-2": 1e-2, "1e-3": 1e-3}
 ROC_POINTS = 200
 N_BOOT = 1000
 # A FAR level is measurable with >= MIN_TAIL / far impostor pairs (Kish's effective count under the
@@ -107,7 +108,7 @@ def _spread(draws: np.ndarray, estimate: float, n_units: int) -> np.ndarray:
     return estimate + _t_factor(n_units) * (np.asarray(draws, dtype=np.float64) - estimate)
 
 
-def bootstrap_ci(draws: np.ndarray, estimate: float, n_units: int) -> list[float]:
+def identity_bootstrap_interval(draws: np.ndarray, estimate: float, n_units: int) -> list[float]:
     """95% CI of a rate in [0, 1] from bootstrap draws (non-finite draws dropped).
 
     Inside (0, 1): a Wald interval on the logit scale, logit(est) +- t_{K-1} * se / (est (1 - est)),
@@ -716,9 +717,9 @@ def verification_from_pairs(genuine_scores, genuine_identity, impostor_scores, i
         genuine_identity=gid.astype(np.int32), impostor_identities=np.stack([lo_id, hi_id], 1).astype(np.int32),
         genuine_weight=st.gen_weight, impostor_weight=st.imp_weight, _stats=st)
     draws = res.bootstrap_draws(entropy, n_boot)
-    res.tar_ci95 = {name: (bootstrap_ci(draws["tar"][name], tars[name], K) if tars[name] is not None else None)
-                    for name in FAR_LEVELS}
-    res.auc_ci95 = bootstrap_ci(draws["auc"], res.auc, K)
+    res.tar_ci95 = {name: (identity_bootstrap_interval(draws["tar"][name], tars[name], K)
+                           if tars[name] is not None else None) for name in FAR_LEVELS}
+    res.auc_ci95 = identity_bootstrap_interval(draws["auc"], res.auc, K)
     return res
 
 
