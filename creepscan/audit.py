@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import time
 
-from .pipeline import DEFAULT_RULES, Settings, model_block, report_head, run
+from .constants import DEFAULT_RULES
+from .pipeline import Settings, model_block, report_head, run
 from .probes import Probe
 
 __all__ = ["run_audit", "Settings"]

@@ -130,7 +130,7 @@ def check_writable(path: Path, what: str, fix: str) -> None:
 
 def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision="auto",
               decode="auto", compile_=False, out=None, adversary="frozen"):
-    from .features import check_cache_writable, default_cache_dir
+    from .cache import check_cache_writable, default_cache_dir
     from .pipeline import Settings
 
     if out is not None:

@@ -119,7 +119,7 @@ _KNOWN: dict[str, dict] = {}
 
 def _record_path(cache_dir) -> Path:
     if cache_dir is None:
-        from .features import default_cache_dir
+        from .cache import default_cache_dir
 
         cache_dir = default_cache_dir()
     return Path(cache_dir) / "machine" / f"{machine_key()}.json"

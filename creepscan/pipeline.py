@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .attacks import ATTACKS, evaluate
-from .attacks.zero_shot import class_text_embeddings
 from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
-from .encoders import has_text
 from .errors import CreepscanError, DataUnavailable
-from .features import Features, default_cache_dir
+from .evaluation import rules_for
+from .cache import default_cache_dir
+from .features import Features
 from .probes import Probe
-from .risk import DEFAULT_RULES, assess
+from .risk import assess
 
 SCHEMA_VERSION = "1"
 
@@ -178,22 +177,6 @@ def align(pd: ProbeData, features: dict[str, Features]) -> LabelledSet:
         pos = {int(i): r for r, i in enumerate(f.keep.tolist())}
         rows[name] = np.asarray([pos[i] for i in kept], dtype=np.int64)
     return LabelledSet(y=y, rows=rows, classes=classes, excluded=excluded, skipped=skipped, kept=kept)
-
-
-def rules_for(probe: Probe) -> dict:
-    return {**DEFAULT_RULES, **probe.risk}
-
-
-def evaluate_encoder(encoder, X, ls: LabelledSet, splits, probe: Probe, settings: Settings, groups=None):
-    """All the probe's attacks on one encoder's features."""
-    text = None
-    if "zero_shot" in probe.attacks and has_text(encoder) and probe.templates:
-        names = [probe.display_name(c) for c in ls.classes]
-        text = class_text_embeddings(encoder.encode_text, names, probe.templates)
-    attacks = [a for a in probe.attacks if a in ATTACKS]  # "finetune" adapts the tower: run_finetune
-    return evaluate(X, ls.y, len(ls.classes), splits if len(splits) > 1 else splits[0], seed=settings.seed, attacks=attacks,
-                    skill_threshold=rules_for(probe)["skill_threshold"], text_embeddings=text,
-                    device=settings.device, groups=groups)
 
 
 def wants_finetune(probe: Probe, settings: Settings) -> bool:

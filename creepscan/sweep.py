@@ -18,8 +18,9 @@ from pathlib import Path
 
 from .attacks.stats import holm
 from .compare import compare_row
+from .constants import DEFAULT_RULES
 from .errors import CreepscanError
-from .pipeline import DEFAULT_RULES, Settings, model_block, report_head, run
+from .pipeline import Settings, model_block, report_head, run
 
 __all__ = ["ModelEntry", "SweepInputError", "ORDERS", "step_from_name", "read_models_file", "model_entries",
            "order_entries", "run_sweep", "sweep_steps"]

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from creepscan import cache as cache_mod
 from creepscan import features as features_mod
+from creepscan.cache import EmbeddingCache, check_cache_writable, encoder_cache_key
 from creepscan.data import load_image_set
 from creepscan.encoders.plugin import PixelEncoder
 from creepscan.errors import CreepscanError
-from creepscan.features import EmbeddingCache, check_cache_writable, encoder_cache_key, extract
+from creepscan.features import extract
 
 from conftest import make_folder
 
@@ -217,7 +219,7 @@ def test_without_flock_each_process_embeds_alone(folders, cache_dir, monkeypatch
         def flock(fh, op):
             raise OSError(37, "No locks available")
 
-    monkeypatch.setattr(features_mod, "fcntl", NoFlock)
+    monkeypatch.setattr(cache_mod, "fcntl", NoFlock)
     out = extract(PixelEncoder(), load_image_set(full), cache_dir=cache_dir, num_workers=0, progress=False)
     assert out.stats["n_embedded"] == N_FULL and len(out.X) == N_FULL
     assert not list(_cache(cache_dir).claims_dir.glob("*.claim"))

@@ -152,7 +152,8 @@ def test_fast_arithmetic_agrees_with_fp32(tiny_weights, tmp_path, settings):
     """The GPU's arithmetic choices, run here on the CPU, against the fp32 reference: cosine >
     0.999 per image, and never served from each other's cache entries."""
     from creepscan.data import load_image_set
-    from creepscan.features import encoder_cache_key, extract
+    from creepscan.cache import encoder_cache_key
+    from creepscan.features import extract
 
     from conftest import make_folder
 

@@ -5,7 +5,8 @@ from PIL import Image
 
 from creepscan.data import load_image_set
 from creepscan.encoders.plugin import PixelEncoder
-from creepscan.features import EmbeddingCache, encoder_cache_key, extract
+from creepscan.cache import EmbeddingCache, encoder_cache_key
+from creepscan.features import extract
 
 from conftest import make_folder
 
@@ -124,7 +125,7 @@ def test_encoders_with_the_same_preprocessing_share_one_decoding_pass(dataset, c
 
 def test_claims_split_the_missing_images_and_are_released_as_chunks_are_written(cache_dir):
     """Two cache objects on one folder stand in for two processes (flocks on separate opens conflict)."""
-    from creepscan.features import wait_for
+    from creepscan.cache import wait_for
 
     digests = [f"{i:064x}" for i in range(5)]
     first, second = EmbeddingCache(cache_dir, "k"), EmbeddingCache(cache_dir, "k")

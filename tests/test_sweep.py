@@ -150,7 +150,7 @@ def swept(checkpoints, tmp_path_factory):
 def _encoder_keys(checkpoints) -> dict:
     """The cache key of each checkpoint and of the shared floor (as the pipeline computes them)."""
     from creepscan.engines import get_engine
-    from creepscan.features import encoder_cache_key
+    from creepscan.cache import encoder_cache_key
     from creepscan.pipeline import Settings
 
     engine, settings = get_engine("local"), Settings()

@@ -11,7 +11,7 @@ model and its floor, then the attacks on each distinct set of weights. An engine
 Both engines give the same numbers: the Ray engine writes its embeddings into the same
 content-addressed cache, in the same batches as the local engine would form them, so the rest of
 the pipeline reads them as cache hits; and its workers run the encoder's own ``encode_images`` and
-the pipeline's own ``evaluate_encoder`` with this process's thread counts.
+``evaluation.evaluate_encoder`` with this process's thread counts.
 
 An engine has ``name``, ``load_encoder(spec, weights, settings)`` (resolve and configure a MODEL,
 remembering how to rebuild it elsewhere), ``embed(encoders, probe_data, settings)``,

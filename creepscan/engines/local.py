@@ -1,10 +1,11 @@
 """The in-process engine: embeddings through ``features.extract_many`` and attacks through
-``pipeline.evaluate_encoder``, here, one after the other (the code path audit and compare always had).
+``evaluation.evaluate_encoder``, here, one after the other (the code path audit and compare always had).
 """
 from __future__ import annotations
 
 import re
 
+from ..evaluation import evaluate_encoder
 from ..features import Features, extract_many
 
 __all__ = ["LocalEngine", "LOCAL", "embedding_waves"]
@@ -72,8 +73,6 @@ class LocalEngine:
 
     def evaluate(self, jobs: list, settings) -> list:
         """The probe's attacks for each ``AttackJob``, in order: a list of ``attacks.Metrics``."""
-        from ..pipeline import evaluate_encoder
-
         return [evaluate_encoder(j.encoder, j.X, j.labelled, j.splits, j.probe, settings, j.groups) for j in jobs]
 
     def describe(self) -> dict:

@@ -8,7 +8,7 @@ weights (an encoder need not pickle), checks that the weights' fingerprint is th
 loaded, decodes with the same reference path as ``features`` (PIL and the encoder's own
 ``preprocess``) and calls the encoder's own ``encode_images``. Its rows come back here and are
 written into the same content-addressed cache, model by model, under the claims of
-``features.EmbeddingCache`` (so another process on the same cache waits instead of repeating the
+``cache.EmbeddingCache`` (so another process on the same cache waits instead of repeating the
 work); the pipeline then reads every embedding as a cache hit.
 
 Identical numbers. A row's embedding depends (by a float rounding or two) on the other images in its
@@ -17,7 +17,7 @@ would form: each batch is one block of ``B`` rows (padded; pads are never decode
 runs with ``batch_size=B``, and the actors and attack tasks use this process's thread counts (torch,
 BLAS and OpenMP). Images a worker cannot decode are recorded with the same reason as here.
 
-Attacks. Each distinct set of weights on a probe is one Ray task running ``pipeline.evaluate_encoder``
+Attacks. Each distinct set of weights on a probe is one Ray task running ``evaluation.evaluate_encoder``
 on its arrays; a zero-shot text tower is run here first and its outputs replayed in the task.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import CHUNK_ROWS
 from . import EngineError
 from .local import LocalEngine, embedding_waves
 
@@ -40,7 +41,6 @@ __all__ = ["RayEngine", "EncoderRecipe", "MIN_RAY", "arithmetic_threads", "apply
 
 MIN_RAY = (2, 50)
 INSTALL_HINT = 'pip install "creepscan[ray]"'
-CHUNK_ROWS = 2048          # rows per cache chunk, as features.extract_many writes them
 MAX_BUILT_ENCODERS = 3     # per actor: a model, its floor and the next model of a sweep
 
 
@@ -87,7 +87,7 @@ def apply_arithmetic_threads(threads: dict, attacks: bool = True) -> None:
     from threadpoolctl import threadpool_limits
 
     if attacks:
-        import creepscan.pipeline  # noqa: F401  (loads numpy, scipy and scikit-learn's libraries)
+        import creepscan.evaluation  # noqa: F401  (loads numpy, scipy and scikit-learn's libraries)
 
     torch.set_num_threads(int(threads["torch"]))
     threadpool_limits(limits=dict(threads["libs"]))
@@ -163,7 +163,7 @@ class EmbedActor:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from ..features import _reference  # the local engine's own decode + preprocess of one image
+        from ..features import preprocess_image  # the local engine's own decode + preprocess of one image
 
         out = {"recipe": [], "digest": [], "emb": [], "dim": [], "reason": []}
 
@@ -180,7 +180,7 @@ class EmbedActor:
             preprocess = self.encoder(int(batch["lead"][mine[0]])).preprocess
             ok, tensors, failed = [], [], []
             for i in mine:
-                tensor, reason = _reference(Path(str(batch["path"][i])), preprocess)
+                tensor, reason = preprocess_image(Path(str(batch["path"][i])), preprocess)
                 if tensor is None:
                     failed.append((i, reason))
                 else:
@@ -221,16 +221,17 @@ class TextReplay:
         key = tuple(texts)
         if key not in self._texts:
             raise RuntimeError("the ray engine's recorded prompts differ from those the attacks ask for "
-                               "(creepscan.engines.ray.record_text is out of step with pipeline.evaluate_encoder)")
+                               "(creepscan.engines.ray.record_text is out of step with evaluation.evaluate_encoder)")
         return self._texts[key]
 
     @classmethod
     def record(cls, encoder, labelled, probe) -> "TextReplay":
-        """Run ``encoder``'s text tower here on the prompts ``pipeline.evaluate_encoder`` will ask for."""
+        """Run ``encoder``'s text tower here on the prompts ``evaluation.evaluate_encoder`` will ask for."""
         from ..attacks.zero_shot import class_text_embeddings
-        from ..encoders import has_text
+        from ..evaluation import zero_shot_names
 
-        if not ("zero_shot" in probe.attacks and has_text(encoder) and probe.templates):
+        names = zero_shot_names(probe, encoder, labelled.classes)
+        if names is None:
             return cls(encoder.name, encoder.fingerprint, None)
         texts: dict[tuple, object] = {}
 
@@ -239,14 +240,14 @@ class TextReplay:
             texts[tuple(prompts)] = out
             return out
 
-        class_text_embeddings(recording, [probe.display_name(c) for c in labelled.classes], probe.templates)
+        class_text_embeddings(recording, names, probe.templates)
         return cls(encoder.name, encoder.fingerprint, texts)
 
 
 def run_attacks(text_encoder, X, labelled, splits, probe, settings, groups, threads):
-    """The body of one attack task: ``pipeline.evaluate_encoder`` with the driver's thread counts."""
+    """The body of one attack task: ``evaluation.evaluate_encoder`` with the driver's thread counts."""
     apply_arithmetic_threads(threads)
-    from ..pipeline import evaluate_encoder
+    from ..evaluation import evaluate_encoder
 
     return evaluate_encoder(text_encoder, X, labelled, splits, probe, settings, groups)
 
@@ -350,7 +351,7 @@ class RayEngine(LocalEngine):
     # -- embeddings ---------------------------------------------------------------------------------
 
     def embed(self, encoders: dict, pd, settings) -> dict:
-        from ..features import EmbeddingCache, encoder_cache_key, wait_for
+        from ..cache import EmbeddingCache, encoder_cache_key, wait_for
 
         waves = embedding_waves(encoders)
         keys = [k for wave in waves for k in wave]
@@ -461,9 +462,7 @@ class RayEngine(LocalEngine):
         def flush(r):
             hashes, embs, reasons = pending[r]
             if hashes:
-                d = dims.get(r, 1)  # only failures so far: a 1-d placeholder, as features writes them
-                emb = np.stack([e if e is not None else np.zeros(d, np.float32) for e in embs])
-                caches[key_of[r]].put_chunk(list(hashes), emb, list(reasons))
+                caches[key_of[r]].put_rows(hashes, embs, reasons, dims.get(r))
                 written[r] += len(hashes)
             pending[r] = ([], [], [])
 

@@ -1,0 +1,37 @@
+"""One encoder's attacks on one probe: the step that the pipeline hands to an engine, and that every
+engine runs (in process or in a Ray task). It lives apart from ``pipeline`` so that the engines need
+not import the pipeline that drives them."""
+from __future__ import annotations
+
+from .attacks import evaluate
+from .attacks.zero_shot import class_text_embeddings
+from .constants import ATTACKS, DEFAULT_RULES
+from .encoders import has_text
+
+__all__ = ["rules_for", "zero_shot_names", "evaluate_encoder"]
+
+
+def rules_for(probe) -> dict:
+    """The risk rule settings for ``probe``: the defaults, overridden by the probe file's ``[risk]``."""
+    return {**DEFAULT_RULES, **probe.risk}
+
+
+def zero_shot_names(probe, encoder, classes) -> list[str] | None:
+    """The class names the zero-shot attack prompts ``encoder``'s text tower with (one per entry of
+    ``classes``), or None when zero-shot does not run: the probe does not ask for it, has no prompt
+    templates, or the encoder has no text tower."""
+    if "zero_shot" in probe.attacks and has_text(encoder) and probe.templates:
+        return [probe.display_name(c) for c in classes]
+    return None
+
+
+def evaluate_encoder(encoder, X, ls, splits, probe, settings, groups=None):
+    """All the probe's attacks on one encoder's features ``X`` (float [n, d], rows of ``ls``, a
+    ``pipeline.LabelledSet``), over ``splits``; returns ``attacks.Metrics``."""
+    names = zero_shot_names(probe, encoder, ls.classes)
+    text = class_text_embeddings(encoder.encode_text, names, probe.templates) if names is not None else None
+    attacks = [a for a in probe.attacks if a in ATTACKS]  # "finetune" adapts the tower: run_finetune
+    split = splits if len(splits) > 1 else splits[0]
+    return evaluate(X, ls.y, len(ls.classes), split, seed=settings.seed, attacks=attacks,
+                    skill_threshold=rules_for(probe)["skill_threshold"], text_embeddings=text,
+                    device=settings.device, groups=groups)
