@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import CreepscanError
+from .errors import CreepscanError, error_summary
 from .levels import LEVELS
 
 
@@ -107,7 +107,7 @@ def guarded(fn):
             if debug:
                 traceback.print_exc()
             hint = "" if debug else " (rerun with --debug for the traceback"
-            click.echo(f"internal error: {type(exc).__name__}: {exc}{hint}{', and please report it)' if hint else ''}",
+            click.echo(f"internal error: {error_summary(exc, 400)}{hint}{', and please report it)' if hint else ''}",
                        err=True)
             sys.exit(3)
 

@@ -21,3 +21,18 @@ class DataUnavailable(CreepscanError):
 
 class ProbeFileError(CreepscanError):
     """A probe file is malformed."""
+
+
+def one_line(text, limit: int | None = None) -> str:
+    """``text`` with every run of whitespace (newlines included) as one space, cut to ``limit``
+    characters (ending in "...") when given: for messages that must stay on one line."""
+    text = " ".join(str(text).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def error_summary(exc: BaseException, limit: int = 200) -> str:
+    """One line naming an exception: ``"TypeName: message"``, at most ``limit`` characters. urllib's
+    errors keep their cause in ``reason``, which is used when present."""
+    reason = getattr(exc, "reason", None)
+    text = str(reason if reason is not None else exc) or type(exc).__name__
+    return one_line(f"{type(exc).__name__}: {text}", limit)

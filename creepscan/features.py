@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import decode as _decode
 from .cache import CHUNK_ROWS, Claim, EmbeddingCache, check_cache_writable, encoder_cache_key, progress_bar, wait_for
 from .data import ImageSet, UnusableImage, content_hashes, decode_image
+from .errors import error_summary
 from .decode import choose as choose_decode, plain_jpeg
 
 __all__ = ["Features", "extract", "extract_many", "decode_plan", "split_preprocess", "preprocess_image"]
@@ -64,7 +65,7 @@ def preprocess_image(path, preprocess):
 
 
 def _failed(exc: Exception) -> str:
-    return f"preprocessing failed ({type(exc).__name__}: {str(exc)[:100]})"
+    return f"preprocessing failed ({error_summary(exc, 120)})"
 
 
 _TO_TENSOR = ("ToTensor", "MaybeToTensor")

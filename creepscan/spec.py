@@ -37,7 +37,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 from . import __version__
-from .errors import CreepscanError
+from .errors import CreepscanError, one_line
 from .levels import INCONCLUSIVE, LEVELS, level_index
 
 __all__ = ["SPEC_VERSION", "SCHEMA_FILE", "Clause", "UseSpec", "load_spec", "parse_spec", "spec_schema",
@@ -116,10 +116,6 @@ def spec_schema() -> dict:
     return json.loads(text)
 
 
-def _one_line(s: str) -> str:
-    return " ".join(str(s).split())
-
-
 def _where(kind: str | None, index: int | None, probe: Any = None) -> str:
     if kind is None:
         return "top level"
@@ -184,7 +180,7 @@ def _resolve_probe(ref: str, base: Path, where: str, name: str) -> tuple[str, st
         try:
             probe = load_probe(path, "custom")
         except CreepscanError as exc:
-            raise CreepscanError(f"{name}: {where}: {_one_line(exc)}") from exc
+            raise CreepscanError(f"{name}: {where}: {one_line(exc)}") from exc
         return probe.id, str(path)
     known = sorted({p.id for plist in suites().values() for p in plist})
     if ref not in known:
@@ -204,7 +200,7 @@ def parse_spec(data: bytes, name: str = "<spec>", base_dir: str | os.PathLike = 
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise CreepscanError(f"{name}: not valid TOML ({_one_line(exc)}); compare with creepscan spec init") from None
+        raise CreepscanError(f"{name}: not valid TOML ({one_line(exc)}); compare with creepscan spec init") from None
     if "spec_version" not in doc:
         raise CreepscanError(f"{name}: missing spec_version; add spec_version = {SPEC_VERSION} as the first line")
     version = doc["spec_version"]
@@ -216,7 +212,7 @@ def parse_spec(data: bytes, name: str = "<spec>", base_dir: str | os.PathLike = 
     validator = jsonschema.Draft202012Validator(spec_schema())
     err = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if err is not None:
-        raise CreepscanError(f"{name}: {_one_line(_schema_problem(err, doc))}")
+        raise CreepscanError(f"{name}: {one_line(_schema_problem(err, doc))}")
 
     base = Path(base_dir)
     clauses: dict[str, list[Clause]] = {k: [] for k in _KINDS}
@@ -295,7 +291,7 @@ def init_template(from_suite: str = "default") -> str:
     reference = [p for p in probes if p.reference]
     prohibited = [p for p in probes if not p.reference]
     for p in reference:
-        lines += ["[[allowed]]", f"probe = {_toml_str(p.id)}    # {_one_line(p.title)}", "min_skill = 0.5", ""]
+        lines += ["[[allowed]]", f"probe = {_toml_str(p.id)}    # {one_line(p.title)}", "min_skill = 0.5", ""]
     if not reference:
         lines += ["# [[allowed]]", '# probe = "benign-reference"', "# min_skill = 0.5", ""]
     lines += [
@@ -306,7 +302,7 @@ def init_template(from_suite: str = "default") -> str:
     for i, p in enumerate(prohibited):
         lines += [
             "[[prohibited]]",
-            f"probe = {_toml_str(p.id)}    # {_one_line(p.title)}: {_one_line(p.capability)}",
+            f"probe = {_toml_str(p.id)}    # {one_line(p.title)}: {one_line(p.capability)}",
             'max_risk = "low"',
             f"legal_basis = [{', '.join(_toml_str(x) for x in p.policy)}]",
         ]
@@ -401,7 +397,7 @@ def _prohibited_verdict(c: Clause, probe: dict | None) -> tuple[str, str | None,
     if probe is None:
         return "inconclusive", None, f"{c.label}: the probe was not run, so its level is unknown"
     level = str(probe.get("risk_level"))
-    why = _one_line(probe.get("risk_reason") or probe.get("risk_rule") or "no reason recorded")
+    why = one_line(probe.get("risk_reason") or probe.get("risk_rule") or "no reason recorded")
     if level == INCONCLUSIVE:
         return "inconclusive", level, (f"{c.label}: the probe is inconclusive ({why}), "
                                        f"so the limit {c.max_risk} cannot be checked")
@@ -526,7 +522,7 @@ def compare_spec(spec: UseSpec, compare_report: dict, allow_inconclusive: bool =
 def format_verdicts(block: dict) -> list[str]:
     """One line per clause for the terminal, ``"FAIL  prohibited face-identity: <rule>"``, then a
     last line with the overall result. ``block`` is what ``evaluate_spec`` returned."""
-    lines = [f"{c['verdict'].upper():<13} {_one_line(c['rule'])}" for c in block.get("clauses", [])]
+    lines = [f"{c['verdict'].upper():<13} {one_line(c['rule'])}" for c in block.get("clauses", [])]
     n = len(block.get("clauses", []))
     if block.get("passed"):
         extra = " (inconclusive allowed)" if block.get("inconclusive") else ""

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..errors import DataUnavailable
+from ..errors import DataUnavailable, error_summary, one_line
 from . import synthetic
 
 MARKER = ".creepscan-complete"
@@ -49,7 +49,7 @@ class _Job:
         who = f"probe {self.probe_id}" if self.probe_id else f"source '{self.kind}'"
         fix = FIX.format(probe=self.probe_id or "PROBE_ID")
         # the reason may be cut short, the fix never is
-        return DataUnavailable(f"{who}: could not get {_one_line(what, 120)}: {_one_line(why, 600)}; {fix}")
+        return DataUnavailable(f"{who}: could not get {one_line(what, 120)}: {one_line(why, 600)}; {fix}")
 
     def offline(self, what: str, where: Path) -> DataUnavailable:
         return self.fail(what, f"not in the cache ({where}) and downloads are switched off")
@@ -70,17 +70,6 @@ def _stderr_is_tty() -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-def _one_line(text: str, limit: int = 400) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _why(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)  # urllib's URLError keeps the cause here
-    text = str(reason if reason is not None else exc) or type(exc).__name__
-    return _one_line(f"{type(exc).__name__}: {text}", 200)
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +145,7 @@ def materialize(source: dict, root, *, download: bool = True, progress: bool = T
     except DataUnavailable:
         raise
     except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise job.fail(_TITLES.get(kind, kind), _why(exc)) from exc
+        raise job.fail(_TITLES.get(kind, kind), error_summary(exc)) from exc
     _write_json(root / MARKER, {
         **wanted,
         "path": path.relative_to(root).as_posix(),
@@ -249,7 +238,7 @@ def _lfw(source: dict, job: _Job) -> Path:
     except OSError as exc:
         if not job.download:
             raise job.offline("LFW", lfw_home) from exc
-        raise job.fail("LFW", f"download failed ({_why(exc)})") from exc
+        raise job.fail("LFW", f"download failed ({error_summary(exc)})") from exc
     if not folder.is_dir():
         raise job.fail("LFW", f"{folder} is missing after the download step")
     rows = []
@@ -409,8 +398,8 @@ def _huggingface(source: dict, job: _Job) -> Path:
         raise job.fail(what, 'the optional package "datasets" is not installed: pip install "creepscan[hf]"') from exc
     except Exception as exc:  # datasets / huggingface_hub raise many types: HTTP, not found, gated, offline
         if not job.download:
-            raise job.fail(what, f"not in the local cache and downloads are switched off ({_why(exc)})") from exc
-        raise job.fail(what, _why(exc)) from exc
+            raise job.fail(what, f"not in the local cache and downloads are switched off ({error_summary(exc)})") from exc
+        raise job.fail(what, error_summary(exc)) from exc
     features = dict(getattr(ds, "features", None) or {})
     if features and label_column not in features:
         raise job.fail(what, f"no column {label_column!r} (columns: {', '.join(features)}); set label_column in [source]")
@@ -436,7 +425,7 @@ def _huggingface(source: dict, job: _Job) -> Path:
     except DataUnavailable:
         raise
     except Exception as exc:  # a stream can fail half way (network, a corrupt shard)
-        raise job.fail(what, _why(exc)) from exc
+        raise job.fail(what, error_summary(exc)) from exc
     if not rows:
         raise job.fail(what, f"no rows with both an image in {image_column!r} and a label in {label_column!r}")
     _publish(images, job.root / "images")
@@ -532,7 +521,7 @@ def _country211(source: dict, job: _Job) -> Path:
             raise job.offline("Country211", base) from exc
         raise
     except FileNotFoundError as exc:  # base there, split folder missing or empty
-        raise job.fail("Country211", f"{base / split} is missing or has no images ({_why(exc)})") from exc
+        raise job.fail("Country211", f"{base / split} is missing or has no images ({error_summary(exc)})") from exc
     return base / split
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from .. import cpu
-from ..errors import ModelUnavailable
-from .weights import _short, check_fits, fingerprint_state, load_state_dict
+from ..errors import ModelUnavailable, error_summary
+from .weights import check_fits, fingerprint_state, load_state_dict
 
 FLOOR_SEED = 0
 # Prompts of the bf16 agreement check: the kinds of text a zero-shot probe sends to the text tower.
@@ -230,7 +230,7 @@ def _check_arch(arch: str) -> None:
 
 def _download_error(what: str, exc: BaseException, arch: str) -> ModelUnavailable:
     return ModelUnavailable(
-        f"could not fetch the weights of {what} ({_short(exc)}); offline? download them on a machine with "
+        f"could not fetch the weights of {what} ({error_summary(exc, 160)}); offline? download them on a machine with "
         f"internet and pass them as a local file: creepscan audit {arch} --weights FILE.safetensors"
     )
 
@@ -297,7 +297,7 @@ def from_hf_hub(spec: str, *, device="cpu") -> OpenClipEncoder:
         model, _, preprocess = oc.create_model_and_transforms(spec)
     except Exception as exc:
         raise ModelUnavailable(
-            f"could not fetch {spec} from the Hugging Face hub ({_short(exc)}); offline? pass the model's "
+            f"could not fetch {spec} from the Hugging Face hub ({error_summary(exc, 160)}); offline? pass the model's "
             "architecture with local weights instead: creepscan audit ARCH --weights FILE.safetensors"
         ) from exc
     arch = spec

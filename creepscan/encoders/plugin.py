@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ModelUnavailable
+from ..errors import ModelUnavailable, error_summary
 
 
 class PluginEncoder:
@@ -116,12 +116,12 @@ def load_plugin(spec: str):
     except ImportError as exc:
         raise ModelUnavailable(f"cannot import plug-in module '{module_name}': {exc}; is it on PYTHONPATH or in the current folder?") from exc
     except Exception as exc:
-        raise ModelUnavailable(f"plug-in module '{module_name}' failed to import: {type(exc).__name__}: {exc}") from exc
+        raise ModelUnavailable(f"plug-in module '{module_name}' failed to import: {error_summary(exc, 300)}") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ModelUnavailable(f"plug-in module '{module_name}' has no callable '{attr}'")
     try:
         obj = factory()
     except Exception as exc:
-        raise ModelUnavailable(f"plug-in {spec}: {attr}() failed: {type(exc).__name__}: {exc}") from exc
+        raise ModelUnavailable(f"plug-in {spec}: {attr}() failed: {error_summary(exc, 300)}") from exc
     return PluginEncoder(obj, spec)

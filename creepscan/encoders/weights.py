@@ -8,7 +8,7 @@ from typing import Mapping
 
 import torch
 
-from ..errors import ModelUnavailable
+from ..errors import ModelUnavailable, error_summary
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -27,7 +27,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises its own error types for corrupt headers
-            raise ModelUnavailable(f"cannot read {path} as safetensors: {_short(exc)}") from exc
+            raise ModelUnavailable(f"cannot read {path} as safetensors: {error_summary(exc, 160)}") from exc
     else:
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -37,7 +37,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 "code; convert it to .safetensors (or a plain state dict) on a machine you trust"
             ) from exc
         except Exception as exc:
-            raise ModelUnavailable(f"cannot read {path} as a torch state dict: {_short(exc)}") from exc
+            raise ModelUnavailable(f"cannot read {path} as a torch state dict: {error_summary(exc, 160)}") from exc
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not state:
@@ -89,11 +89,4 @@ def fingerprint_state(state: Mapping[str, torch.Tensor]) -> str:
             t = t.view(torch.int16)
         h.update(t.numpy().tobytes())
     return "sha256:" + h.hexdigest()
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    first = first.split(". ")[0]
-    return first if len(first) <= 160 else first[:157] + "..."
 
