@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .attacks import Metrics
-from .attacks.stats import holm, paired_bootstrap
+from .attacks.stats import holm, paired_bootstrap, round6 as _r
 from .constants import DEFAULT_RULES, FAR_LEVELS
 from .levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, at_or_above, level_index, level_rose
 
@@ -98,10 +98,6 @@ def check_rules(rules: dict | None) -> dict:
 
 def _skill(acc: float, chance: float) -> float:
     return (acc - chance) / (1.0 - chance)
-
-
-def _r(x) -> float | None:
-    return None if x is None else float(round(float(x), 6))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ import torch
 from .heads import HEADS as _EXTRA_HEADS, fit_heads, head_seed
 from .linear_probe import (Standardizer, _finite_rows, check_inputs, fit_logistic, predict)
 from .splits import Split
-from .stats import balanced_accuracy_rows, few_shot_variance, paired_episodes, proportion_ci, skill as _skill
+from .stats import (balanced_accuracy_rows, few_shot_variance, paired_episodes, proportion_ci, round6 as _r,
+                    skill as _skill)
 
 __all__ = ["FewShotEntry", "FewShotResult", "few_shot_curve", "draw_supports", "samples_to_threshold",
            "paired_few_shot"]
@@ -44,10 +45,6 @@ FS_GTOL = 1e-4  # episode heads are averaged over many episodes: a looser stop i
 FEW_SHOT_HEADS = ("prototype", "logistic", "prototype_cl2n", "knn", "gd_budget", "mlp")
 DEFAULT_HEADS = ("prototype", "logistic")
 MEMORY_FLOATS = 1 << 25  # ~128 MiB of float32 for one batch's gathered support features
-
-
-def _r(x: float, nd: int = 6) -> float:
-    return float(round(float(x), nd))
 
 
 @dataclass

@@ -45,7 +45,7 @@ import torch
 from .few_shot import draw_supports
 from .heads import _Adam, _generator, head_seed
 from .splits import Split
-from .stats import balanced_accuracy, bootstrap_ci, clustered_ci, skill as _skill
+from .stats import balanced_accuracy, bootstrap_ci, clustered_ci, round6 as _r, skill as _skill
 
 __all__ = ["FinetuneResult", "FinetunePoint", "finetune_attack", "DEFAULT_BUDGETS", "tower_parts"]
 
@@ -57,10 +57,6 @@ BATCH = 32
 CHECKPOINTS = 10
 COSINE_SCALE = 16.0      # logits = scale * cos(feature, class weight): a softmax temperature of 1/16
 EVAL_BATCH = 256
-
-
-def _r(x: float, nd: int = 6) -> float:
-    return float(round(float(x), nd))
 
 
 @dataclass

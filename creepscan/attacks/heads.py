@@ -37,7 +37,7 @@ import torch
 from ..constants import HEADS
 from .linear_probe import _finite_rows, check_inputs, remap_labels
 from .splits import Split
-from .stats import balanced_accuracy, bootstrap_ci, skill as _skill
+from .stats import balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
 
 __all__ = ["HEADS", "HeadResult", "HeadFit", "run_head", "fit_heads", "head_seed", "KNN_GRID", "MLP_HIDDEN",
            "MLP_ALPHAS", "MLP_LR", "MLP_BATCH", "MLP_MAX_EPOCHS", "MLP_PATIENCE", "GD_BUDGETS", "GD_BATCH",
@@ -57,10 +57,6 @@ GD_BATCH = 128
 GD_STEP_SCALES = (1.0, 4.0, 16.0)  # step = scale / lambda_max; the safe full-batch step is 4 / lambda_max
 GD_CHECKPOINTS = 10       # validation checkpoints between consecutive budgets
 EVAL_FLOATS = 1 << 24     # cap on the floats of one evaluation block (rows x outputs)
-
-
-def _r(x: float, nd: int = 6) -> float:
-    return float(round(float(x), nd))
 
 
 def head_seed(*parts) -> int:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .splits import Split
-from .stats import POSTERIOR_DRAWS, balanced_accuracy, bootstrap_ci, skill as _skill
+from .stats import POSTERIOR_DRAWS, balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
 
 __all__ = ["LinearProbeResult", "linear_probe", "fit_logistic", "Standardizer", "COARSE_LOG10_C",
            "solver_dtype"]
@@ -49,10 +49,6 @@ MAX_ITER = 300          # per fit (warm starts usually need 5-20)
 SEARCH_MAX_ITER = ((2.0, 300), (4.0, 40), (math.inf, 25))  # (log10 C below, cap)
 REFIT_MAX_ITER_LARGE_C = 100
 HISTORY = 10
-
-
-def _r(x: float, nd: int = 6) -> float:
-    return float(round(float(x), nd))
 
 
 def _rc(c: float) -> float:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .stats import round6 as _r
 from .verification import (MIN_TAIL, N_BOOT, identity_bootstrap_interval, identity_multipliers, paired_summary,
                            seed_entropy)
 
@@ -44,10 +45,6 @@ DET_POINTS = 50
 _DESIGN_TAG, _GALLERY_TAG, _NONMATED_TAG = 23, 29, 31
 _REL_TOL = 1e-9
 _CHUNK = 1 << 22
-
-
-def _r(x, nd: int = 6):
-    return None if x is None else float(round(float(x), nd))
 
 
 class _SearchStats:

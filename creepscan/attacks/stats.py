@@ -39,11 +39,16 @@ __all__ = [
     "balanced_accuracy", "balanced_accuracy_rows", "balanced_accuracy_var", "bootstrap_ci",
     "proportion_ci", "difference_interval", "paired_bootstrap", "paired_episodes", "FewShotVariance",
     "few_shot_variance", "sign_flip_test", "sign_flip_p", "minimum_detectable_effect",
-    "images_needed_per_class", "holm", "skill", "POSTERIOR_DRAWS", "clustered_variance", "clustered_ci", "cluster_df", "t_quantile",
+    "images_needed_per_class", "holm", "skill", "round6", "POSTERIOR_DRAWS", "clustered_variance", "clustered_ci", "cluster_df", "t_quantile",
 ]
 
 POSTERIOR_DRAWS = 20000    # draws behind each interval: quantile error ~2% of the half-width
 EXACT_SIGN_FLIP_MAX = 16   # nonzero pairs up to which the sign-flip test enumerates all 2^m patterns
+
+
+def round6(x, nd: int = 6) -> float | None:
+    """``x`` as a float rounded to ``nd`` decimals (6: every figure in the report), None kept as None."""
+    return None if x is None else float(round(float(x), nd))
 
 
 def skill(accuracy: float, chance: float) -> float:

@@ -52,6 +52,7 @@ from scipy import sparse
 from scipy.stats import t as student_t
 
 from ..constants import FAR_LEVELS
+from .stats import round6 as _r
 
 __all__ = ["VerificationResult", "verification", "verification_from_pairs", "paired_verification_test",
            "tar_at_far", "roc_auc", "roc_curve_points", "FAR_LEVELS", "N_BOOT", "MIN_TAIL"]
@@ -72,10 +73,6 @@ _RUN = 128                # pairs per run in the two-level threshold scan
 _REL_TOL = 1e-9           # mass comparisons: far * W computed in floating point
 Z975 = 1.959963984540054
 _DESIGN_TAG, _BOOT_TAG = 7, 11
-
-
-def _r(x, nd: int = 6):
-    return None if x is None else float(round(float(x), nd))
 
 
 def seed_entropy(seed) -> list[int]:

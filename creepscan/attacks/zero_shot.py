@@ -11,15 +11,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .stats import balanced_accuracy, bootstrap_ci, skill as _skill
+from .stats import balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
 
 __all__ = ["ZeroShotResult", "class_text_embeddings", "zero_shot"]
 
 _CHUNK = 256
-
-
-def _r(x: float, nd: int = 6) -> float:
-    return float(round(float(x), nd))
 
 
 def _as_numpy(a) -> np.ndarray:
