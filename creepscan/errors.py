@@ -23,6 +23,11 @@ class ProbeFileError(CreepscanError):
     """A probe file is malformed."""
 
 
+class EngineError(CreepscanError, ValueError):
+    """An engine that cannot be used as asked (unknown name, missing Ray, an address without Ray):
+    one line for the user, exit 2; a ValueError for library callers."""
+
+
 def one_line(text, limit: int | None = None) -> str:
     """``text`` with every run of whitespace (newlines included) as one space, cut to ``limit``
     characters (ending in "...") when given: for messages that must stay on one line."""

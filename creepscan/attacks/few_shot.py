@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .heads import HEADS as _EXTRA_HEADS, fit_heads, head_seed
-from .linear_probe import (Standardizer, _finite_rows, check_inputs, fit_logistic, predict)
+from .linear_probe import (Standardizer, finite_rows, check_inputs, fit_logistic, predict)
 from .splits import Split
 from .stats import (balanced_accuracy_rows, few_shot_variance, paired_episodes, proportion_ci, round6 as _r,
                     skill as _skill)
@@ -204,7 +204,7 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
     if stray:
         raise ValueError(f"head_settings given for {stray}, which are not among the extra heads {extra}")
     ran = [h for h in FEW_SHOT_HEADS if h in heads]
-    _finite_rows(X, np.concatenate([split.train, split.val]), "train/val")
+    finite_rows(X, np.concatenate([split.train, split.val]), "train/val")
     dev = torch.device(device)
     y_tr = y[split.train]
     classes = np.unique(y_tr)

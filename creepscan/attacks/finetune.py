@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from .few_shot import draw_supports
-from .heads import _Adam, _generator, head_seed
+from .heads import Adam, seeded_generator, head_seed
 from .splits import Split
 from .stats import balanced_accuracy, bootstrap_ci, clustered_ci, round6 as _r, skill as _skill
 
@@ -334,11 +334,11 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
             return float(((pred == y_val_pos).double() * val_w).sum())
 
         B = min(int(batch), len(fit_rows))
-        g = _generator(head_seed(seed, "finetune", k, steps))
+        g = seeded_generator(head_seed(seed, "finetune", k, steps))
         n_perms = math.ceil(steps * B / len(fit_rows)) + 1
         order = torch.cat([torch.randperm(len(fit_rows), generator=g) for _ in range(n_perms)])
         checks = {int(round(steps * i / CHECKPOINTS)) for i in range(1, CHECKPOINTS + 1)}
-        opt_tower, opt_head = _Adam(params, lr), _Adam([W], head_lr)
+        opt_tower, opt_head = Adam(params, lr), Adam([W], head_lr)
 
         def step_loss(idx):
             return torch.nn.functional.cross_entropy(logits(fit_h[idx]), fit_y[idx])

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..constants import HEADS
-from .linear_probe import _finite_rows, check_inputs, remap_labels
+from .linear_probe import finite_rows, check_inputs, remap_labels
 from .splits import Split
 from .stats import balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
 
@@ -164,8 +164,9 @@ def _row_chunks(n_rows: int, floats_per_row: int):
         yield slice(r0, min(n_rows, r0 + step))
 
 
-def _generator(seed: int) -> torch.Generator:
-    # CPU generators on every device: the same seed draws the same numbers on a CPU and a GPU
+def seeded_generator(seed: int) -> torch.Generator:
+    """A torch CPU generator seeded with ``seed`` (on every device: the same seed draws the same numbers
+    on a CPU and a GPU)."""
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
@@ -231,7 +232,7 @@ def _epoch_orders(seeds, m: int, batch: int, n_steps: int, device) -> torch.Tens
     n_epochs = math.ceil(n_steps / per_epoch)
     out = []
     for s in seeds:
-        g = _generator(s)
+        g = seeded_generator(s)
         if batch >= m:
             out.append(torch.arange(m).expand(n_steps, m))
             continue
@@ -240,7 +241,7 @@ def _epoch_orders(seeds, m: int, batch: int, n_steps: int, device) -> torch.Tens
     return torch.stack(out).to(device)
 
 
-class _Adam:
+class Adam:
     """Adam (Kingma & Ba, 2015; scikit-learn's MLP defaults beta1 0.9, beta2 0.999, eps 1e-8), written
     out: importing torch.optim costs seconds, a large share of a small probe's whole run.
     ``step(grads)`` updates the parameters in place."""
@@ -281,14 +282,14 @@ def _fit_mlp(F, yF, Q, K, scorer, seeds, *, hidden: int = MLP_HIDDEN, alphas: Se
     b2 = torch.empty(E * A, 1, K)
     lim1, lim2 = math.sqrt(6.0 / (D + H)), math.sqrt(6.0 / (H + K))
     for e, s in enumerate(seeds):
-        g = _generator(head_seed(s, "init"))
+        g = seeded_generator(head_seed(s, "init"))
         W1[e].uniform_(-lim1, lim1, generator=g)
         b1[e].uniform_(-lim1, lim1, generator=g)
         W2[e * A:(e + 1) * A].uniform_(-lim2, lim2, generator=g)
         b2[e * A:(e + 1) * A].uniform_(-lim2, lim2, generator=g)
     params = [p.to(dev) for p in (W1, b1, W2, b2)]
     W1, b1, W2, b2 = params
-    adam = _Adam(params, lr)
+    adam = Adam(params, lr)
     alpha_t = torch.tensor([float(a) for a in alphas], dtype=F.dtype, device=dev) / B
     decay1 = alpha_t.repeat_interleave(H)[None, None, :]                   # [1, 1, A*H]
     decay2 = alpha_t.repeat(E)[:, None, None]                              # [E*A, 1, 1]
@@ -363,7 +364,7 @@ def _top_eigenvalue(Zc: torch.Tensor, seeds, iters: int = 50) -> torch.Tensor:
     """lambda_max of Zc^T Zc / m per episode (power iteration, float64 accumulation): [E]."""
     E, m, D = Zc.shape
     Z64 = Zc.double()
-    v = torch.stack([torch.randn(D, generator=_generator(head_seed(s, "power")), dtype=torch.float64)
+    v = torch.stack([torch.randn(D, generator=seeded_generator(head_seed(s, "power")), dtype=torch.float64)
                      for s in seeds]).to(Zc.device)[..., None]
     lam = torch.zeros(E, dtype=torch.float64, device=Zc.device)
     for _ in range(iters):
@@ -545,7 +546,7 @@ def run_head(name: str, X, y, n_classes: int, split: Split, *, seed: int, device
         raise ValueError(f"unknown head {name!r}; choose from {list(HEADS)}")
     _check_settings(name, settings)
     X, y = check_inputs(X, y, n_classes, split)
-    _finite_rows(X, np.concatenate([split.train, split.val]), "train/val")
+    finite_rows(X, np.concatenate([split.train, split.val]), "train/val")
     dev = torch.device(device)
     classes = np.unique(y[split.train])
     K = classes.size

@@ -296,7 +296,8 @@ def check_inputs(X, y, n_classes: int, split: Split) -> tuple[np.ndarray, np.nda
     return X, y.astype(np.int64)
 
 
-def _finite_rows(X: np.ndarray, idx: np.ndarray, what: str) -> None:
+def finite_rows(X: np.ndarray, idx: np.ndarray, what: str) -> None:
+    """Raise ValueError (naming ``what``) unless every row ``idx`` of ``X`` [n, d] is finite (rows a head fits on)."""
     bad = ~np.isfinite(X[idx]).all(axis=1)
     if bad.any():
         raise ValueError(f"{int(bad.sum())} {what} feature rows contain NaN or inf; drop or fix those images")
@@ -312,7 +313,7 @@ def linear_probe(X, y, n_classes: int, split: Split, *, seed: int, device="cpu",
     """
     X, y = check_inputs(X, y, n_classes, split)
     fit_rows = np.concatenate([split.train, split.val])
-    _finite_rows(X, fit_rows, "train/val")
+    finite_rows(X, fit_rows, "train/val")
     classes = np.unique(y[split.train])
     K = classes.size
     dev = torch.device(device)

@@ -24,16 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CreepscanError
+from ..errors import EngineError
 
 ENGINES = ("local", "ray")
 
 __all__ = ["ENGINES", "AttackJob", "EngineError", "get_engine", "engine_of"]
-
-
-class EngineError(CreepscanError, ValueError):
-    """An engine that cannot be used as asked (unknown name, missing Ray, an address without Ray):
-    one line for the user, exit 2; a ValueError for library callers."""
 
 
 @dataclass

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import CHUNK_ROWS
-from . import EngineError
+from ..errors import EngineError
 from .local import LocalEngine, embedding_waves
 
 __all__ = ["RayEngine", "EncoderRecipe", "MIN_RAY", "arithmetic_threads", "apply_arithmetic_threads"]
