@@ -155,6 +155,8 @@ def tower_parts(visual: torch.nn.Module, blocks: int):
                 x = r(x)
             return x.transpose(0, 1) if not batch_first else x
 
+        # open_clip has no public way to enter or leave the block stack: its own _embeds and _pool (the
+        # minimum open_clip in setup.cfg has them; tests/test_dependencies.py checks the installed one).
         def prefix(x):
             return run(visual._embeds(x), res[: n - blocks])
 

@@ -18,12 +18,13 @@ FLOOR_SEED = 0
 _CHECK_PROMPTS = ("a photo of a face.", "a photo of a young woman smiling.", "a street in an old city.",
                   "a close-up photo of a dog.")
 _CONFIGS = Path(__file__).parent / "configs"
+_CONFIG_NAMES = tuple(sorted(p.stem for p in _CONFIGS.glob("*.json")))  # the architectures they add
 
 
 def _open_clip():
     import open_clip
 
-    if _CONFIGS not in getattr(open_clip.factory, "_MODEL_CONFIG_PATHS", []):
+    if not set(_CONFIG_NAMES) <= set(open_clip.list_models()):  # registered once, through the public API
         open_clip.add_model_config(_CONFIGS)
     return open_clip
 
