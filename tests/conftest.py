@@ -1,6 +1,7 @@
 """Shared test fixtures: a tiny open_clip model with random weights, small image folders."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -12,6 +13,16 @@ import torch
 from PIL import Image
 
 TINY = "creepscan-tiny-vit"  # shipped in creepscan/encoders/configs: 32px ViT, 2 layers, 64-d
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_fixture_generator():
+    """fixtures/generate.py as a module, loaded by its path under a private name: the folder is not a
+    package, so it cannot shadow (or be shadowed by) the PyPI package ``fixtures``."""
+    spec = importlib.util.spec_from_file_location("_creepscan_fixtures_generate", ROOT / "fixtures" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_folder(root: Path, n_classes=4, per_class=8, seed=0, signal=True, size=40) -> Path:

@@ -6,7 +6,9 @@ from PIL import Image
 
 from creepscan.data import load_image_set
 from creepscan.data.synthetic import make_attribute, make_digits, make_identities
-from fixtures.generate import main as generate_cli
+from conftest import load_fixture_generator
+
+generate_cli = load_fixture_generator().main
 
 
 def _digest(root):

@@ -41,3 +41,8 @@ def test_nothing_cites_documents_outside_the_repository():
 def test_the_documents_the_code_points_to_exist():
     for doc in ("docs/design.md", "docs/report-format.md", "docs/INTERFACES.md"):
         assert (ROOT / doc).is_file(), doc
+
+
+def test_fixtures_is_a_folder_not_a_package_that_shadows_the_pypi_one():
+    assert (ROOT / "fixtures" / "generate.py").is_file()
+    assert not (ROOT / "fixtures" / "__init__.py").exists()
