@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attacks import _busy_cpu_seconds, make_data, peak_host_mib  # noqa: E402  (the same data and meter)
+from attacks import _busy_cpu_seconds, make_data, peak_host_mib  # the same data and meter
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW_MARK = "@@row "

@@ -43,18 +43,18 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: creepscan
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: the shared meter
 
-from attacks import peak_host_mib  # noqa: E402  (VmHWM: ru_maxrss would carry the parent's peak)
+from attacks import peak_host_mib  # VmHWM: ru_maxrss would carry the parent's peak
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COSINE_BOUND = 0.999
 

@@ -21,20 +21,20 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import sklearn
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: creepscan
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: the shared data maker
+
+from attacks import make_data
+from creepscan.attacks.linear_probe import COARSE_LOG10_C, N_HALVINGS, linear_probe
+from creepscan.attacks.splits import stratified_split
+from creepscan.attacks.stats import balanced_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import sklearn  # noqa: E402
-import torch  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-
-from attacks import make_data  # noqa: E402
-from creepscan.attacks.linear_probe import COARSE_LOG10_C, N_HALVINGS, linear_probe  # noqa: E402
-from creepscan.attacks.splits import stratified_split  # noqa: E402
-from creepscan.attacks.stats import balanced_accuracy  # noqa: E402
 
 
 def sklearn_search(X, y, n_classes, split):

@@ -144,7 +144,7 @@ def _plain(data: bytes) -> tuple[torch.Tensor, int] | None:
                 return None
             if img.getexif().get(_ORIENTATION, 1) not in (0, 1):
                 return None
-    except Exception:  # noqa: BLE001 - any parse problem: the reference path reports it
+    except Exception:  # any parse problem: the reference path reports it
         return None
     return torch.frombuffer(bytearray(data), dtype=torch.uint8), w * h
 

@@ -106,7 +106,7 @@ def _threaded_batches(paths, split, batch_size: int, threads: int):
         try:
             for step in head:
                 img = step(img)
-        except Exception as exc:  # noqa: BLE001 - one image's failure must not end the run
+        except Exception as exc:  # one image's failure must not end the run
             return None, _failed(exc)
         return img, ""
 
@@ -119,7 +119,7 @@ def _threaded_batches(paths, split, batch_size: int, threads: int):
                     try:
                         for step in tail:
                             img = step(img)
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:  # one image's failure must not end the run
                         img, reason = None, _failed(exc)
                 items.append((i, img, reason))
             yield _collate(items)

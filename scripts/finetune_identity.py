@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from creepscan.data import decode_image, load_image_set  # noqa: E402
-from creepscan.data.synthetic import make_identities  # noqa: E402
-from creepscan.encoders.openclip import random_init  # noqa: E402
+from creepscan.data import decode_image, load_image_set
+from creepscan.data.synthetic import make_identities
+from creepscan.encoders.openclip import random_init
 
 TRAIN_SEED = 1001  # the fixtures suite draws its people with small seeds
 

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np

@@ -46,3 +46,9 @@ def test_the_documents_the_code_points_to_exist():
 def test_fixtures_is_a_folder_not_a_package_that_shadows_the_pypi_one():
     assert (ROOT / "fixtures" / "generate.py").is_file()
     assert not (ROOT / "fixtures" / "__init__.py").exists()
+
+
+def test_ci_lints_before_it_tests():
+    lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert "ruff check ." in lines and lines.index("ruff check .") < lines.index('pip install -e ".[dev]" && pytest -q')
+    assert "[tool.ruff]" in (ROOT / "pyproject.toml").read_text()

@@ -48,7 +48,7 @@ def import_ray():
     """``ray`` (with Ray Data), or ``EngineError`` saying how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError:
         raise EngineError(f"--engine ray needs Ray (>= {'.'.join(map(str, MIN_RAY))}), which is not installed: "
                           f"{INSTALL_HINT}") from None
