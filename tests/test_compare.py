@@ -59,12 +59,42 @@ def test_rise_is_caught_and_its_reverse_is_not(tmp_path, signal_dir):
     assert code == 0 and rep["probes"][0]["delta"]["linear_probe"] < 0 and not rep["probes"][0]["risk_rose"]
 
 
-def test_both_models_share_images_splits_and_episodes(tmp_path, signal_dir):
+def test_both_models_share_images_splits_and_episodes(tmp_path, signal_dir, monkeypatch):
+    """Not only the same k: in every test fold, episode e of each k uses the same support images for
+    A, B and the floor (recorded as the few-shot attack draws them), so the paired test compares like
+    with like."""
+    import creepscan.attacks
+    from creepscan.attacks import few_shot
+
+    curves = []  # one per few-shot curve run: (its fold's training rows, {(k, episode): support positions})
+    draw, curve = few_shot.draw_supports, creepscan.attacks.few_shot_curve
+
+    def recording_curve(X, y, n_classes, split, **kw):
+        curves.append((split.train.tobytes(), {}))
+        return curve(X, y, n_classes, split, **kw)
+
+    def recording_draw(train_labels, classes, k, seed, episodes):
+        episodes = list(episodes)
+        out = draw(train_labels, classes, k, seed, episodes)
+        curves[-1][1].update({(k, e): row.tobytes() for e, row in zip(episodes, out)})
+        return out
+
+    monkeypatch.setattr(creepscan.attacks, "few_shot_curve", recording_curve)
+    monkeypatch.setattr(few_shot, "draw_supports", recording_draw)
     _, rep, _ = compare(tmp_path, "py:conftest_plugins:blind", "py:conftest_plugins:colour", signal_dir, "pair")
     a, b = rep["probes"][0]["a"], rep["probes"][0]["b"]
     assert a["split"] == b["split"] and a["data"]["fingerprint"] == b["data"]["fingerprint"]
-    assert [e["episodes"] for e in a["metrics"]["few_shot"]][:1] and \
-        [e["k"] for e in a["metrics"]["few_shot"]] == [e["k"] for e in b["metrics"]["few_shot"]]
+    ks = [e["k"] for e in a["metrics"]["few_shot"]]
+    assert ks and ks == [e["k"] for e in b["metrics"]["few_shot"]]
+    by_fold: dict[bytes, list[dict]] = {}
+    for train, episodes in curves:
+        by_fold.setdefault(train, []).append(episodes)
+    assert len(by_fold) == a["split"]["folds"]
+    for plans in by_fold.values():
+        assert len(plans) >= 2  # A and B (the floor, shared by both, may add a third)
+        for key in set().union(*plans):
+            assert len({p[key] for p in plans if key in p}) == 1, key
+        assert all((k, 0) in p for p in plans for k in ks)
 
 
 def test_holm_adjustment():
