@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import TINY, make_folder
+
 from creepscan.cli import main
 from creepscan.features import Features
 from creepscan.pipeline import LabelledSet, Settings, make_probe_splits
