@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
@@ -37,6 +39,17 @@ def make_folder(root: Path, n_classes=4, per_class=8, seed=0, signal=True, size=
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(d / f"img{i:03d}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def identity_checkpoints(tmp_path_factory) -> Path:
+    """A folder with base.safetensors (the tiny model's random weights) and adapted.safetensors (120
+    steps toward telling synthetic people apart: scripts/finetune_identity.py, the offline demo's own
+    script), trained once per session for every module that audits them (read-only: copy to change)."""
+    out = tmp_path_factory.mktemp("identity-ckpt")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "finetune_identity.py"), str(out), "--steps", "120"],
+                   check=True, capture_output=True)
+    return out
 
 
 @pytest.fixture

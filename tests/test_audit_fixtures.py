@@ -1,24 +1,16 @@
 """The fixtures suite end to end: a model fine-tuned toward identities against its base, offline."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from creepscan.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def checkpoints(identity_checkpoints):
     """base.safetensors (random) and adapted.safetensors (a few steps toward telling people apart)."""
-    out = tmp_path_factory.mktemp("ckpt")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "finetune_identity.py"), str(out), "--steps", "120"],
-                   check=True, capture_output=True)
-    return out
+    return identity_checkpoints
 
 
 def cli(*args):

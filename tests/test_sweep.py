@@ -83,15 +83,14 @@ def test_sweep_of_one_model_is_exit_2_in_one_line(tmp_path):
 # --- a sweep of four checkpoints, killed after the second model and resumed ---------------------
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def checkpoints(identity_checkpoints, tmp_path_factory):
     """ckpt_0 (the demo's base weights), ckpt_40 and ckpt_80 (1/3 and 2/3 of the way in weight space)
-    and ckpt_120 (the adapted weights; 60 fine-tuning steps instead of the demo's 150 keep it quick)."""
+    and ckpt_120 (the adapted weights: the session's, also audited by test_audit_fixtures.py)."""
     from safetensors.torch import load_file, save_file
 
     out = tmp_path_factory.mktemp("sweep-ckpt")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "finetune_identity.py"), str(out), "--steps", "60"],
-                   check=True, capture_output=True)
-    base, adapted = load_file(str(out / "base.safetensors")), load_file(str(out / "adapted.safetensors"))
+    base = load_file(str(identity_checkpoints / "base.safetensors"))
+    adapted = load_file(str(identity_checkpoints / "adapted.safetensors"))
     for step in STEPS:
         w = step / STEPS[-1]
         save_file({k: (base[k] * (1 - w) + adapted[k] * w).contiguous() if base[k].is_floating_point() else base[k]
