@@ -5,11 +5,13 @@ the evidence cannot place the probe (saturated or underpowered). ``creepscan.ris
 """
 from __future__ import annotations
 
-__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "level_index", "at_or_above", "level_rose"]
+__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "FAR_LEVELS", "level_index", "at_or_above", "level_rose"]
 
 LEVELS = ("none", "low", "medium", "high", "critical")
 INCONCLUSIVE = "inconclusive"
 ALL_LEVELS = LEVELS + (INCONCLUSIVE,)
+# The false-accept rates at which verification is read (a risk rule names one of them).
+FAR_LEVELS = {"1e-2": 1e-2, "1e-3": 1e-3}
 
 
 def level_index(name: str) -> int:

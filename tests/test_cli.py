@@ -44,6 +44,19 @@ def test_models_lists_aliases():
     assert code == 0 and "clip-vit-b32" in out and "ViT-B-32" in out and "openai" in out
 
 
+@pytest.mark.parametrize("command", [["models"], ["probes"], ["probes", "--suite", "fixtures"]])
+def test_models_and_probes_do_not_import_torch(command):
+    """Listing aliases and probe files must not pay for torch (seconds, and tens of seconds on a busy
+    machine): a fresh interpreter runs the command and reports what it imported."""
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom creepscan.cli import main\n"
+            f"r = CliRunner().invoke(main, {command!r})\n"
+            "assert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in ('torch', 'open_clip', 'scipy') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]", f"{command} imported {proc.stdout.strip()}"
+
+
 def test_audit_writes_reports_and_reruns_from_cache(tmp_path, tiny_weights, signal_dir):
     (signal_dir / "c0" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     code, out, err = audit(tmp_path, tiny_weights["safetensors"], signal_dir, "r1")

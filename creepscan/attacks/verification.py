@@ -51,10 +51,11 @@ import torch
 from scipy import sparse
 from scipy.stats import t as student_t
 
+from ..levels import FAR_LEVELS  # defined once, torch-free, for the risk rules
+
 __all__ = ["VerificationResult", "verification", "verification_from_pairs", "paired_verification_test",
            "tar_at_far", "roc_auc", "roc_curve_points", "FAR_LEVELS", "N_BOOT", "MIN_TAIL"]
 
-FAR_LEVELS = {"1e-2": 1e-2, "1e-3": 1e-3}
 ROC_POINTS = 200
 N_BOOT = 1000
 # A FAR level is measurable with >= MIN_TAIL / far impostor pairs (Kish's effective count under the

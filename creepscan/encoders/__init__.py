@@ -10,8 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ModelUnavailable
-from . import openclip
-from .plugin import PixelEncoder, PluginEncoder, load_plugin
+
+# The backends (open_clip, plug-ins) import torch: they load on first use, so that `creepscan models`
+# and `creepscan probes`, which only read ALIASES and probe files, start in a fraction of a second.
+_LAZY = {"PixelEncoder": "plugin", "PluginEncoder": "plugin", "load_plugin": "plugin"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,8 @@ ALIASES: dict[str, Alias] = {
 
 
 def has_text(encoder) -> bool:
+    from .plugin import PluginEncoder
+
     if isinstance(encoder, PluginEncoder):
         return encoder.has_text
     return callable(getattr(encoder, "encode_text", None))
@@ -48,6 +60,9 @@ def resolve_encoder(spec: str, *, weights=None, device="cpu", cache_dir=None):
     Forms: an alias (``clip-vit-b32``), ``ARCH:TAG``, ``ARCH --weights FILE``, ``hf-hub:ORG/NAME``,
     ``py:MODULE:CALLABLE``.
     """
+    from . import openclip
+    from .plugin import load_plugin
+
     spec = spec.strip()
     if spec.startswith("py:"):
         if weights:
