@@ -129,3 +129,27 @@ def test_a_report_that_cannot_be_moved_in_is_not_lost(tmp_path, data, monkeypatc
     assert code == 2 and "No space left on device" in line
     saved = Path(re.search(r"saved in (\S+):", line).group(1))
     assert json.loads((saved / "report.json").read_text())["probes"][0]["id"] == "face-identity"
+
+
+def test_too_small_classes_are_counted_before_anything_is_embedded(tmp_path, monkeypatch):
+    """One class of 8 images and one of 2 (min_images_per_class 6): the image list says the probe
+    cannot run, so nothing may be embedded first (it was: 10,002 images, 201 s, then the error)."""
+    import creepscan.pipeline
+
+    def no_embedding(*a, **k):
+        raise AssertionError("embedded before the class counts were checked")
+
+    monkeypatch.setattr(creepscan.pipeline, "embed", no_embedding)
+    data = make_folder(tmp_path / "d", n_classes=2, per_class=8, seed=1)
+    for extra in sorted((data / "c1").iterdir())[2:]:
+        extra.unlink()
+    code, _, err = _audit(tmp_path, data)
+    line = _one_line(err)
+    assert code == 2 and "only 1 class(es) list at least 6 images" in line and "c1 (2)" in line
+
+
+def test_max_per_class_below_the_probes_minimum_says_to_raise_it(tmp_path, data):
+    code, _, err = _audit(tmp_path, data, "--max-per-class", "3")
+    line = _one_line(err)
+    assert code == 2 and "raise --max-per-class to at least 6" in line
+    assert "lower min_images_per_class" not in line
