@@ -117,18 +117,69 @@ def test_internal_errors_exit_3_with_and_without_debug(tmp_path, data, monkeypat
     assert ("Traceback" in err) == debug
 
 
-def test_a_report_that_cannot_be_moved_in_is_not_lost(tmp_path, data, monkeypatch):
-    import shutil
+def _disk_full_under(monkeypatch, *full):
+    """Make every file under the folders ``full`` fail as on a full disk: its data is written up to
+    half, then syncing it raises OSError(ENOSPC), as the kernel reports a full disk at the latest."""
+    import errno
+    import os
 
-    def full_disk(src, dst):
-        raise OSError(28, "No space left on device")
+    real_fsync = os.fsync
+    roots = [str(f) for f in full]
 
-    monkeypatch.setattr(shutil, "move", full_disk)
-    code, _, err = _audit(tmp_path, data)
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if any(path == r or path.startswith(r + os.sep) for r in roots):
+            size = os.fstat(fd).st_size
+            os.ftruncate(fd, size // 2)
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.startswith(".creepscan")
+                  or p.name.endswith(".tmp"))
+
+
+def test_a_full_disk_under_out_leaves_nothing_half_written_and_names_a_complete_copy(tmp_path, data, monkeypatch):
+    """--out inside a full filesystem: exit 2 (it was 3), no hidden staging folder or temp file left
+    on the full disk, no partial report in --out, and a complete copy in the system temp folder."""
+    import tempfile
+
+    full, systmp = tmp_path / "full", tmp_path / "systmp"
+    full.mkdir()
+    systmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(systmp))
+    _disk_full_under(monkeypatch, full)
+    code, _, err = _audit(tmp_path, data, out=full / "rep")
     line = _one_line(err)
-    assert code == 2 and "No space left on device" in line
-    saved = Path(re.search(r"saved in (\S+):", line).group(1))
-    assert json.loads((saved / "report.json").read_text())["probes"][0]["id"] == "face-identity"
+    assert code == 2 and "No space left on device" in line and f"into {full / 'rep'}" in line
+    copy = Path(re.search(r"a complete copy is in (\S+):", line).group(1))
+    assert copy.parent == systmp
+    assert sorted(p.name for p in copy.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert json.loads((copy / "report.json").read_text())["probes"][0]["id"] == "face-identity"
+    assert "</html>" in (copy / "report.html").read_text()
+    assert _leftovers(full) == [] and not (full / "rep").exists()
+
+
+def test_a_full_disk_at_out_keeps_the_old_report_whole(tmp_path, data, monkeypatch):
+    """--out at the full mount point, holding an earlier report: the earlier files stay whole (not
+    truncated), and when the temp folder is full too the line says nothing was saved."""
+    import tempfile
+
+    full, systmp = tmp_path / "full", tmp_path / "systmp"
+    full.mkdir()
+    systmp.mkdir()
+    (full / "report.html").write_text("<html>earlier run</html>")
+    monkeypatch.setattr(tempfile, "tempdir", str(systmp))
+    _disk_full_under(monkeypatch, full, systmp)
+    code, _, err = _audit(tmp_path, data, out=full)
+    line = _one_line(err)
+    assert code == 2 and f"could not write the report into {full}" in line and "no copy could be saved" in line
+    assert (full / "report.html").read_text() == "<html>earlier run</html>"
+    assert sorted(p.name for p in full.iterdir()) == ["report.html"]
+    assert list(systmp.iterdir()) == []
 
 
 def test_too_small_classes_are_counted_before_anything_is_embedded(tmp_path, monkeypatch):
