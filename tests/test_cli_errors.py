@@ -204,3 +204,13 @@ def test_max_per_class_below_the_probes_minimum_says_to_raise_it(tmp_path, data)
     line = _one_line(err)
     assert code == 2 and "raise --max-per-class to at least 6" in line
     assert "lower min_images_per_class" not in line
+
+
+def test_a_run_refused_on_its_inputs_leaves_no_empty_out_folder(tmp_path, monkeypatch):
+    """The README's sweep example without the user's checkpoints: exit 2 naming the missing file,
+    and no empty sweep-report/ left behind (--out was created before the inputs were checked)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("sweep", "ViT-B-32", "--weights", "ckpt_1000.pt", "--weights", "ckpt_2000.pt", "--order",
+                       "step", "--out", "sweep-report/", "--cache-dir", tmp_path / "c", "-q")
+    assert code == 2 and "ckpt_1000.pt" in _one_line(err)
+    assert not (tmp_path / "sweep-report").exists()
