@@ -29,6 +29,32 @@ def test_local_weights_all_formats_give_the_same_model(tiny_weights):
     np.testing.assert_array_equal(outs[0], outs[2])
 
 
+def test_weights_path_is_recorded_the_same_however_typed(tiny_weights, monkeypatch, tmp_path):
+    """./w.safetensors, w.safetensors and the absolute path are one file: one spec in the report."""
+    folder = tiny_weights["safetensors"].parent
+    monkeypatch.chdir(folder.parent)
+    typed = [tiny_weights["safetensors"], f"{folder.name}/tiny.safetensors",
+             f"./{folder.name}/../{folder.name}/tiny.safetensors"]
+    specs = {resolve_encoder(TINY, weights=str(w)).spec for w in typed}
+    assert specs == {f"{TINY} --weights {folder.name}/tiny.safetensors"}
+    monkeypatch.chdir(tmp_path)  # a folder beside the weights': the absolute path
+    assert resolve_encoder(TINY, weights=f"{folder.parent}/{folder.name}/tiny.safetensors").spec.endswith(
+        f" --weights {tiny_weights['safetensors']}")
+
+
+def test_no_random_init_warning_for_floors_and_local_weights(tiny_weights, caplog):
+    """open_clip warns "No pretrained weights loaded" for every model built without a tag: the floor
+    (random on purpose) and a model whose local weights are loaded next. A sweep's workers printed it
+    once per checkpoint."""
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+        assert enc.floor is not None
+        random_init(TINY)
+    assert not [r for r in caplog.records if "No pretrained weights" in r.getMessage()]
+
+
 def test_fingerprint_is_stable_and_tracks_weights(tiny_weights):
     a = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).fingerprint
     b = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).fingerprint

@@ -54,6 +54,17 @@ def has_text(encoder) -> bool:
     return callable(getattr(encoder, "encode_text", None))
 
 
+def same_path(path) -> str:
+    """A weights path written the same way however it was typed (``./w/a.pt``, ``w/a.pt`` or its
+    absolute form): relative to the working folder when inside it, else absolute; symbolic links
+    are kept (``ckpt_latest.pt`` stays its own name). The report records it in the model's spec."""
+    import os
+
+    full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    rel = os.path.relpath(full)
+    return rel if not rel.startswith(os.pardir) else full
+
+
 def resolve_encoder(spec: str, *, weights=None, device="cpu", cache_dir=None):
     """MODEL string (+ optional local weights) -> encoder.
 
@@ -64,6 +75,7 @@ def resolve_encoder(spec: str, *, weights=None, device="cpu", cache_dir=None):
     from .plugin import load_plugin
 
     spec = spec.strip()
+    weights = same_path(weights) if weights else weights
     if spec.startswith("py:"):
         if weights:
             raise ModelUnavailable("--weights is for open_clip architectures; a py: plug-in loads its own weights")
