@@ -57,7 +57,9 @@ def shared_options(fn):
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per encoder call."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "amp_bf16", "amp_fp16", "pure_bf16"]),
                      default="auto", show_default=True,
-                     help="Arithmetic of the image tower: auto = pure_bf16 on a GPU with bf16, fp32 on a CPU."),
+                     help="Arithmetic of the image tower: auto = pure_bf16 on a GPU with bf16; on a CPU pure_bf16 where "
+                          "its flags say bf16 is faster (AMX, or AMD with avx512_bf16) and the model agrees, "
+                          "else fp32."),
         click.option("--decode", type=click.Choice(["auto", "pil", "fast"]), default="auto", show_default=True,
                      help="Image path: fast = batched JPEG decode (nvjpeg on a GPU) and tensor resize; "
                           "pil = the model's own PIL preprocessing; auto = fast on a GPU, pil on a CPU."),

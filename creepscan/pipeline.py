@@ -445,7 +445,7 @@ def run(encoders: list, probes: list[Probe], settings: Settings):
     """Run every probe on every encoder. Returns (list of ProbeResult, not_run records)."""
     check_data_keys(probes, settings)
     if settings.device == "cpu":
-        # torch's threads wait on each other when another process holds a core: one per free CPU
+        # one thread per usable CPU, whatever the load: the same machine always computes the same numbers
         from .cpu import apply_threads
 
         settings.threads = apply_threads()[1]
