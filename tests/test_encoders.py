@@ -118,6 +118,8 @@ def test_offline_alias_and_tag_fail_in_one_line_pointing_at_weights():
             resolve_encoder(spec)
         msg = str(info.value)
         assert "\n" not in msg and "--weights" in msg
+        # and what else an offline first audit will miss: the default suite's data (FER2013 by hand)
+        assert "four datasets" in msg and "FER2013" in msg and "by hand" in msg
 
 
 def test_hf_hub_offline_fails_clearly():

@@ -249,7 +249,10 @@ def _check_arch(arch: str) -> None:
 def _download_error(what: str, exc: BaseException, arch: str) -> ModelUnavailable:
     return ModelUnavailable(
         f"could not fetch the weights of {what} ({_short(exc)}); offline? download them on a machine with "
-        f"internet and pass them as a local file: creepscan audit {arch} --weights FILE.safetensors"
+        f"internet and pass them as a local file: creepscan audit {arch} --weights FILE.safetensors (the default "
+        "suite also uses four datasets: LFW, FairFace and CIFAR-10 are downloaded on first use, FER2013's "
+        "fer2013.csv must be placed by hand or given with --data emotion=PATH; the README's offline demo needs "
+        "no download)"
     )
 
 
