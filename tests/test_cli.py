@@ -52,7 +52,7 @@ def test_models_and_probes_do_not_import_torch(command):
             f"r = CliRunner().invoke(main, {command!r})\n"
             "assert r.exit_code == 0, r.output\n"
             "print(sorted(m for m in ('torch', 'open_clip', 'scipy') if m in sys.modules))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]", f"{command} imported {proc.stdout.strip()}"
 
@@ -160,6 +160,18 @@ def test_probe_without_data_is_recorded_not_run_and_exits_2(tmp_path, monkeypatc
     assert "Not run" in (tmp_path / "r" / "report.md").read_text()
 
 
+ACROSS_MACHINES = 0.1  # README "Reproducibility": accuracies agree within this across machines
+
+
+def _accuracies(probe: dict) -> list[float]:
+    """Every headline accuracy of a probe's model and floor: linear probe and each few-shot k."""
+    out = []
+    for m in (probe["metrics"], probe["control"]["metrics"]):
+        out.append(m["linear_probe"]["accuracy"])
+        out += [f["accuracy"] for f in m["few_shot"] if f.get("accuracy") is not None]
+    return out
+
+
 def test_speed_options_are_recorded_and_change_no_decision(tmp_path, tiny_weights):
     """--decode fast --precision amp_bf16 on the CPU (the GPU's paths): the report says how the
     embeddings were made (under timings), and the risk decisions are those of the reference run."""
@@ -185,9 +197,11 @@ def test_speed_options_are_recorded_and_change_no_decision(tmp_path, tiny_weight
     assert ref["timings"]["precision_reason"].startswith(f"{chosen}: {why}")
     assert fast["timings"]["precision"] == "amp_bf16" and fast["timings"]["decode"] == "fast"
     assert fast["probes"][0]["timings"]["cache"]["model"]["n_embedded"] == 48  # not served from ref's cache
+    # Across machines (here: bf16 arithmetic and another decode path) the README's tolerance: the same
+    # levels, and every accuracy of model and floor within ACROSS_MACHINES of the reference's.
     assert fast["probes"][0]["risk_level"] == ref["probes"][0]["risk_level"]
-    a, b = ref["probes"][0]["metrics"]["linear_probe"], fast["probes"][0]["metrics"]["linear_probe"]
-    assert abs(a["accuracy"] - b["accuracy"]) <= 0.1
+    diffs = [abs(a - b) for a, b in zip(_accuracies(ref["probes"][0]), _accuracies(fast["probes"][0]), strict=True)]
+    assert len(diffs) >= 4 and max(diffs) <= ACROSS_MACHINES, diffs
 
 
 def test_speed_options_on_a_plugin_exit_2(tmp_path, signal_dir):

@@ -35,10 +35,10 @@ def _counting(fn, calls):
     return wrapped
 
 
-AMD_ZEN4 = dict(flags="avx512f avx512_bf16", vendor="AuthenticAMD")
-INTEL_AMX = dict(flags="avx512f avx512_bf16 amx_tile amx_bf16", vendor="GenuineIntel")
-INTEL_NO_AMX = dict(flags="avx512f avx512_bf16", vendor="GenuineIntel")
-NO_BF16 = dict(flags="avx512f", vendor="GenuineIntel")
+AMD_ZEN4 = {"flags": "avx512f avx512_bf16", "vendor": "AuthenticAMD"}
+INTEL_AMX = {"flags": "avx512f avx512_bf16 amx_tile amx_bf16", "vendor": "GenuineIntel"}
+INTEL_NO_AMX = {"flags": "avx512f avx512_bf16", "vendor": "GenuineIntel"}
+NO_BF16 = {"flags": "avx512f", "vendor": "GenuineIntel"}
 
 
 def _agreement(value, counter):

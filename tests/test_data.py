@@ -42,8 +42,8 @@ def test_symlink_loops_and_links_to_folders_are_recorded_as_skips(tmp_path):
     import os
 
     root = make_folder(tmp_path / "d", n_classes=2, per_class=4)
-    label = sorted(p for p in root.iterdir() if p.is_dir())[0]
-    first = sorted(label.iterdir())[0]
+    label = min(p for p in root.iterdir() if p.is_dir())
+    first = min(label.iterdir())
     os.symlink("loop", label / "loop")                    # points at itself
     os.symlink("gone.png", label / "broken.png")
     (label / "sub").mkdir()
