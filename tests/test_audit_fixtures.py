@@ -16,9 +16,22 @@ ROOT = Path(__file__).resolve().parent.parent
 def checkpoints(tmp_path_factory):
     """base.safetensors (random) and adapted.safetensors (a few steps toward telling people apart)."""
     out = tmp_path_factory.mktemp("ckpt")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "finetune_identity.py"), str(out), "--steps", "120"],
-                   check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "finetune_identity.py"), str(out), "--steps", "120"],
+                          check=True, capture_output=True, text=True)
+    (out.parent / f"{out.name}.stderr").write_text(proc.stderr)  # for the progress test
     return out
+
+
+def test_the_demo_script_reports_progress_when_stderr_is_not_a_terminal(checkpoints):
+    """Piped to a file (no terminal), the offline demo's first step still says it is alive: short
+    timestamped lines, one every few steps, instead of minutes of silence."""
+    import re
+
+    lines = (checkpoints.parent / f"{checkpoints.name}.stderr").read_text().splitlines()
+    stamped = [ln for ln in lines if re.match(r"\[\d\d:\d\d:\d\d\] \S", ln)]
+    assert len(stamped) == len(lines) and all(len(ln) <= 100 for ln in lines)
+    steps = [ln for ln in stamped if " step " in ln]
+    assert len(steps) >= 120 // 10 and steps[-1].split("] ")[1].startswith("step 120/120")
 
 
 def cli(*args):
