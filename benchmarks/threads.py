@@ -10,7 +10,7 @@ a small problem. Each run is a child process (this script with a hidden ``--chil
 one of these thread settings:
 
   default               ``creepscan.cpu.apply_threads()`` at start, as the CLI does: one thread per
-                        usable CPU that other processes are not keeping busy, sampled then;
+                        usable CPU (before issue 23: minus those other processes kept busy);
   OMP_NUM_THREADS=1     the environment variable, which torch (and apply_threads) obey;
   all CPUs              ``OMP_NUM_THREADS`` = the CPUs this process may use (torch's own default);
 

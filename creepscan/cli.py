@@ -57,7 +57,9 @@ def shared_options(fn):
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per encoder call."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "amp_bf16", "amp_fp16", "pure_bf16"]),
                      default="auto", show_default=True,
-                     help="Arithmetic of the image tower: auto = pure_bf16 on a GPU with bf16, fp32 on a CPU."),
+                     help="Arithmetic of the image tower: auto = pure_bf16 on a GPU with bf16; on a CPU pure_bf16 where "
+                          "its flags say bf16 is faster (AMX, or AMD with avx512_bf16) and the model agrees, "
+                          "else fp32."),
         click.option("--decode", type=click.Choice(["auto", "pil", "fast"]), default="auto", show_default=True,
                      help="Image path: fast = batched JPEG decode (nvjpeg on a GPU) and tensor resize; "
                           "pil = the model's own PIL preprocessing; auto = fast on a GPU, pil on a CPU."),
@@ -116,13 +118,19 @@ def guarded(fn):
 
 def check_writable(path: Path, what: str, fix: str) -> None:
     """Refuse, before any work, a folder this process cannot create or write into: an audit that runs
-    for an hour and then cannot save its report has lost the hour."""
+    for an hour and then cannot save its report has lost the hour. Nothing is created here (a run
+    that fails on its inputs leaves no empty --out behind): the folder, or its nearest existing
+    parent, must take a file."""
     import tempfile
 
     path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".creepscan-write-check-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is a file")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".creepscan-write-check-"):
             pass
     except OSError as exc:
         raise CreepscanError(f"{what} {path} is not writable ({exc.strerror or exc}); {fix}") from None
@@ -177,36 +185,43 @@ def _probe_ids(probe_args, data, quiet):
 
 
 def save_reports(result: dict, out) -> list[Path]:
-    """Write the reports into a fresh temporary folder beside ``out``, then move them in. If the move
-    fails (the folder became unwritable, the disk filled), the report is not lost: the error names the
-    folder where it was saved."""
+    """Write the reports (and the model card of a --spec run) into ``out``, all or nothing: each file
+    is written in full beside its final name before any is renamed in, so a full disk leaves ``out``
+    as it was (never a truncated file). If ``out`` cannot take them, a complete copy goes to the
+    system's temp folder, and the error (exit 2) names the failure and that copy."""
     import shutil
     import tempfile
 
-    from .report import write_reports
+    from .report import jsonio, render_reports
 
+    texts = render_reports(result)
+    if result.get("spec") is not None:  # the model card speaks for the report.json beside it
+        from .report.card import render_card
+
+        texts.update(render_card(result, result["spec"], report_bytes=texts["report.json"].encode("utf-8")))
     out = Path(out)
     try:
-        staging = Path(tempfile.mkdtemp(prefix=".creepscan-report-", dir=out.parent if out.parent.is_dir() else None))
-    except OSError:
-        staging = Path(tempfile.mkdtemp(prefix="creepscan-report-"))
-    written = write_reports(result, staging)
-    if result.get("spec") is not None:  # the model card speaks for the report.json beside it
-        from .report.card import write_card
-
-        written += write_card(result, result["spec"], staging, report_bytes=written[0].read_bytes())
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        final = []
-        for p in written:
-            dest = out / p.name
-            shutil.move(str(p), str(dest))
-            final.append(dest)
+        return jsonio.write_all_or_nothing(out, texts)
     except OSError as exc:
-        raise CreepscanError(f"could not write the report into {out} ({exc.strerror or exc}); it was saved in "
-                             f"{staging}: move it from there") from None
-    shutil.rmtree(staging, ignore_errors=True)
-    return final
+        failed = f"could not write the report into {out} ({_os_error(exc)}); {out} was left as it was"
+    try:
+        copy = Path(tempfile.mkdtemp(prefix="creepscan-report-"))
+    except OSError as exc:
+        raise CreepscanError(f"{failed}, and no copy could be saved in the temp folder ({_os_error(exc)}): free "
+                             "space and rerun (the embeddings are cached)") from None
+    try:
+        jsonio.write_all_or_nothing(copy, texts)
+    except OSError as exc:
+        shutil.rmtree(copy, ignore_errors=True)  # holds nothing complete
+        raise CreepscanError(f"{failed}, and no copy could be saved in {copy.parent} ({_os_error(exc)}): free "
+                             "space and rerun (the embeddings are cached)") from None
+    raise CreepscanError(f"{failed}; a complete copy is in {copy}: move it from there")
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError in a few words: its message and the file it concerns."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def _write(result, out, quiet):

@@ -3,7 +3,7 @@
 """
 from __future__ import annotations
 
-__all__ = ["HEADS", "DEFAULT_ATTACKS", "ATTACKS", "FINETUNE", "PROBE_ATTACKS", "FAR_LEVELS", "DEFAULT_RULES"]
+__all__ = ["HEADS", "DEFAULT_ATTACKS", "ATTACKS", "FINETUNE", "PROBE_ATTACKS", "FAR_LEVELS", "DEFAULT_RULES", "round6"]
 
 # Heads beyond linear that a probe file may list (``attacks.heads``).
 HEADS = ("knn", "prototype_cl2n", "mlp", "gd_budget")
@@ -28,3 +28,8 @@ DEFAULT_RULES = {
     "alpha": 0.05,
     "equivalence_margin": 0.1,
 }
+
+
+def round6(x, nd: int = 6) -> float | None:
+    """``x`` as a float rounded to ``nd`` decimals (6: every figure in the report), None kept as None."""
+    return None if x is None else float(round(float(x), nd))

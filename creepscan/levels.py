@@ -5,7 +5,9 @@ the evidence cannot place the probe (saturated or underpowered). ``creepscan.ris
 """
 from __future__ import annotations
 
-__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "level_index", "at_or_above", "level_rose"]
+from .constants import FAR_LEVELS
+
+__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "FAR_LEVELS", "level_index", "at_or_above", "level_rose"]
 
 LEVELS = ("none", "low", "medium", "high", "critical")
 INCONCLUSIVE = "inconclusive"

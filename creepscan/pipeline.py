@@ -118,6 +118,7 @@ def load_probe_data(probe: Probe, settings: Settings) -> ProbeData:
     cap = settings.max_per_class if settings.max_per_class is not None else probe.max_per_class
     n_listed = len(images)
     images = cap_per_class(images, cap, settings.seed)
+    check_counts(probe, images, cap, settings.max_per_class is not None)  # before any image is embedded
     hashes = content_hashes(images.paths)
     info = {"source": images.source, "fingerprint": dataset_fingerprint(images, hashes),
             "max_per_class": cap, "n_listed": n_listed}
@@ -211,6 +212,28 @@ def too_small(probe: Probe, ls: LabelledSet) -> str | None:
         return (f"probe {probe.id}: only {len(ls.classes)} class has at least {probe.min_images_per_class} usable images; "
                 "the attacks need two or more (add images, or lower min_images_per_class in the probe file)")
     return None
+
+
+def check_counts(probe: Probe, images: ImageSet, cap: int | None, cap_from_option: bool) -> None:
+    """Refuse, from the image list alone (before hours of embedding), a probe whose classes are too
+    small: a cap below ``min_images_per_class``, or fewer than two classes with enough images.
+    ``align`` checks again after decoding, which can only shrink a class."""
+    min_n = probe.min_images_per_class
+    if cap_from_option and cap is not None and cap < min_n:
+        own = f"the probe's own cap is {probe.max_per_class}" if probe.max_per_class else "the probe has no cap"
+        raise DataUnavailable(f"probe {probe.id}: --max-per-class {cap} keeps fewer images per class than its "
+                              f"min_images_per_class ({min_n}), so every class would be excluded; raise "
+                              f"--max-per-class to at least {min_n}, or drop it ({own})")
+    counts: dict[str, int] = {}
+    for label in images.labels:
+        counts[label] = counts.get(label, 0) + 1
+    enough = sorted(label for label, n in counts.items() if n >= min_n)
+    if len(enough) < 2:
+        small = ", ".join(f"{label} ({n})" for label, n in sorted(counts.items()) if n < min_n)
+        raise DataUnavailable(
+            f"probe {probe.id}: only {len(enough)} class(es) list at least {min_n} images (min_images_per_class)"
+            f"{'; too small: ' + small if small else ''}; the attacks need two or more: add images to the small "
+            f"classes (or lower min_images_per_class in {probe.path.name})")
 
 
 def probe_header(probe: Probe, pd: ProbeData, ls: LabelledSet, splits, split_block: dict) -> dict:
@@ -326,12 +349,20 @@ def make_probe_splits(ls: LabelledSet, pd: ProbeData, feats_ref: Features | None
     hashes = [pd.hashes[i] for i in ls.kept]
     kept_splits, n_dropped = S.drop_near_duplicates(splits, X_ref, hashes)
     note = None
-    if n_dropped > NEAR_DUPLICATE_MAX_SHARE * len(ls.y):
-        # A floor that cannot tell most images apart (e.g. random weights on simple synthetic data)
-        # would empty the test set: keep the exact duplicates only, and say so.
+    # The share is judged against the test images (all of them with rotating folds, 20% of the
+    # probe with one split), and no fold may lose all its test images.
+    n_test = sum(int(s.test.size) for s in splits)
+    emptied = any(s.test.size and not k.test.size for s, k in zip(splits, kept_splits))
+    if n_dropped > NEAR_DUPLICATE_MAX_SHARE * n_test or emptied:
+        # A floor that cannot tell most images apart (e.g. random weights on simple synthetic data,
+        # or near-identical photos) would empty the test set: keep the exact duplicates only, and say so.
         kept_splits, n_dropped = S.drop_near_duplicates(splits, None, hashes)
         note = (f"the floor's embeddings called more than {NEAR_DUPLICATE_MAX_SHARE:.0%} of the test images "
-                "near-duplicates, so only exact duplicates (same file content) were dropped")
+                "(or all of a fold's) near-duplicates, so only exact duplicates (same file content) were dropped")
+    if not any(k.test.size for k in kept_splits):
+        raise DataUnavailable(f"probe {pd.probe.id}: every test image is a copy (same file content) of a training "
+                              f"or validation image ({n_dropped} of {n_test}), so nothing can be scored; remove "
+                              "the duplicate files from the data")
     splits = kept_splits
     block = S.split_info(splits, kept_groups, n_dropped)
     if note:
@@ -397,7 +428,7 @@ def run(encoders: list, probes: list[Probe], settings: Settings):
     """Run every probe on every encoder. Returns (list of ProbeResult, not_run records)."""
     check_data_keys(probes, settings)
     if settings.device == "cpu":
-        # torch's threads wait on each other when another process holds a core: one per free CPU
+        # one thread per usable CPU, whatever the load: the same machine always computes the same numbers
         from .cpu import apply_threads
 
         settings.threads = apply_threads()[1]

@@ -20,6 +20,10 @@ from .errors import ProbeFileError
 
 RISK_KEYS = tuple(DEFAULT_RULES)
 DEFAULT_SUITE = "default"
+# Every top-level key a probe file may have: anything else is a typo that would otherwise be ignored
+# (e.g. `max_per_clas = 50` silently keeping the default cap).
+TOP_LEVEL_KEYS = ("id", "title", "capability", "policy", "attacks", "source", "min_images_per_class", "max_per_class",
+                  "labels", "zero_shot", "risk", "reference", "group_by")
 
 
 def probes_root() -> Path:
@@ -58,6 +62,17 @@ def _need(cond, path, key, fix):
         raise ProbeFileError(f"{path}: key '{key}' {fix}")
 
 
+def _check_known_keys(doc: dict, path: Path) -> None:
+    """Refuse an unknown top-level key, naming the closest known one."""
+    import difflib
+
+    for key in doc:
+        if key not in TOP_LEVEL_KEYS:
+            close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ProbeFileError(f"{path}: unknown key '{key}': {hint}known keys: {', '.join(TOP_LEVEL_KEYS)}")
+
+
 def load_probe(path: str | os.PathLike, suite: str | None = None) -> Probe:
     """Parse and validate one probe file."""
     path = Path(path)
@@ -71,6 +86,7 @@ def load_probe(path: str | os.PathLike, suite: str | None = None) -> Probe:
         raise ProbeFileError(f"probe file {path} cannot be read ({exc.strerror or exc})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ProbeFileError(f"{path}: not valid TOML ({exc})") from exc
+    _check_known_keys(doc, path)
     for key in ("id", "title", "capability"):
         _need(isinstance(doc.get(key), str) and doc[key].strip(), path, key, "is required: a non-empty string")
     policy = doc.get("policy")

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .attacks import Metrics
-from .attacks.stats import holm, paired_bootstrap, round6 as _r
-from .constants import DEFAULT_RULES, FAR_LEVELS
+from .constants import DEFAULT_RULES, FAR_LEVELS, round6 as _r
 from .levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, at_or_above, level_index, level_rose
+
+if TYPE_CHECKING:
+    from .attacks import Metrics
 
 __all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "DEFAULT_RULES", "Assessment", "assess", "level_index",
            "check_rules", "at_or_above", "level_rose", "uplift_tests", "CAPABILITY_RULES"]
@@ -125,6 +126,7 @@ def uplift_tests(model: Metrics, floor: Metrics, chance: float, seed: int = 0, f
     (verification TAR at ``far``), with Holm's adjustment across them. Gains are in skill units
     (accuracy gain / (1 - chance)); TAR is already a rate and is used as is."""
     from .attacks.few_shot import paired_few_shot
+    from .attacks.stats import holm, paired_bootstrap
 
     lm, lf = model.linear_probe, floor.linear_probe
     y = lm.test_labels

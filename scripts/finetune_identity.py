@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,13 @@ from creepscan.data.synthetic import make_identities
 from creepscan.encoders.openclip import random_init
 
 TRAIN_SEED = 1001  # the fixtures suite draws its people with small seeds
+PROGRESS_EVERY = 10  # steps between progress lines
+
+
+def progress(msg: str) -> None:
+    """A short timestamped line on stderr, flushed: a log file or CI shows that the script is alive
+    (a terminal too)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def main():
@@ -39,9 +47,12 @@ def main():
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    progress(f"base: {args.arch} with seeded random weights")
     enc = random_init(args.arch, seed=args.seed + 1)
     save_file({k: v.contiguous() for k, v in enc.model.state_dict().items()}, str(out / "base.safetensors"))
 
+    progress("drawing 24 synthetic people x 16 photos for training")
     with tempfile.TemporaryDirectory() as tmp:
         images = load_image_set(make_identities(Path(tmp) / "train", n_classes=24, per_class=16, seed=TRAIN_SEED))
         x = torch.stack([enc.preprocess(decode_image(p)) for p in images.paths])
@@ -55,6 +66,7 @@ def main():
     head = torch.nn.Linear(visual.output_dim, len(labels))
     opt = torch.optim.AdamW(list(visual.parameters()) + list(head.parameters()), lr=2e-3, weight_decay=1e-4)
     rng = np.random.default_rng(args.seed)
+    progress(f"fine-tuning the image tower: {args.steps} steps")
     for step in range(args.steps):
         idx = torch.as_tensor(rng.choice(len(y), size=64, replace=False))
         feats = torch.nn.functional.normalize(visual(x[idx]), dim=-1)
@@ -62,8 +74,8 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 50 == 0 or step == args.steps - 1:
-            print(f"step {step:4d}  loss {loss.item():.3f}", file=sys.stderr)
+        if step % PROGRESS_EVERY == 0 or step == args.steps - 1:
+            progress(f"step {step + 1}/{args.steps}  loss {loss.item():.3f}  ({time.monotonic() - t0:.0f} s)")
     state = {k: v.detach().contiguous() for k, v in model.eval().state_dict().items()}
     save_file(state, str(out / "adapted.safetensors"))
     print(f"wrote {out / 'base.safetensors'} and {out / 'adapted.safetensors'} ({args.arch}, {args.steps} steps)")

@@ -13,6 +13,18 @@ def checkpoints(identity_checkpoints):
     return identity_checkpoints
 
 
+def test_the_demo_script_reports_progress_when_stderr_is_not_a_terminal(checkpoints):
+    """Piped to a file (no terminal), the offline demo's first step still says it is alive: short
+    timestamped lines, one every few steps, instead of minutes of silence."""
+    import re
+
+    lines = (checkpoints.parent / f"{checkpoints.name}.stderr").read_text().splitlines()
+    stamped = [ln for ln in lines if re.match(r"\[\d\d:\d\d:\d\d\] \S", ln)]
+    assert len(stamped) == len(lines) and all(len(ln) <= 100 for ln in lines)
+    steps = [ln for ln in stamped if " step " in ln]
+    assert len(steps) >= 120 // 10 and steps[-1].split("] ")[1].startswith("step 120/120")
+
+
 def cli(*args):
     r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     return r.exit_code, r.stdout, r.stderr

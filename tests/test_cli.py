@@ -44,6 +44,19 @@ def test_models_lists_aliases():
     assert code == 0 and "clip-vit-b32" in out and "ViT-B-32" in out and "openai" in out
 
 
+@pytest.mark.parametrize("command", [["models"], ["probes"], ["probes", "--suite", "fixtures"]])
+def test_models_and_probes_do_not_import_torch(command):
+    """Listing aliases and probe files must not pay for torch (seconds, and tens of seconds on a busy
+    machine): a fresh interpreter runs the command and reports what it imported."""
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom creepscan.cli import main\n"
+            f"r = CliRunner().invoke(main, {command!r})\n"
+            "assert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in ('torch', 'open_clip', 'scipy') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]", f"{command} imported {proc.stdout.strip()}"
+
+
 def test_audit_writes_reports_and_reruns_from_cache(tmp_path, tiny_weights, signal_dir):
     (signal_dir / "c0" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     code, out, err = audit(tmp_path, tiny_weights["safetensors"], signal_dir, "r1")
@@ -147,6 +160,18 @@ def test_probe_without_data_is_recorded_not_run_and_exits_2(tmp_path, monkeypatc
     assert "Not run" in (tmp_path / "r" / "report.md").read_text()
 
 
+ACROSS_MACHINES = 0.1  # README "Reproducibility": accuracies agree within this across machines
+
+
+def _accuracies(probe: dict) -> list[float]:
+    """Every headline accuracy of a probe's model and floor: linear probe and each few-shot k."""
+    out = []
+    for m in (probe["metrics"], probe["control"]["metrics"]):
+        out.append(m["linear_probe"]["accuracy"])
+        out += [f["accuracy"] for f in m["few_shot"] if f.get("accuracy") is not None]
+    return out
+
+
 def test_speed_options_are_recorded_and_change_no_decision(tmp_path, tiny_weights):
     """--decode fast --precision amp_bf16 on the CPU (the GPU's paths): the report says how the
     embeddings were made (under timings), and the risk decisions are those of the reference run."""
@@ -162,12 +187,21 @@ def test_speed_options_are_recorded_and_change_no_decision(tmp_path, tiny_weight
                          "--precision", "amp_bf16")
     assert code == 0, err
     ref, fast = (json.loads((tmp_path / o / "report.json").read_text()) for o in ("ref", "fast"))
-    assert ref["timings"]["precision"] == "fp32" and ref["timings"]["decode"] == "auto"
+    # --precision auto: whatever this CPU's flags choose (bf16 on AMX or an AMD avx512_bf16 CPU), with
+    # the reason recorded; never an assumption about the machine the tests run on.
+    from creepscan import cpu
+
+    bf16, why = cpu.bf16_by_flags()
+    chosen = "pure_bf16" if bf16 else "fp32"
+    assert ref["timings"]["precision"] == chosen and ref["timings"]["decode"] == "auto"
+    assert ref["timings"]["precision_reason"].startswith(f"{chosen}: {why}")
     assert fast["timings"]["precision"] == "amp_bf16" and fast["timings"]["decode"] == "fast"
     assert fast["probes"][0]["timings"]["cache"]["model"]["n_embedded"] == 48  # not served from ref's cache
+    # Across machines (here: bf16 arithmetic and another decode path) the README's tolerance: the same
+    # levels, and every accuracy of model and floor within ACROSS_MACHINES of the reference's.
     assert fast["probes"][0]["risk_level"] == ref["probes"][0]["risk_level"]
-    a, b = ref["probes"][0]["metrics"]["linear_probe"], fast["probes"][0]["metrics"]["linear_probe"]
-    assert abs(a["accuracy"] - b["accuracy"]) <= 0.1
+    diffs = [abs(a - b) for a, b in zip(_accuracies(ref["probes"][0]), _accuracies(fast["probes"][0]), strict=True)]
+    assert len(diffs) >= 4 and max(diffs) <= ACROSS_MACHINES, diffs
 
 
 def test_speed_options_on_a_plugin_exit_2(tmp_path, signal_dir):

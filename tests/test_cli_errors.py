@@ -117,15 +117,100 @@ def test_internal_errors_exit_3_with_and_without_debug(tmp_path, data, monkeypat
     assert ("Traceback" in err) == debug
 
 
-def test_a_report_that_cannot_be_moved_in_is_not_lost(tmp_path, data, monkeypatch):
-    import shutil
+def _disk_full_under(monkeypatch, *full):
+    """Make every file under the folders ``full`` fail as on a full disk: its data is written up to
+    half, then syncing it raises OSError(ENOSPC), as the kernel reports a full disk at the latest."""
+    import errno
+    import os
 
-    def full_disk(src, dst):
-        raise OSError(28, "No space left on device")
+    real_fsync = os.fsync
+    roots = [str(f) for f in full]
 
-    monkeypatch.setattr(shutil, "move", full_disk)
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if any(path == r or path.startswith(r + os.sep) for r in roots):
+            size = os.fstat(fd).st_size
+            os.ftruncate(fd, size // 2)
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.startswith(".creepscan")
+                  or p.name.endswith(".tmp"))
+
+
+def test_a_full_disk_under_out_leaves_nothing_half_written_and_names_a_complete_copy(tmp_path, data, monkeypatch):
+    """--out inside a full filesystem: exit 2 (it was 3), no hidden staging folder or temp file left
+    on the full disk, no partial report in --out, and a complete copy in the system temp folder."""
+    import tempfile
+
+    full, systmp = tmp_path / "full", tmp_path / "systmp"
+    full.mkdir()
+    systmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(systmp))
+    _disk_full_under(monkeypatch, full)
+    code, _, err = _audit(tmp_path, data, out=full / "rep")
+    line = _one_line(err)
+    assert code == 2 and "No space left on device" in line and f"into {full / 'rep'}" in line
+    copy = Path(re.search(r"a complete copy is in (\S+):", line).group(1))
+    assert copy.parent == systmp
+    assert sorted(p.name for p in copy.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert json.loads((copy / "report.json").read_text())["probes"][0]["id"] == "face-identity"
+    assert "</html>" in (copy / "report.html").read_text()
+    assert _leftovers(full) == [] and not (full / "rep").exists()
+
+
+def test_a_full_disk_at_out_keeps_the_old_report_whole(tmp_path, data, monkeypatch):
+    """--out at the full mount point, holding an earlier report: the earlier files stay whole (not
+    truncated), and when the temp folder is full too the line says nothing was saved."""
+    import tempfile
+
+    full, systmp = tmp_path / "full", tmp_path / "systmp"
+    full.mkdir()
+    systmp.mkdir()
+    (full / "report.html").write_text("<html>earlier run</html>")
+    monkeypatch.setattr(tempfile, "tempdir", str(systmp))
+    _disk_full_under(monkeypatch, full, systmp)
+    code, _, err = _audit(tmp_path, data, out=full)
+    line = _one_line(err)
+    assert code == 2 and f"could not write the report into {full}" in line and "no copy could be saved" in line
+    assert (full / "report.html").read_text() == "<html>earlier run</html>"
+    assert sorted(p.name for p in full.iterdir()) == ["report.html"]
+    assert list(systmp.iterdir()) == []
+
+
+def test_too_small_classes_are_counted_before_anything_is_embedded(tmp_path, monkeypatch):
+    """One class of 8 images and one of 2 (min_images_per_class 6): the image list says the probe
+    cannot run, so nothing may be embedded first (it was: 10,002 images, 201 s, then the error)."""
+    import creepscan.pipeline
+
+    def no_embedding(*a, **k):
+        raise AssertionError("embedded before the class counts were checked")
+
+    monkeypatch.setattr(creepscan.pipeline, "embed", no_embedding)
+    data = make_folder(tmp_path / "d", n_classes=2, per_class=8, seed=1)
+    for extra in sorted((data / "c1").iterdir())[2:]:
+        extra.unlink()
     code, _, err = _audit(tmp_path, data)
     line = _one_line(err)
-    assert code == 2 and "No space left on device" in line
-    saved = Path(re.search(r"saved in (\S+):", line).group(1))
-    assert json.loads((saved / "report.json").read_text())["probes"][0]["id"] == "face-identity"
+    assert code == 2 and "only 1 class(es) list at least 6 images" in line and "c1 (2)" in line
+
+
+def test_max_per_class_below_the_probes_minimum_says_to_raise_it(tmp_path, data):
+    code, _, err = _audit(tmp_path, data, "--max-per-class", "3")
+    line = _one_line(err)
+    assert code == 2 and "raise --max-per-class to at least 6" in line
+    assert "lower min_images_per_class" not in line
+
+
+def test_a_run_refused_on_its_inputs_leaves_no_empty_out_folder(tmp_path, monkeypatch):
+    """The README's sweep example without the user's checkpoints: exit 2 naming the missing file,
+    and no empty sweep-report/ left behind (--out was created before the inputs were checked)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("sweep", "ViT-B-32", "--weights", "ckpt_1000.pt", "--weights", "ckpt_2000.pt", "--order",
+                       "step", "--out", "sweep-report/", "--cache-dir", tmp_path / "c", "-q")
+    assert code == 2 and "ckpt_1000.pt" in _one_line(err)
+    assert not (tmp_path / "sweep-report").exists()

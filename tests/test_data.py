@@ -36,6 +36,31 @@ def test_folder_lists_labels_and_empty_label(tmp_path):
     assert all(p.is_absolute() for p in s.paths)
 
 
+def test_symlink_loops_and_links_to_folders_are_recorded_as_skips(tmp_path):
+    """Links that name no image (a loop, a broken link) or a folder (which may loop back) used to
+    vanish from the listing without a word; now each is a skip with its reason."""
+    import os
+
+    root = make_folder(tmp_path / "d", n_classes=2, per_class=4)
+    label = min(p for p in root.iterdir() if p.is_dir())
+    first = min(label.iterdir())
+    os.symlink("loop", label / "loop")                    # points at itself
+    os.symlink("gone.png", label / "broken.png")
+    (label / "sub").mkdir()
+    os.symlink("..", label / "sub" / "up")                # a folder loop: sub/up/sub/up/...
+    os.symlink(first.name, label / "alias.png")           # a link to an image is an image
+    os.symlink("nowhere", root / "ghost")                  # a would-be label folder that is a broken link
+    s = load_image_set(root)
+    reasons = {sk["path"]: sk["reason"] for sk in s.skipped}
+    rel = label.name
+    assert "symbolic link loop" in reasons[f"{rel}/loop"]
+    assert "broken symbolic link" in reasons[f"{rel}/broken.png"]
+    assert "symbolic link to a folder, not followed" in reasons[f"{rel}/sub/up"]
+    assert "broken symbolic link" in reasons["ghost"]
+    assert len(reasons) == 4
+    assert (label / "alias.png") in s.paths and len(s) == 2 * 4 + 1
+
+
 def test_csv_manifest_with_missing_file_is_recorded(tmp_path):
     root = make_folder(tmp_path / "d", n_classes=2, per_class=3)
     rows = ["path,label,group"] + [f"{p.relative_to(tmp_path).as_posix()},{p.parent.name},g1" for p in sorted(root.rglob("*.png"))]

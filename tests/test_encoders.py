@@ -29,6 +29,32 @@ def test_local_weights_all_formats_give_the_same_model(tiny_weights):
     np.testing.assert_array_equal(outs[0], outs[2])
 
 
+def test_weights_path_is_recorded_the_same_however_typed(tiny_weights, monkeypatch, tmp_path):
+    """./w.safetensors, w.safetensors and the absolute path are one file: one spec in the report."""
+    folder = tiny_weights["safetensors"].parent
+    monkeypatch.chdir(folder.parent)
+    typed = [tiny_weights["safetensors"], f"{folder.name}/tiny.safetensors",
+             f"./{folder.name}/../{folder.name}/tiny.safetensors"]
+    specs = {resolve_encoder(TINY, weights=str(w)).spec for w in typed}
+    assert specs == {f"{TINY} --weights {folder.name}/tiny.safetensors"}
+    monkeypatch.chdir(tmp_path)  # a folder beside the weights': the absolute path
+    assert resolve_encoder(TINY, weights=f"{folder.parent}/{folder.name}/tiny.safetensors").spec.endswith(
+        f" --weights {tiny_weights['safetensors']}")
+
+
+def test_no_random_init_warning_for_floors_and_local_weights(tiny_weights, caplog):
+    """open_clip warns "No pretrained weights loaded" for every model built without a tag: the floor
+    (random on purpose) and a model whose local weights are loaded next. A sweep's workers printed it
+    once per checkpoint."""
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
+        assert enc.floor is not None
+        random_init(TINY)
+    assert not [r for r in caplog.records if "No pretrained weights" in r.getMessage()]
+
+
 def test_fingerprint_is_stable_and_tracks_weights(tiny_weights):
     a = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).fingerprint
     b = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).fingerprint
@@ -92,6 +118,8 @@ def test_offline_alias_and_tag_fail_in_one_line_pointing_at_weights():
             resolve_encoder(spec)
         msg = str(info.value)
         assert "\n" not in msg and "--weights" in msg
+        # and what else an offline first audit will miss: the default suite's data (FER2013 by hand)
+        assert "four datasets" in msg and "FER2013" in msg and "by hand" in msg
 
 
 def test_hf_hub_offline_fails_clearly():

@@ -112,3 +112,83 @@ def test_ray_engine_embedded_and_attacked_on_ray(both_engines):
     for timings in (local["timings"]["probes"]["face-identity"], ray["timings"]["probes"]["face-identity"]):
         assert [t["cache"]["model"]["n_embedded"] for t in timings] == [n_images, n_images]
         assert all(t["cache"]["model"]["n_cache_hits"] == 0 for t in timings)
+
+
+# ---------------------------------------------------------------------------------------------
+# --ray-address: a cluster that cannot be joined is exit 2 within seconds (issue 23)
+# ---------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sweep_on(address, tmp_path):
+    import time
+
+    t0 = time.monotonic()
+    code, _, err = cli("sweep", "py:conftest_plugins:colour", "py:conftest_plugins:blind", "--engine", "ray",
+                       "--ray-address", address,
+                       "--out", tmp_path / "r", "--cache-dir", tmp_path / "c", "-q")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return code, lines[0], time.monotonic() - t0
+
+
+def test_an_address_nothing_listens_on_is_exit_2_at_once(tmp_path):
+    """It was exit 3, or a hang past 200 s while Ray retried."""
+    pytest.importorskip("ray")
+    port = _free_port()
+    code, line, seconds = _sweep_on(f"127.0.0.1:{port}", tmp_path)
+    assert code == 2 and f"nothing answers at 127.0.0.1:{port}" in line and "ray start --head" in line
+    assert seconds < 30 and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("address, needle", [
+    ("not an address", "is not a Ray cluster address"),
+    ("127.0.0.1:99999", "is not a Ray cluster address"),
+    ("http://127.0.0.1:8265", 'ray job submit needs pip install "ray[default]"'),
+])
+def test_bogus_addresses_name_the_forms_and_the_fix(tmp_path, address, needle):
+    pytest.importorskip("ray")
+    code, line, seconds = _sweep_on(address, tmp_path)
+    assert code == 2 and needle in line and seconds < 30
+
+
+def test_ray_client_address_without_ray_client_names_the_extra(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setitem(sys.modules, "grpc", None)  # `import grpc` now fails, as without ray[client]
+    code, line, _ = _sweep_on(f"ray://127.0.0.1:{_free_port()}", tmp_path)
+    assert code == 2 and 'pip install "ray[client]"' in line
+
+
+def test_a_port_that_answers_but_is_not_ray_is_exit_2_within_the_join_limit(tmp_path, monkeypatch):
+    """A listening socket that never speaks Ray: Ray's own retries ran for minutes."""
+    import socket
+    import threading
+
+    pytest.importorskip("ray")
+    from creepscan.engines import ray as ray_engine
+
+    monkeypatch.setattr(ray_engine, "JOIN_TIMEOUT_S", 2.0)  # the child is killed here; 20 s in real runs
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    try:
+        code, line, seconds = _sweep_on(f"127.0.0.1:{server.getsockname()[1]}", tmp_path)
+    finally:
+        server.close()
+    assert code == 2 and "Ray could not join it within 2 s" in line and "RAY_AUTH_TOKEN" in line
+    assert seconds < 30
+
+
+def test_attack_tasks_are_named_by_probe_and_model():
+    from creepscan.engines.ray import task_name
+
+    job = SimpleNamespace(probe=SimpleNamespace(id="face-identity"), encoder=SimpleNamespace(name="ViT-B-32 (a.pt)"))
+    assert task_name(job) == "attacks face-identity ViT-B-32 (a.pt)"

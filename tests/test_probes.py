@@ -50,6 +50,25 @@ def test_malformed_probe_names_file_and_key(tmp_path, edit, key):
     assert str(path) in str(info.value) and key in str(info.value)
 
 
+def test_unknown_top_level_key_is_refused_with_a_did_you_mean(tmp_path):
+    """A typo in a top-level key used to load without a word (the default silently applied)."""
+    from click.testing import CliRunner
+
+    from creepscan.cli import main
+
+    path = tmp_path / "p.toml"
+    path.write_text("max_per_clas = 50\n" + GOOD)
+    with pytest.raises(ProbeFileError, match="unknown key 'max_per_clas': did you mean 'max_per_class'"):
+        load_probe(path)
+    path.write_text("colour = 1\n" + GOOD)
+    with pytest.raises(ProbeFileError, match="unknown key 'colour': known keys: id, title"):
+        load_probe(path)
+    r = CliRunner().invoke(main, ["audit", "py:conftest_plugins:colour", "--probe", str(path), "--out",
+                                  str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), "-q"])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "unknown key 'colour'" in lines[0]
+
+
 def test_id_must_match_file_name_and_toml_must_parse(tmp_path):
     (tmp_path / "other.toml").write_text(GOOD)
     with pytest.raises(ProbeFileError, match="must match the file name"):

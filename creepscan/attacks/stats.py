@@ -35,6 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..constants import round6  # noqa: F401  (re-exported: attacks import it from here)
+
 __all__ = [
     "balanced_accuracy", "balanced_accuracy_rows", "balanced_accuracy_var", "bootstrap_ci",
     "proportion_ci", "difference_interval", "paired_bootstrap", "paired_episodes", "FewShotVariance",
@@ -44,11 +46,6 @@ __all__ = [
 
 POSTERIOR_DRAWS = 20000    # draws behind each interval: quantile error ~2% of the half-width
 EXACT_SIGN_FLIP_MAX = 16   # nonzero pairs up to which the sign-flip test enumerates all 2^m patterns
-
-
-def round6(x, nd: int = 6) -> float | None:
-    """``x`` as a float rounded to ``nd`` decimals (6: every figure in the report), None kept as None."""
-    return None if x is None else float(round(float(x), nd))
 
 
 def skill(accuracy: float, chance: float) -> float:

@@ -6,6 +6,7 @@ silently: missing files at listing time here, undecodable ones when ``decode_ima
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import os
 import re
@@ -91,17 +92,68 @@ def _from_folder(root: Path) -> ImageSet:
     label_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not label_dirs:
         raise DataUnavailable(f"{root} has no sub-folders: put each label's images in a sub-folder named after the label")
-    paths, labels, empty = [], [], []
+    paths, labels, empty, skipped = [], [], [], []
+    for entry in sorted(root.iterdir()):
+        reason = _unfollowable(entry)
+        if reason and not entry.name.startswith("."):
+            skipped.append({"path": entry.name, "reason": reason})
     for d in label_dirs:
-        files = sorted(
-            p for p in d.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(d).parts)
-        )
+        files, odd = _list_files(d)
+        skipped += [{"path": Path(p).relative_to(root).as_posix(), "reason": why} for p, why in odd]
         if not files:
             empty.append(d.name)
         paths += files
         labels += [d.name] * len(files)
-    return ImageSet(root=root, paths=paths, labels=labels, source=f"folder {root}", empty_labels=empty)
+    return ImageSet(root=root, paths=paths, labels=labels, source=f"folder {root}", empty_labels=empty,
+                    skipped=skipped)
+
+
+def _unfollowable(path: Path) -> str | None:
+    """Why a symbolic link cannot be followed (a loop, a missing target), or None."""
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop: the link leads back to itself, so it names no image"
+        if exc.errno == errno.ENOENT:
+            return f"broken symbolic link: its target {os.readlink(path)} does not exist"
+        return f"symbolic link cannot be followed ({exc.strerror or exc})"
+    return None
+
+
+def _list_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(the files under ``folder``, sorted; [(path, reason)] for what is not used). Hidden names are
+    left out; symbolic links to files are used; links to folders are not followed (one that points
+    back up would list the same images again, or loop), and each is recorded with a reason, as are
+    loops, broken links and other non-files: nothing is dropped silently."""
+    files, odd = [], []
+    todo = [folder]
+    while todo:
+        current = todo.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError as exc:
+            odd.append((Path(current), f"folder cannot be read ({exc.strerror or exc})"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            p = Path(entry.path)
+            reason = _unfollowable(p)
+            if reason is None and entry.is_symlink() and entry.is_dir():
+                reason = ("symbolic link to a folder, not followed (it may lead back into the data and list "
+                          "images twice); link or copy the image files themselves")
+            if reason:
+                odd.append((p, reason))
+            elif entry.is_dir(follow_symlinks=False):
+                todo.append(p)
+            elif entry.is_file():
+                files.append(p)
+            else:
+                odd.append((p, "not a regular file"))
+    return sorted(files), sorted(odd)
 
 
 def _from_csv(manifest: Path) -> ImageSet:

@@ -10,8 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ModelUnavailable
-from . import openclip
-from .plugin import PixelEncoder, PluginEncoder, load_plugin
+
+# The backends (open_clip, plug-ins) import torch: they load on first use, so that `creepscan models`
+# and `creepscan probes`, which only read ALIASES and probe files, start in a fraction of a second.
+_LAZY = {"PixelEncoder": "plugin", "PluginEncoder": "plugin", "load_plugin": "plugin"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -37,9 +47,22 @@ ALIASES: dict[str, Alias] = {
 
 
 def has_text(encoder) -> bool:
+    from .plugin import PluginEncoder
+
     if isinstance(encoder, PluginEncoder):
         return encoder.has_text
     return callable(getattr(encoder, "encode_text", None))
+
+
+def same_path(path) -> str:
+    """A weights path written the same way however it was typed (``./w/a.pt``, ``w/a.pt`` or its
+    absolute form): relative to the working folder when inside it, else absolute; symbolic links
+    are kept (``ckpt_latest.pt`` stays its own name). The report records it in the model's spec."""
+    import os
+
+    full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    rel = os.path.relpath(full)
+    return rel if not rel.startswith(os.pardir) else full
 
 
 def resolve_encoder(spec: str, *, weights=None, device="cpu", cache_dir=None):
@@ -48,7 +71,11 @@ def resolve_encoder(spec: str, *, weights=None, device="cpu", cache_dir=None):
     Forms: an alias (``clip-vit-b32``), ``ARCH:TAG``, ``ARCH --weights FILE``, ``hf-hub:ORG/NAME``,
     ``py:MODULE:CALLABLE``.
     """
+    from . import openclip
+    from .plugin import load_plugin
+
     spec = spec.strip()
+    weights = same_path(weights) if weights else weights
     if spec.startswith("py:"):
         if weights:
             raise ModelUnavailable("--weights is for open_clip architectures; a py: plug-in loads its own weights")

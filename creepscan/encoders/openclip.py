@@ -21,6 +21,24 @@ _CONFIGS = Path(__file__).parent / "configs"
 _CONFIG_NAMES = tuple(sorted(p.stem for p in _CONFIGS.glob("*.json")))  # the architectures they add
 
 
+@contextlib.contextmanager
+def _no_random_init_warning():
+    """open_clip logs "No pretrained weights loaded ... initialized randomly" (on the root logger)
+    whenever it builds a model without a pretrained tag: for the floor, which is random on purpose,
+    and before loading local weights, which it then does. Those lines only alarm, so drop them."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def _open_clip():
     import open_clip
 
@@ -232,7 +250,10 @@ def _check_arch(arch: str) -> None:
 def _download_error(what: str, exc: BaseException, arch: str) -> ModelUnavailable:
     return ModelUnavailable(
         f"could not fetch the weights of {what} ({error_summary(exc, 160)}); offline? download them on a machine with "
-        f"internet and pass them as a local file: creepscan audit {arch} --weights FILE.safetensors"
+        f"internet and pass them as a local file: creepscan audit {arch} --weights FILE.safetensors (the default "
+        "suite also uses four datasets: LFW, FairFace and CIFAR-10 are downloaded on first use, FER2013's "
+        "fer2013.csv must be placed by hand or given with --data emotion=PATH; the README's offline demo needs "
+        "no download)"
     )
 
 
@@ -241,10 +262,11 @@ def _floor_factory(arch: str, preprocess, tokenizer, device, model_name: str | N
         oc = _open_clip()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(FLOOR_SEED)
-            if model_name:  # hf-hub: the config comes with the hub entry, the weights stay unloaded
-                model = oc.create_model(model_name, load_weights=False)
-            else:
-                model = oc.create_model(arch, pretrained=None)
+            with _no_random_init_warning():
+                if model_name:  # hf-hub: the config comes with the hub entry, the weights stay unloaded
+                    model = oc.create_model(model_name, load_weights=False)
+                else:
+                    model = oc.create_model(arch, pretrained=None)
         model = model.to(device)
         return OpenClipEncoder(
             model, preprocess, tokenizer, name=f"{arch} random init (seed {FLOOR_SEED})",
@@ -310,7 +332,8 @@ def from_local_weights(arch: str, weights: str | os.PathLike, *, device="cpu", s
     oc = _open_clip()
     _check_arch(arch)
     state = load_state_dict(weights)
-    model, _, preprocess = oc.create_model_and_transforms(arch, pretrained=None)
+    with _no_random_init_warning():
+        model, _, preprocess = oc.create_model_and_transforms(arch, pretrained=None)
     check_fits(state, model, arch, weights)
     model.load_state_dict(state, strict=True)
     return _wrap(oc, model, preprocess, arch=arch, spec=spec or f"{arch} --weights {weights}",
@@ -323,7 +346,8 @@ def random_init(arch: str, *, device="cpu", seed: int = FLOOR_SEED) -> OpenClipE
     _check_arch(arch)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model, _, preprocess = oc.create_model_and_transforms(arch, pretrained=None)
+        with _no_random_init_warning():
+            model, _, preprocess = oc.create_model_and_transforms(arch, pretrained=None)
     return _wrap(oc, model, preprocess, arch=arch, spec=f"{arch} random init (seed {seed})",
                  name=f"{arch} random init", device=device)
 

@@ -63,6 +63,119 @@ def _version(ray) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Joining a cluster: checked before any work, answered within seconds
+# ---------------------------------------------------------------------------------------------
+
+CONNECT_TIMEOUT_S = 3.0    # a TCP connection to the head
+JOIN_TIMEOUT_S = 20.0      # a trial ray.init in a child process: Ray itself retries for minutes
+ADDRESS_FORMS = "auto, HOST:PORT (the head's GCS, e.g. 10.0.0.5:6379) or ray://HOST:10001 (Ray Client)"
+AUTH_HINT = ("if the cluster uses token authentication, export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or "
+             "RAY_AUTH_TOKEN_PATH) with its token (`ray get-auth-token` on the head)")
+
+
+def parse_address(address: str, origin: str = "--ray-address") -> tuple[str, str, int]:
+    """``(kind, host, port)`` of a cluster address: kind ``gcs`` (``HOST:PORT``) or ``client``
+    (``ray://HOST[:PORT]``, port 10001 by default). Raises EngineError, naming the fix, for anything
+    else: a dashboard URL (which ``ray job submit`` takes, not a driver), or no address at all."""
+    text = address.strip()
+    lowered = text.lower()
+    if lowered.startswith(("http://", "https://")):
+        raise EngineError(f"{origin} {address} is a dashboard (job submission) address; either submit the sweep as a "
+                          f"job: `ray job submit --address {text} -- creepscan sweep ... --engine ray` (ray job "
+                          "submit needs pip install \"ray[default]\"), or give the cluster's address: "
+                          f"{ADDRESS_FORMS}")
+    kind = "client" if lowered.startswith("ray://") else "gcs"
+    rest = text[len("ray://"):] if kind == "client" else text
+    host, sep, port = rest.rpartition(":")
+    if not sep:
+        host, port = rest, ("10001" if kind == "client" else "")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host or " " in host:
+        raise EngineError(f"{origin} {address!r} is not a Ray cluster address: give {ADDRESS_FORMS}")
+    return kind, host, int(port)
+
+
+def _auto_address(origin: str) -> str:
+    """The address ``auto`` stands for: RAY_ADDRESS, else the cluster ``ray start`` left on this
+    machine; EngineError when there is none."""
+    try:
+        from ray._private.services import get_ray_address_from_environment
+
+        found = get_ray_address_from_environment("auto", None)
+    except (ImportError, ConnectionError, RuntimeError, ValueError):  # "could not find any running Ray instance"
+        found = None
+    if not found:
+        raise EngineError(f"{origin} auto: no running Ray cluster was found on this machine; start one (`ray start "
+                          "--head`), give its address, or drop --ray-address to start a Ray for this run")
+    return found
+
+
+def _reachable(host: str, port: int, origin: str, address: str) -> None:
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+        raise EngineError(f"{origin} {address}: nothing answers at {host}:{port} ({why}); start the cluster "
+                          f"(`ray start --head`) or check the address ({ADDRESS_FORMS})") from None
+
+
+def _trial_join(address: str, origin: str) -> None:
+    """``ray.init(address)`` in a child process, killed after ``JOIN_TIMEOUT_S``: a port that answers
+    but is not a Ray head, or a cluster that refuses us (authentication), makes Ray retry for
+    minutes with warnings; the child's failure becomes one line here."""
+    import subprocess
+
+    code = ("import logging, sys, ray\n"
+            "ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False, "
+            "logging_level=logging.ERROR)\nray.shutdown()\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True,
+                              timeout=JOIN_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise EngineError(f"{origin} {address}: the address answers but Ray could not join it within "
+                          f"{JOIN_TIMEOUT_S:.0f} s (is it a Ray head's GCS port?); {AUTH_HINT}") from None
+    if proc.returncode != 0:
+        raise EngineError(f"{origin} {address}: Ray could not join the cluster ({_last_error(proc.stderr)})"
+                          f"{'; ' + AUTH_HINT if _mentions_auth(proc.stderr) else ''}")
+
+
+def _last_error(stderr: str) -> str:
+    """The most telling line of a failed ``ray.init``: its exception, else the last line."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.split(":", 1)[0].endswith(("Error", "Exception"))]
+    return (errors or lines or ["no output"])[-1][:300]
+
+
+def _mentions_auth(text: str) -> bool:
+    lowered = text.lower()
+    return any(w in lowered for w in ("auth", "token", "unauthenticated", "permission denied"))
+
+
+def preflight(address: str | None, origin: str = "--ray-address") -> None:
+    """Check, before any work and within ``CONNECT_TIMEOUT_S + JOIN_TIMEOUT_S`` seconds, that Ray can
+    join ``address``; raise EngineError (exit 2) naming the fix otherwise. ``ray://`` needs Ray
+    Client (grpcio: ``pip install "ray[client]"``, which the ``ray`` extra installs)."""
+    if address is None:
+        return
+    text = address.strip()
+    if text.lower() == "auto":
+        text = _auto_address(origin)
+        if text.lower().startswith(("http://", "https://", "ray://")) or ":" not in text:
+            return preflight(text, "RAY_ADDRESS")
+    kind, host, port = parse_address(text, origin)
+    if kind == "client":
+        try:
+            import grpc  # noqa: F401  (what ray[client] adds)
+        except ImportError:
+            raise EngineError(f"{origin} {address}: a ray:// address needs Ray Client, which is not installed: "
+                              'pip install "ray[client]" (or pip install "creepscan[ray]" again)') from None
+    _reachable(host, port, origin, address)
+    _trial_join(address.strip(), origin)
+
+
+# ---------------------------------------------------------------------------------------------
 # Arithmetic: the same thread counts in every process
 # ---------------------------------------------------------------------------------------------
 
@@ -244,6 +357,11 @@ class TextReplay:
         return cls(encoder.name, encoder.fingerprint, texts)
 
 
+def task_name(job) -> str:
+    """A Ray task's name: ``attacks <probe> <model>`` (the model's display name)."""
+    return f"attacks {job.probe.id} {getattr(job.encoder, 'name', '?')}"[:200]
+
+
 def run_attacks(text_encoder, X, labelled, splits, probe, settings, groups, threads):
     """The body of one attack task: ``evaluation.evaluate_encoder`` with the driver's thread counts."""
     apply_arithmetic_threads(threads)
@@ -268,6 +386,10 @@ class RayEngine(LocalEngine):
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
         self.ray = import_ray()
+        if address:
+            preflight(address)
+        elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or set by hand
+            preflight(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")
         self.address = address
         self.num_cpus = num_cpus
         self._owns = False
@@ -314,15 +436,21 @@ class RayEngine(LocalEngine):
         if not ray.is_initialized():
             t0 = time.perf_counter()
             kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-            if self.address:
-                ray.init(address=self.address, **kwargs)
-            elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: the job's cluster
-                ray.init(**kwargs)
-            else:
-                from ..cpu import usable_cpus
+            try:
+                if self.address:
+                    ray.init(address=self.address, **kwargs)
+                elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: the job's cluster
+                    ray.init(**kwargs)
+                else:
+                    from ..cpu import usable_cpus
 
-                ray.init(num_cpus=self.num_cpus or len(usable_cpus()), **kwargs)
-                self._local = True
+                    ray.init(num_cpus=self.num_cpus or len(usable_cpus()), **kwargs)
+                    self._local = True
+            except (ConnectionError, TimeoutError, RuntimeError) as exc:  # what ray.init raises on a bad cluster
+                where = self.address or os.environ.get("RAY_ADDRESS") or "a local Ray"
+                hint = f"; {AUTH_HINT}" if _mentions_auth(str(exc)) else ""
+                raise EngineError(f"--engine ray: could not start or join {where} ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:300] if str(exc) else 'no message'}){hint}") from None
             self._owns = True
             self._stats["start_s"] = round(time.perf_counter() - t0, 3)
         for name in ("ray", "ray.data"):
@@ -493,9 +621,11 @@ class RayEngine(LocalEngine):
         options = {"num_cpus": max(1, min(threads["torch"], int(cpus))), "max_retries": 0}
         if settings.device == "cuda" and gpus >= 1:
             options["num_gpus"] = 1
-        task = ray.remote(run_attacks).options(**options)
+        task = ray.remote(run_attacks)
         plain = dataclasses.replace(settings, engine=None)  # the engine holds this process's Ray handle
-        refs = [task.remote(TextReplay.record(j.encoder, j.labelled, j.probe), j.X, j.labelled, j.splits, j.probe,
-                            plain, j.groups, threads) for j in jobs]
+        # Named by probe and model, so the dashboard and `ray list tasks` say which is which.
+        refs = [task.options(name=task_name(j), **options).remote(
+                    TextReplay.record(j.encoder, j.labelled, j.probe), j.X, j.labelled, j.splits, j.probe, plain,
+                    j.groups, threads) for j in jobs]
         self._stats["attack_tasks"] += len(refs)
         return ray.get(refs)

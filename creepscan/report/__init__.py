@@ -16,24 +16,29 @@ from .jsonio import to_jsonable
 from .markdown import render_markdown
 from .summary import summary_text as _summary_text
 
-__all__ = ["write_reports", "summary_text", "render_markdown", "render_html", "to_jsonable"]
+__all__ = ["write_reports", "render_reports", "summary_text", "render_markdown", "render_html", "to_jsonable"]
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+def render_reports(result: dict) -> dict[str, str]:
+    """The texts of report.json, report.md and report.html (file name -> text, in that order).
+
+    NaN and infinities become null."""
+    if not isinstance(result, dict):
+        raise TypeError(f"write_reports: result must be a dict, got {type(result).__name__}")
+    clean = to_jsonable(result)
+    texts = (jsonio.dumps(clean), render_markdown(clean), render_html(clean))
+    return dict(zip(REPORT_FILES, texts))
 
 
 def write_reports(result: dict, out_dir) -> list[Path]:
     """Write report.json, report.md and report.html into ``out_dir`` (created if missing).
 
-    NaN and infinities become null; each file is written atomically (temp file + ``os.replace``).
-    Returns the three paths in that order.
+    All or nothing (``jsonio.write_all_or_nothing``): a failed write (a full disk) leaves no
+    truncated file. Returns the three paths in that order.
     """
-    if not isinstance(result, dict):
-        raise TypeError(f"write_reports: result must be a dict, got {type(result).__name__}")
-    clean = to_jsonable(result)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    texts = (jsonio.dumps(clean), render_markdown(clean), render_html(clean))
-    return [jsonio.write_atomic(out / name, text) for name, text in zip(REPORT_FILES, texts)]
+    return jsonio.write_all_or_nothing(Path(out_dir), render_reports(result))
 
 
 def summary_text(result: dict, width: int = 100) -> str:

@@ -430,18 +430,23 @@ def write_card(report: dict, spec_block: dict, out_dir, report_bytes: bytes | No
     the report at audit time and one regenerated from the file agree byte for byte.
     Returns the three paths in that order.
     """
+    return jsonio.write_all_or_nothing(Path(out_dir), render_card(report, spec_block, report_bytes))
+
+
+def render_card(report: dict, spec_block: dict, report_bytes: bytes | None = None) -> dict[str, str]:
+    """The texts of model-card.md, model-card.yaml and model-card.cdx.json (file name -> text), as
+    ``write_card`` writes them."""
     clean = jsonio.to_jsonable(report)
     block = jsonio.to_jsonable(spec_block)
     if report_bytes is None:
         report_bytes = jsonio.dumps(clean).encode("utf-8")
     sha = report_sha256(report_bytes)
-    out = Path(out_dir)
     texts = (
         render_card_markdown(clean, block, sha),
         render_card_yaml(clean, block, sha),
         json.dumps(render_card_cyclonedx(clean, block, sha), indent=2, ensure_ascii=False) + "\n",
     )
-    return [jsonio.write_atomic(out / name, text) for name, text in zip(CARD_FILES, texts)]
+    return dict(zip(CARD_FILES, texts))
 
 
 def regenerate_card(report_dir) -> list[Path]:

@@ -67,24 +67,60 @@ def write_atomic(path: Path | str, text: str) -> Path:
 
     A reader never sees a half-written report; newlines are written as ``\\n`` on every platform.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return write_all_or_nothing(Path(path).parent, {Path(path).name: text})[0]
+
+
+def write_all_or_nothing(folder: Path | str, texts: dict[str, str]) -> list[Path]:
+    """Write each ``name -> text`` (UTF-8) into ``folder`` (created if missing), all or none.
+
+    Every file is first written in full to a temp file beside its final name and synced; only when
+    all are on disk are they renamed into place. If any write fails (a full disk: ``OSError``
+    ENOSPC) the temp files are removed, the folder is removed again if this call created it, files
+    already there are left as they were (never truncated), and the error is raised. Returns the
+    paths in the order of ``texts``.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    temps: list[str] = []
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp makes the file 0600; a report is an ordinary file, so give it the usual mode
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+            temps.append(tmp)
+            _write_synced(fd, text.encode("utf-8"))
+            # mkstemp makes the file 0600; a report is an ordinary file, so give it the usual mode
+            os.chmod(tmp, 0o666 & ~_umask())
     except BaseException:
+        _discard(temps, folder if created else None)
+        raise
+    out = []
+    for tmp, name in zip(temps, texts):
+        os.replace(tmp, folder / name)
+        out.append(folder / name)
+    return out
+
+
+def _write_synced(fd: int, data: bytes) -> None:
+    """Write ``data`` to the open file ``fd`` and sync it to disk (where a full disk shows itself,
+    at the latest), closing ``fd``."""
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _discard(temps: list[str], created: Path | None) -> None:
+    """Remove the temp files of a failed write, and the folder it created if nothing else is in it."""
+    for tmp in temps:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise
-    return path
+    if created is not None:
+        try:
+            created.rmdir()
+        except OSError:
+            pass
 
 
 def _umask() -> int:
