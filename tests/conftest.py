@@ -47,8 +47,9 @@ def identity_checkpoints(tmp_path_factory) -> Path:
     steps toward telling synthetic people apart: scripts/finetune_identity.py, the offline demo's own
     script), trained once per session for every module that audits them (read-only: copy to change)."""
     out = tmp_path_factory.mktemp("identity-ckpt")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "finetune_identity.py"), str(out), "--steps", "120"],
-                   check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "finetune_identity.py"), str(out), "--steps", "120"],
+                          check=True, capture_output=True, text=True)
+    (out.parent / f"{out.name}.stderr").write_text(proc.stderr)  # for the demo's progress-lines test
     return out
 
 
