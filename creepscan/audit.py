@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from .pipeline import DEFAULT_RULES, Settings, model_block, report_head, run
+from .pipeline import DEFAULT_RULES, Settings, model_block, report_head, run, run_date
 from .probes import Probe
 
 __all__ = ["run_audit", "Settings"]
@@ -21,5 +21,5 @@ def run_audit(encoder, probes: list[Probe], settings: Settings, suite: str | Non
                      "equivalence_margin_default": DEFAULT_RULES["equivalence_margin"]},
         "probes": [r.models[0].block for r in results], "not_run": not_run,
         # The one machine-dependent block (CONTRACT: nothing else depends on the machine).
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3), **settings.execution(encoder)},
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(), **settings.execution(encoder)},
     }

@@ -414,7 +414,7 @@ def spec_check(file, debug=False):
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @guarded
 def card(report_dir, debug=False):
-    """Rewrite model-card.md/.yaml/.cdx.json in REPORT_DIR from its report.json (audited with --spec)."""
+    """Rewrite model-card.md and model-card.cdx.json in REPORT_DIR from its report.json (audited with --spec)."""
     from .report.card import regenerate_card
 
     for path in regenerate_card(report_dir):

@@ -433,3 +433,11 @@ def report_head(kind: str, settings: Settings) -> dict:
     """The fields every report starts with."""
     return {"schema_version": SCHEMA_VERSION, "kind": kind, "tool": {"name": "creepscan", "version": __version__},
             "seed": settings.seed}
+
+
+def run_date() -> str:
+    """When the run finished, UTC, ISO 8601 to the second (``2026-01-02T03:04:05Z``): the audit's date
+    in the model card. It differs between runs, so reports keep it under ``timings``."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

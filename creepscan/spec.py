@@ -336,14 +336,28 @@ def _d(v: Any) -> dict:
     return v if isinstance(v, dict) else {}
 
 
+def _cited_test(uplift: dict) -> dict:
+    """The uplift test the level's reason cites: with a significant uplift the strongest test
+    (``uplift.strongest``), else the one with the largest upper 95% bound (the one that decides
+    equivalence or its absence); the linear probe's summary when the report has no tests."""
+    tests = [t for t in uplift.get("tests") or [] if isinstance(t, dict) and _num(t.get("skill_gain")) is not None]
+    if uplift.get("significant") and uplift.get("strongest"):
+        lead = [t for t in tests if t.get("attack") == uplift["strongest"]]
+        if lead:
+            return lead[0]
+    elif tests and all(_num(t.get("upper95")) is not None for t in tests):
+        return max(tests, key=lambda t: t["upper95"])
+    return {"attack": "linear_probe" if uplift.get("skill_gain") is not None else None, **uplift}
+
+
 def probe_evidence(probe: dict) -> dict:
     """The headline numbers of one report probe, from its ``capability_axis`` and ``uplift`` blocks
     when present, else from ``metrics.linear_probe`` (skill and its CI mapped from the accuracy CI
     with the probe's chance: skill = (acc - chance) / (1 - chance)).
 
     Returns ``{"title", "capability", "level", "level_range", "risk_reason", "risk_rule", "best_skill",
-    "skill_ci95", "attack", "samples_to_threshold", "skill_gain", "skill_gain_ci95", "data_source",
-    "data_fingerprint"}``; numbers are skills (unitless, 0 = chance, 1 = perfect), None when absent.
+    "skill_ci95", "attack", "samples_to_threshold", "skill_gain", "skill_gain_ci95", "gain_attack",
+    "data_source", "data_fingerprint"}``; numbers are skills (unitless, 0 = chance, 1 = perfect), None when absent.
     """
     metrics = _d(probe.get("metrics"))
     axis = _d(probe.get("capability_axis"))
@@ -363,6 +377,7 @@ def probe_evidence(probe: dict) -> dict:
             ci = None
         attack = "linear_probe" if skill is not None else None
     uplift = _d(probe.get("uplift"))
+    cited = _cited_test(uplift)
     data = _d(probe.get("data"))
     capability = probe.get("capability")
     level_range = probe.get("level_range")  # the levels the CIs allow, lowest first
@@ -378,8 +393,9 @@ def probe_evidence(probe: dict) -> dict:
         "skill_ci95": ci,
         "attack": attack,
         "samples_to_threshold": stt if isinstance(stt, int) and not isinstance(stt, bool) else None,
-        "skill_gain": _num(uplift.get("skill_gain")),
-        "skill_gain_ci95": _ci(uplift.get("ci95")),
+        "skill_gain": _num(cited.get("skill_gain")),
+        "skill_gain_ci95": _ci(cited.get("ci95")),
+        "gain_attack": cited.get("attack") if isinstance(cited.get("attack"), str) else None,
         "data_source": data.get("source"),
         "data_fingerprint": data.get("fingerprint"),
     }
