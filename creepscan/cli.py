@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -419,6 +420,16 @@ def card(report_dir, debug=False):
 
     for path in regenerate_card(report_dir):
         click.echo(str(path))
+
+
+@main.command()
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@guarded
+def schema(debug=False):
+    """Print the JSON Schema of report.json (the version the reports' schema_version names)."""
+    from .result import shipped_schema
+
+    click.echo(json.dumps(shipped_schema(), indent=2, ensure_ascii=False))
 
 
 @main.command()

@@ -25,9 +25,8 @@ from .encoders import has_text
 from .errors import CreepscanError, DataUnavailable
 from .features import Features, default_cache_dir
 from .probes import Probe
+from .result import SCHEMA_VERSION  # report.json's format, described in creepscan/result.py
 from .risk import DEFAULT_RULES, assess
-
-SCHEMA_VERSION = "1"
 
 
 @dataclass

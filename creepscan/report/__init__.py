@@ -8,6 +8,7 @@ always gives byte-identical files.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import jsonio
@@ -30,6 +31,11 @@ def write_reports(result: dict, out_dir) -> list[Path]:
     if not isinstance(result, dict):
         raise TypeError(f"write_reports: result must be a dict, got {type(result).__name__}")
     clean = to_jsonable(result)
+    if os.environ.get("CREEPSCAN_CHECK_SCHEMA") and "schema_version" in clean:
+        # the test suite sets this: every report it writes must match the published schema
+        from ..result import validate_report
+
+        validate_report(clean)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = (jsonio.dumps(clean), render_markdown(clean), render_html(clean))
