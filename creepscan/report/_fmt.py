@@ -225,10 +225,34 @@ def yes_no(v: Any) -> Fixed:
 
 
 def count(v: Any) -> Fixed:
-    """An integer count (1234 -> "1,234"), n/a when missing."""
+    """A count (1234 -> "1,234"; an average such as 29.6 test images per class keeps one decimal,
+    never "29.600"), n/a when missing."""
     if is_num(v) and float(v).is_integer():
         return Fixed(f"{int(v):,}")
-    return num(v)
+    return Fixed(f"{v:,.1f}") if is_num(v) else NA
+
+
+# Severity order of a report: what an auditor must see first. Inconclusive sits just below high:
+# it is not a point on the scale, and it may hide anything up to critical.
+SEVERITY = ("critical", "high", "inconclusive", "medium", "low", "none")
+
+
+def severity_rank(probe: Any, level_key: str = "risk_level") -> tuple[int, int]:
+    """Sort key, most severe first; reference probes (not a prohibited capability) last."""
+    name = level_name(get(probe, level_key))
+    rank = SEVERITY.index(name) if name in SEVERITY else len(SEVERITY)
+    return (1 if get(probe, "reference") is True else 0, rank)
+
+
+def level_counts(levels: Iterable[Any]) -> list[tuple[str, int]]:
+    """[(level, how many)] in severity order, levels that occur only."""
+    names = [level_name(x) for x in levels]
+    return [(lv, names.count(lv)) for lv in SEVERITY if names.count(lv)]
+
+
+def suite_text(suite: Any) -> str:
+    """The suite's name, or what ran instead of a suite."""
+    return text(suite) if suite else Fixed("none: the probes were chosen one by one (--probe, --data or --spec)")
 
 
 def seconds(v: Any) -> Fixed:
