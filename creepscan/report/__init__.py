@@ -42,6 +42,7 @@ def write_reports(result: dict, out_dir) -> list[Path]:
     return [jsonio.write_atomic(out / name, text) for name, text in zip(REPORT_FILES, texts)]
 
 
-def summary_text(result: dict, width: int = 100) -> str:
-    """The one-screen plain-text summary (no ANSI, every line at most ``width`` columns)."""
+def summary_text(result: dict, width: int | None = 100) -> str:
+    """The one-screen plain-text summary (no ANSI, every line at most ``width`` columns; ``None``:
+    nothing cut or wrapped, for piped output)."""
     return _summary_text(to_jsonable(result), width=width)
