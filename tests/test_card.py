@@ -204,7 +204,7 @@ def test_card_names_no_local_path_and_no_rule_identifier(tmp_path):
     from huggingface_hub import metadata_load
 
     meta = metadata_load(tmp_path / "model-card.md")
-    assert (meta["license"], meta["library_name"], meta["base_model"]) == ("apache-2.0", "peft", "hf:acme/base-vit")
+    assert (meta["license"], meta["library_name"], meta["base_model"]) == ("apache-2.0", "peft", "acme/base-vit")
     body = text.split("\n---\n", 1)[1]
     for ident in ("risk_rule", "samples_to_threshold", "skill_threshold", "verification_tar_critical",
                   "linear_probe", "few_shot", "(rule:"):

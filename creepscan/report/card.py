@@ -230,12 +230,21 @@ def _eval_results(v: dict) -> list:
     return out
 
 
+def hub_id(name: Any) -> str | None:
+    """``ORG/NAME`` when ``name`` is a Hugging Face Hub model (``hf:ORG/NAME[@REV]``, ``hf-hub:ORG/NAME``
+    or ``ORG/NAME``), else None: the front matter's ``base_model`` must be a Hub id."""
+    if not isinstance(name, str):
+        return None
+    bare = re.sub(r"^(hf-hub|hf):", "", name.strip()).split("@")[0]
+    return bare if re.fullmatch(r"[\w.-]+/[\w.-]+", bare) else None
+
+
 def _front_matter(v: dict) -> str:
     from huggingface_hub import ModelCardData
 
     m = v["model"]
     data = ModelCardData(model_name=m["name"], license=m["license"], tags=list(CARD_TAGS),
-                         library_name=HUB_LIBRARIES.get(m["library"] or ""), base_model=m["base"],
+                         library_name=HUB_LIBRARIES.get(m["library"] or ""), base_model=hub_id(m["base"]),
                          eval_results=_eval_results(v) or None)
     return data.to_yaml()
 
