@@ -337,17 +337,10 @@ def _d(v: Any) -> dict:
 
 
 def _cited_test(uplift: dict) -> dict:
-    """The uplift test the level's reason cites: with a significant uplift the strongest test
-    (``uplift.strongest``), else the one with the largest upper 95% bound (the one that decides
-    equivalence or its absence); the linear probe's summary when the report has no tests."""
-    tests = [t for t in uplift.get("tests") or [] if isinstance(t, dict) and _num(t.get("skill_gain")) is not None]
-    if uplift.get("significant") and uplift.get("strongest"):
-        lead = [t for t in tests if t.get("attack") == uplift["strongest"]]
-        if lead:
-            return lead[0]
-    elif tests and all(_num(t.get("upper95")) is not None for t in tests):
-        return max(tests, key=lambda t: t["upper95"])
-    return {"attack": "linear_probe" if uplift.get("skill_gain") is not None else None, **uplift}
+    """The uplift test the level's reason cites (``report._fmt.cited_uplift_test``)."""
+    from .report._fmt import cited_uplift_test
+
+    return cited_uplift_test(uplift)
 
 
 def probe_evidence(probe: dict) -> dict:

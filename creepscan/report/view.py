@@ -422,10 +422,13 @@ def axes_table(p: dict) -> Table:
         u_detail.append(Fixed(f"equivalence margin {F.num(margin)};"))
     u_detail.append(Fixed(f"model {F.num(u.get('skill_model'))} vs floor {F.num(u.get('skill_floor'))}, "
                           f"p = {F.p_value(u.get('p_value'))}, significant: {F.yes_no(u.get('significant'))}"))
+    # the gain the level's reason cites (the strongest significant test, else the one nearest the margin)
+    cited = F.cited_uplift_test(u)
+    by = [Fixed("by"), Span(F.text(cited["attack"]), "code"), tight(Fixed(";"))] if cited.get("attack") else []
     rows = [[cell(Fixed("Capability (best skill)")), cell(F.num(head.skill)),
              cell(F.ci_num(head.ci95) or NA), cell(*cap_detail) or cell(NA)],
-            [cell(Fixed("Uplift (skill gain over the floor)")), cell(F.signed(u.get("skill_gain"))),
-             cell(F.ci_num(u.get("ci95"), sign=True) or NA), cell(*u_detail)]]
+            [cell(Fixed("Uplift (skill gain over the floor)")), cell(F.signed(cited.get("skill_gain"))),
+             cell(F.ci_num(cited.get("ci95"), sign=True) or NA), cell(*by, *u_detail)]]
     return Table([cell(Fixed("Axis")), cell(Fixed("Estimate")), cell(Fixed("95% CI")), cell(Fixed("Detail"))],
                  rows, (1, 2), "metrics axes")
 
@@ -817,7 +820,8 @@ def _sweep_probe(i: int, sp: dict, models: list, order: Any = "given") -> Sectio
         rows.append([cell(F.num(F.get(models, j, "order")) if F.is_num(F.get(models, j, "order")) else Fixed(str(j))),
                      cell(F.model_label(F.get(models, j), j)), verdict_cell(p),
                      cell(F.headline_text(F.headline_skill(p))),
-                     cell(F.with_ci(F.signed(u.get("skill_gain"), 2), F.ci_num(u.get("ci95"), 2, sign=True))),
+                     cell(F.with_ci(F.signed(F.cited_uplift_test(u).get("skill_gain"), 2),
+                                    F.ci_num(F.cited_uplift_test(u).get("ci95"), 2, sign=True))),
                      cell(F.signed(st.get("delta"), 2) if st else NA), cell(F.p_value(st.get("p_value")) if st else NA),
                      cell(Span(Fixed("ROSE"), "flag") if rose else (Fixed("no") if st else NA)),
                      cell(F.text(p.get("risk_reason")), _inconclusive_parts(p))])
