@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from .constants import DEFAULT_RULES
-from .pipeline import Settings, model_block, report_head, run
+from .pipeline import Settings, model_block, report_head, run, run_date
 from .probes import Probe
 
 __all__ = ["run_audit", "Settings"]
@@ -22,5 +22,5 @@ def run_audit(encoder, probes: list[Probe], settings: Settings, suite: str | Non
                      "equivalence_margin_default": DEFAULT_RULES["equivalence_margin"]},
         "probes": [r.models[0].block for r in results], "not_run": not_run,
         # The one machine-dependent block (nothing else in the report depends on the machine).
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3), **settings.execution(encoder)},
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(), **settings.execution(encoder)},
     }

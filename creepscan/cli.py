@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -14,6 +15,8 @@ from . import __version__
 from .errors import CreepscanError, error_summary
 from .levels import LEVELS
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 def _parse_data(ctx, param, values):
     out = {}
@@ -25,6 +28,23 @@ def _parse_data(ctx, param, values):
             raise click.BadParameter(f"probe '{key}' given twice", param=param)
         out[key] = path
     return out
+
+
+def _remember(key: str):
+    """A callback that keeps an option's value in the click context (``ctx.meta``), for options that
+    the commands do not take as parameters (``--log-level``, ``--json``)."""
+
+    def callback(ctx, param, value):
+        ctx.meta[f"creepscan.{key}"] = value
+        return value
+
+    return callback
+
+
+def _option(key: str, default=None):
+    """A value kept by ``_remember`` (``default`` outside a click command)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(f"creepscan.{key}", default) if ctx is not None else default
 
 
 def _resolve_device(device: str) -> str:
@@ -57,9 +77,9 @@ def shared_options(fn):
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per encoder call."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "amp_bf16", "amp_fp16", "pure_bf16"]),
                      default="auto", show_default=True,
-                     help="Arithmetic of the image tower: auto = pure_bf16 on a GPU with bf16; on a CPU pure_bf16 where "
-                          "its flags say bf16 is faster (AMX, or AMD with avx512_bf16) and the model agrees, "
-                          "else fp32."),
+                     help="Arithmetic of the image tower. auto is chosen per device: on a GPU, pure_bf16 where it "
+                          "has bf16; on a CPU, bf16 only where this CPU runs it faster than fp32 and the model's "
+                          "embeddings agree, else fp32. The choice and its reason are recorded in the report."),
         click.option("--decode", type=click.Choice(["auto", "pil", "fast"]), default="auto", show_default=True,
                      help="Image path: fast = batched JPEG decode (nvjpeg on a GPU) and tensor resize; "
                           "pil = the model's own PIL preprocessing; auto = fast on a GPU, pil on a CPU."),
@@ -73,6 +93,10 @@ def shared_options(fn):
         click.option("--allow-inconclusive", is_flag=True,
                      help="An inconclusive probe (saturated or underpowered) fails no gate or spec clause."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr."),
+        click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
+                     expose_value=False, callback=_remember("log_level"),
+                     help="Progress on stderr: info = a line per stage (timestamped when stderr is not a "
+                          "terminal, e.g. in CI); debug adds the run's setup; warning and error keep only those."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
     for opt in reversed(opts):
@@ -146,7 +170,8 @@ def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_s
     cache = check_cache_writable(Path(cache_dir) if cache_dir else default_cache_dir())
     return Settings(seed=seed, device=_resolve_device(device), cache_dir=cache,
                     data=data, max_per_class=max_per_class, download=not no_download, progress=not quiet,
-                    batch_size=batch_size, precision=precision, decode=decode, compile=compile_, adversary=adversary)
+                    batch_size=batch_size, precision=precision, decode=decode, compile=compile_, adversary=adversary,
+                    log_level=_option("log_level", "info"))
 
 
 def _load_spec(spec_file, probe_args):
@@ -163,10 +188,10 @@ def _load_spec(spec_file, probe_args):
 
 
 def _spec_gate(block: dict, label: str = "") -> None:
-    """Print each clause's verdict; exit 1 when the spec is not met."""
+    """Print each clause's verdict (in the JSON summary instead, with --json); exit 1 when the spec is not met."""
     from .spec import format_verdicts
 
-    for line in format_verdicts(block):
+    for line in [] if _option("json") else format_verdicts(block):
         click.echo(line)
     if not block.get("passed"):
         failed = [str(c) for c in block.get("failed", [])] + [f"{c} (inconclusive)" for c in block.get("inconclusive", [])]
@@ -224,6 +249,13 @@ def _os_error(exc: OSError) -> str:
     return f"{exc.strerror or exc}{where}"
 
 
+def _summary_width() -> int | None:
+    """At a terminal, its width; piped or redirected (``| cat``, a CI log), None: whole lines."""
+    import shutil
+
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
 def _write(result, out, quiet):
     from .report import summary_text
 
@@ -231,8 +263,13 @@ def _write(result, out, quiet):
     if missing and not result["probes"]:
         raise CreepscanError(missing[0]["reason"])
     paths = save_reports(result, out)
-    click.echo(summary_text(result))
-    click.echo(f"report: {', '.join(str(p) for p in paths)}")
+    if _option("json"):
+        from .report.summary import summary_json
+
+        click.echo(json.dumps(summary_json(result, [str(p) for p in paths]), indent=2, ensure_ascii=False))
+    else:
+        click.echo(summary_text(result, width=_summary_width()))
+        click.echo(f"report: {', '.join(str(p) for p in paths)}")
     if missing:
         raise CreepscanError(
             f"incomplete: {len(missing)} probe(s) could not run ({', '.join(m['id'] for m in missing)}; reasons in "
@@ -275,6 +312,8 @@ def main():
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Local weights for an open_clip architecture.")
 @click.option("--fail-on", type=click.Choice(LEVELS), default=None,
               help="Exit 1 if any probe's risk level is LEVEL or above, or inconclusive.")
+@click.option("--json", "json_out", is_flag=True, expose_value=False, callback=_remember("json"),
+              help="Print the summary as JSON on stdout (machine-readable) instead of text.")
 @shared_options
 @guarded
 def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, cache_dir, max_per_class, no_download,
@@ -360,20 +399,31 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
             sys.exit(1)
 
 
+MODEL_FORMS = "ARCH:TAG (any open_clip pretrained pair), ARCH --weights FILE, hf-hub:ORG/NAME, py:MODULE:CALLABLE."
+
+
 @main.command()
+@click.option("--json", "json_out", is_flag=True, expose_value=False, callback=_remember("json"),
+              help="Print the summary as JSON on stdout (machine-readable) instead of text.")
 @guarded
 def models(debug=False):
     """The model aliases and where each comes from."""
     from .encoders import ALIASES
 
+    if _option("json"):
+        click.echo(json.dumps({"aliases": [{"alias": name, "architecture": a.arch, "tag": a.tag, "source": a.source}
+                                           for name, a in ALIASES.items()], "also": MODEL_FORMS}, indent=2))
+        return
     click.echo(f"{'alias':<18} {'architecture':<20} {'tag':<24} source")
     for name, a in ALIASES.items():
         click.echo(f"{name:<18} {a.arch:<20} {a.tag:<24} {a.source}")
-    click.echo("\nAlso: ARCH:TAG (any open_clip pretrained pair), ARCH --weights FILE, hf-hub:ORG/NAME, py:MODULE:CALLABLE.")
+    click.echo(f"\nAlso: {MODEL_FORMS}")
 
 
 @main.command()
 @click.option("--suite", default=None, help="Only this suite.")
+@click.option("--json", "json_out", is_flag=True, expose_value=False, callback=_remember("json"),
+              help="Print the summary as JSON on stdout (machine-readable) instead of text.")
 @guarded
 def probes(suite, debug=False):
     """The probes: id, capability, policy reference, data source."""
@@ -383,9 +433,13 @@ def probes(suite, debug=False):
     all_suites = suites()
     if suite and suite not in all_suites:
         raise CreepscanError(f"unknown suite '{suite}'; known: {', '.join(all_suites)}")
-    for name, plist in all_suites.items():
-        if suite and name != suite:
-            continue
+    chosen = {name: plist for name, plist in all_suites.items() if not suite or name == suite}
+    if _option("json"):
+        click.echo(json.dumps({name: [{"id": p.id, "title": p.title, "capability": p.capability, "policy": list(p.policy),
+                                       "data": public.describe(p.source)} for p in plist]
+                               for name, plist in chosen.items()}, indent=2, ensure_ascii=False))
+        return
+    for name, plist in chosen.items():
         click.echo(f"suite {name}:")
         for p in plist:
             click.echo(f"  {p.id:<18} {p.title}")
@@ -429,11 +483,21 @@ def spec_check(file, debug=False):
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @guarded
 def card(report_dir, debug=False):
-    """Rewrite model-card.md/.yaml/.cdx.json in REPORT_DIR from its report.json (audited with --spec)."""
+    """Rewrite model-card.md and model-card.cdx.json in REPORT_DIR from its report.json (audited with --spec)."""
     from .report.card import regenerate_card
 
     for path in regenerate_card(report_dir):
         click.echo(str(path))
+
+
+@main.command()
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@guarded
+def schema(debug=False):
+    """Print the JSON Schema of report.json (the version the reports' schema_version names)."""
+    from .result import shipped_schema
+
+    click.echo(json.dumps(shipped_schema(), indent=2, ensure_ascii=False))
 
 
 @main.command()

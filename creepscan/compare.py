@@ -7,7 +7,7 @@ import time
 
 from .attacks.few_shot import paired_few_shot
 from .attacks.stats import holm, paired_bootstrap
-from .pipeline import ProbeResult, Settings, model_block, report_head, run
+from .pipeline import ProbeResult, Settings, model_block, report_head, run, run_date
 from .levels import level_rose
 
 __all__ = ["run_compare", "compare_row", "paired_differences", "headline"]
@@ -32,7 +32,7 @@ def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -
         "probes": rows, "not_run": not_run,
         "summary": {"rose": [r["id"] for r in rows if r["risk_rose"]],
                     "significant": [r["id"] for r in rows if r["significant"]]},
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3), **settings.execution(enc_b)},
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(), **settings.execution(enc_b)},
     }
 
 

@@ -24,9 +24,11 @@ from .evaluation import rules_for
 from .cache import default_cache_dir
 from .features import Features
 from .probes import Probe
+from .result import SCHEMA_VERSION  # report.json's format, described in creepscan/result.py
 from .risk import assess
 
-SCHEMA_VERSION = "1"
+
+_LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Settings:
     max_per_class: int | None = None
     download: bool = True
     progress: bool = True
+    log_level: str = "info"      # debug | info | warning | error: which progress lines reach stderr
     batch_size: int | None = None
     num_workers: int | None = None
     precision: str = "auto"      # encoders.openclip.PRECISIONS
@@ -79,10 +82,14 @@ class Settings:
             out["threads"] = self.threads
         return out
 
-    def log(self, msg: str) -> None:
-        """Progress lines on stderr: only for a person at a terminal, never with --quiet."""
-        if self.progress and sys.stderr.isatty():
-            print(msg, file=sys.stderr, flush=True)
+    def log(self, msg: str, level: str = "info") -> None:
+        """A progress line on stderr, unless --quiet or below --log-level. At a terminal the line as is;
+        elsewhere (a CI log, a file) with a UTC timestamp, so a long stage shows when it started."""
+        if not self.progress or _LOG_LEVELS.get(level, 1) < _LOG_LEVELS.get(self.log_level, 1):
+            return
+        if not sys.stderr.isatty():
+            msg = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} creepscan {level}: {msg}"
+        print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -299,7 +306,7 @@ def load_or_record(probe: Probe, settings: Settings, n_probes: int, not_run: lis
     except DataUnavailable as exc:
         if probe.id in settings.data or n_probes == 1:
             raise
-        settings.log(f"  {probe.id}: not run: {exc}")
+        settings.log(f"  {probe.id}: not run: {exc}", "warning")
         not_run.append({"id": probe.id, "reason": str(exc)})
         return None
 
@@ -432,6 +439,8 @@ def run(encoders: list, probes: list[Probe], settings: Settings):
         from .cpu import apply_threads
 
         settings.threads = apply_threads()[1]
+    settings.log(f"{len(encoders)} model(s) on {len(probes)} probe(s), device {settings.device}"
+                 + (f", {settings.threads}" if settings.threads else "") + f", seed {settings.seed}", "debug")
     out, not_run = [], []
     for n, probe in enumerate(probes, 1):
         tag = f"[{n}/{len(probes)}] "
@@ -439,7 +448,10 @@ def run(encoders: list, probes: list[Probe], settings: Settings):
         pd = load_or_record(probe, settings, len(probes), not_run)
         if pd is None:
             continue
+        t0 = time.perf_counter()
         out.append(run_probe(probe, pd, encoders, settings, tag))
+        levels = ", ".join(m.block["risk_level"] for m in out[-1].models)
+        settings.log(f"{tag}{probe.id}: done in {time.perf_counter() - t0:.0f} s (level: {levels})")
     return out, not_run
 
 
@@ -447,3 +459,11 @@ def report_head(kind: str, settings: Settings) -> dict:
     """The fields every report starts with."""
     return {"schema_version": SCHEMA_VERSION, "kind": kind, "tool": {"name": "creepscan", "version": __version__},
             "seed": settings.seed}
+
+
+def run_date() -> str:
+    """When the run finished, UTC, ISO 8601 to the second (``2026-01-02T03:04:05Z``): the audit's date
+    in the model card. It differs between runs, so reports keep it under ``timings``."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -332,14 +332,21 @@ def _d(v: Any) -> dict:
     return v if isinstance(v, dict) else {}
 
 
+def _cited_test(uplift: dict) -> dict:
+    """The uplift test the level's reason cites (``report._fmt.cited_uplift_test``)."""
+    from .report._fmt import cited_uplift_test
+
+    return cited_uplift_test(uplift)
+
+
 def probe_evidence(probe: dict) -> dict:
     """The headline numbers of one report probe, from its ``capability_axis`` and ``uplift`` blocks
     when present, else from ``metrics.linear_probe`` (skill and its CI mapped from the accuracy CI
     with the probe's chance: skill = (acc - chance) / (1 - chance)).
 
     Returns ``{"title", "capability", "level", "level_range", "risk_reason", "risk_rule", "best_skill",
-    "skill_ci95", "attack", "samples_to_threshold", "skill_gain", "skill_gain_ci95", "data_source",
-    "data_fingerprint"}``; numbers are skills (unitless, 0 = chance, 1 = perfect), None when absent.
+    "skill_ci95", "attack", "samples_to_threshold", "skill_gain", "skill_gain_ci95", "gain_attack",
+    "data_source", "data_fingerprint"}``; numbers are skills (unitless, 0 = chance, 1 = perfect), None when absent.
     """
     metrics = _d(probe.get("metrics"))
     axis = _d(probe.get("capability_axis"))
@@ -359,6 +366,7 @@ def probe_evidence(probe: dict) -> dict:
             ci = None
         attack = "linear_probe" if skill is not None else None
     uplift = _d(probe.get("uplift"))
+    cited = _cited_test(uplift)
     data = _d(probe.get("data"))
     capability = probe.get("capability")
     level_range = probe.get("level_range")  # the levels the CIs allow, lowest first
@@ -374,8 +382,9 @@ def probe_evidence(probe: dict) -> dict:
         "skill_ci95": ci,
         "attack": attack,
         "samples_to_threshold": stt if isinstance(stt, int) and not isinstance(stt, bool) else None,
-        "skill_gain": _num(uplift.get("skill_gain")),
-        "skill_gain_ci95": _ci(uplift.get("ci95")),
+        "skill_gain": _num(cited.get("skill_gain")),
+        "skill_gain_ci95": _ci(cited.get("ci95")),
+        "gain_attack": cited.get("attack") if isinstance(cited.get("attack"), str) else None,
         "data_source": data.get("source"),
         "data_fingerprint": data.get("fingerprint"),
     }

@@ -20,7 +20,7 @@ from .attacks.stats import holm
 from .compare import compare_row
 from .constants import DEFAULT_RULES
 from .errors import CreepscanError
-from .pipeline import Settings, model_block, report_head, run
+from .pipeline import Settings, model_block, report_head, run, run_date
 
 __all__ = ["ModelEntry", "SweepInputError", "ORDERS", "step_from_name", "read_models_file", "model_entries",
            "order_entries", "run_sweep", "sweep_steps"]
@@ -186,6 +186,7 @@ def run_sweep(encoders: list, probes: list, settings: Settings, *, steps: list |
         "probes": probe_rows, "not_run": not_run,
         "summary": {"rose": rises},
         # The one machine-dependent block (nothing else in the report depends on the machine or the engine).
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "engine": engine_of(settings).describe(),
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(),
+                    "engine": engine_of(settings).describe(),
                     "execution": [settings.execution(enc) for enc in encoders], "probes": per_probe_timings},
     }

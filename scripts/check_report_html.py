@@ -2,7 +2,7 @@
 """Open a creepscan report.html in headless Chromium and check that it rendered safely.
 
     python scripts/check_report_html.py REPORT.html [--screenshot out.png] [--window-size 1280,2000]
-                                        [--expect-text STR ...] [--chromium PATH]
+                                        [--expect-text STR ...] [--chromium PATH] [--fold 1366,768]
 
 Checks, on the DOM Chromium built (``--dump-dom``), not on the file:
   - the page rendered: it has a <title> and an <h1>;
@@ -18,6 +18,9 @@ Checks, on the DOM Chromium built (``--dump-dom``), not on the file:
     given with ``--expect-text``, else every string of the report.json beside the HTML that holds
     "<" or "&" and that the file shows as text (read by a plain HTML parser), else
     <script>alert(1)</script> when the file shows it.
+With ``--fold W,H`` it also loads a scripted copy of the page in a W x H viewport and checks that the
+verdict banner and the first badge of the highest level end above the fold and that no chart title
+reaches outside its chart.
 Exits 0 with "OK ..." on success; non-zero with one line per problem otherwise.
 """
 
@@ -149,6 +152,85 @@ def run_chromium(chromium: str, html: Path, screenshot: Path | None, window: str
         shutil.rmtree(profile, ignore_errors=True)
 
 
+# Measures the page as a reader sees it: the verdict banner, the first badge of the highest level,
+# and every chart title against its chart. Injected into a copy of the page only (the report itself
+# forbids scripts); the result is written into the DOM, which --dump-dom returns.
+_LAYOUT_JS = """
+<script>
+(function () {
+  var vh = window.innerHeight, out = {viewport: [window.innerWidth, vh], titles: []};
+  var banner = document.getElementById('verdict');
+  if (banner) {
+    var r = banner.getBoundingClientRect();
+    out.banner = {top: r.top, bottom: r.bottom};
+    var lv = (banner.className.match(/level-([a-z]+)/) || [])[1];
+    out.level = lv || null;
+    var badge = lv ? document.querySelector('.badge.level-' + lv) : null;
+    if (badge) { var b = badge.getBoundingClientRect(); out.badge = {top: b.top, bottom: b.bottom}; }
+  }
+  document.querySelectorAll('svg.plot').forEach(function (svg, i) {
+    var s = svg.getBoundingClientRect();
+    svg.querySelectorAll('text.title').forEach(function (t) {
+      var r = t.getBoundingClientRect();
+      out.titles.push({plot: i, text: t.textContent, left: r.left - s.left, right: s.right - r.right,
+                       top: r.top - s.top});
+    });
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'creepscan-layout';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>
+"""
+
+
+def measure_layout(chromium: str, html: Path, window: str) -> dict:
+    """Positions in a ``window`` (W,H) viewport: the banner, the highest level's first badge and each
+    chart title's room inside its chart (negative = clipped), from a scripted copy of the page."""
+    source = html.read_text(encoding="utf-8")
+    source = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", source)
+    source = source.replace("</body>", _LAYOUT_JS + "</body>")
+    folder = Path(tempfile.mkdtemp(prefix="creepscan-layout-"))
+    profile = tempfile.mkdtemp(prefix="creepscan-chromium-")
+    try:
+        page = folder / "layout.html"
+        page.write_text(source, encoding="utf-8")
+        proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                               "--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars",
+                               f"--user-data-dir={profile}", f"--window-size={window}", "--dump-dom",
+                               page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+        m = re.search(r'<pre id="creepscan-layout">(.*?)</pre>', proc.stdout, re.S)
+        if proc.returncode != 0 or not m:
+            raise RuntimeError(f"chromium layout run failed (exit {proc.returncode})")
+        import html as html_mod
+
+        return json.loads(html_mod.unescape(m.group(1)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def layout_problems(layout: dict) -> list[str]:
+    """The verdict banner and the highest level above the fold; no chart title clipped."""
+    problems = []
+    height = layout["viewport"][1]
+    if "banner" not in layout:
+        problems.append("no verdict banner (#verdict)")
+    elif layout["banner"]["bottom"] > height:
+        problems.append(f"the verdict banner ends at {layout['banner']['bottom']:.0f} px, below the fold ({height} px)")
+    if layout.get("level") and "badge" not in layout:
+        problems.append(f"no badge of the highest level ({layout['level']})")
+    elif "badge" in layout and layout["badge"]["bottom"] > height:
+        problems.append(f"the highest level ({layout['level']}) first shows at {layout['badge']['top']:.0f} px, "
+                        f"below the fold ({height} px)")
+    for t in layout["titles"]:
+        if t["left"] < -0.5 or t["right"] < -0.5 or t["top"] < -0.5:
+            problems.append(f"chart title clipped in plot {t['plot']}: {t['text'][:60]!r}")
+    return problems
+
+
 def hostile_strings(report_json: Path) -> list[str]:
     """Strings in the report data that markup would parse: they must come out as text."""
     found: list[str] = []
@@ -254,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="a string that must appear as text (default: the hostile strings of the "
                          "report.json beside the HTML, else <script>alert(1)</script> if in the file)")
     ap.add_argument("--chromium", default=os.environ.get("CREEPSCAN_CHROMIUM", CHROMIUM))
+    ap.add_argument("--fold", default=None, metavar="W,H",
+                    help="also check the layout in a W,H viewport (e.g. 1366,768): the verdict banner and the "
+                         "highest level above the fold, no chart title clipped")
     args = ap.parse_args(argv)
 
     if not args.report.is_file():
@@ -282,6 +367,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_report_html: {e}", file=sys.stderr)
         return 3
     problems = check(dom, source, hostile, expect)
+    if args.fold:
+        try:
+            layout = measure_layout(args.chromium, args.report, args.fold)
+        except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as e:
+            print(f"check_report_html: {e}", file=sys.stderr)
+            return 3
+        problems += layout_problems(layout)
     if problems:
         for p in problems:
             print(f"check_report_html: {args.report}: {p}", file=sys.stderr)
@@ -291,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     n = sum("plot" in s["cls"].split() for s in scan.svgs)
     print(f"OK {args.report}: rendered, {n} plots, {len(hostile)} hostile strings shown as text, "
           f"no scripts, no external resources"
+          + (f", verdict and highest level above the fold at {args.fold}, no chart title clipped"
+             if args.fold else "")
           + (f", screenshot {args.screenshot}" if args.screenshot else ""))
     return 0
 

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
+# every report the tests write (a dict with a schema_version) is validated against report.json's
+# schema by creepscan.report.write_reports; dicts without one are renderer fixtures, not reports
+os.environ.setdefault("CREEPSCAN_CHECK_SCHEMA", "1")
 
 import numpy as np
 import pytest

@@ -1,5 +1,6 @@
-"""Model card export: sections and numbers, byte-identical regeneration from report.json, YAML that a
-YAML parser reads back, a CycloneDX 1.6 fragment that validates, Markdown that stays text in a browser."""
+"""Model card export: sections and numbers, byte-identical regeneration from report.json, front matter
+that huggingface_hub reads, a CycloneDX 1.6 BOM that the library's strict validator accepts, Markdown that
+stays text in a browser."""
 from __future__ import annotations
 
 import copy
@@ -19,7 +20,6 @@ from creepscan.report.card import CARD_FILES, write_card
 from creepscan.spec import compare_spec, evaluate_spec, parse_spec
 
 DATA = Path(__file__).parent / "data"
-CDX = DATA / "cyclonedx"
 CHROMIUM = Path("/usr/bin/chromium")
 
 SCRIPT = "<script>alert(1)</script>"
@@ -93,8 +93,10 @@ def test_markdown_sections_and_evidence(tmp_path):
 
 
 def test_markdown_escapes_every_data_string(tmp_path):
+    from huggingface_hub import ModelCard
+
     out, _, _ = _audit_dir(tmp_path)
-    text = (out / "model-card.md").read_text(encoding="utf-8")
+    text = ModelCard.load(out / "model-card.md").text      # the front matter is YAML data, not Markdown
     for raw in (SCRIPT, "<b>bold</b>", "<data>", IMG[:4]):
         assert raw not in text
     assert "&lt;script>alert(1)&lt;/script>" in text
@@ -104,11 +106,15 @@ def test_markdown_escapes_every_data_string(tmp_path):
 def test_markdown_renders_as_text_in_python_markdown(tmp_path):
     markdown = pytest.importorskip("markdown")
     out, _, _ = _audit_dir(tmp_path)
-    page = markdown.markdown((out / "model-card.md").read_text(encoding="utf-8"), extensions=["tables"])
+    from huggingface_hub import ModelCard
+
+    # the Hub renders the body; the front matter is metadata, shown by its own widgets
+    page = markdown.markdown(ModelCard.load(out / "model-card.md").text, extensions=["tables"])
     scan = _Scan()
     scan.feed(page)
     assert scan.tags.get("script", 0) == 0 and scan.tags.get("img", 0) == 0 and scan.tags.get("b", 0) == 0
-    assert scan.tags.get("a", 0) == 0 and not scan.event_attrs
+    # the only links are the card's own, to the report beside it (relative); none comes from data
+    assert [v for t, n, v in scan.attrs if t == "a"] == ["report.html", "report.json"] and not scan.event_attrs
     assert SCRIPT in scan.text and "<b>bold</b> & [link](http://x)" in scan.text
     # every table row keeps its cell count although a title holds a pipe
     for header, rows in scan.tables:
@@ -159,101 +165,113 @@ def test_card_command_errors_are_one_line(tmp_path):
         assert not any((folder / name).exists() for name in CARD_FILES)
 
 
-# --- YAML --------------------------------------------------------------------------------------------
+# --- Hugging Face front matter -----------------------------------------------------------------------
 
 
-def test_yaml_parses_to_the_same_facts(tmp_path):
-    yaml = pytest.importorskip("yaml")
+def test_front_matter_is_read_by_huggingface_hub(tmp_path):
+    from huggingface_hub import ModelCard, metadata_load
+
     out, report, block = _audit_dir(tmp_path)
-    doc = yaml.safe_load((out / "model-card.yaml").read_text(encoding="utf-8"))
-    assert list(doc) == ["creepscan"]
-    facts = doc["creepscan"]
-    assert facts["passed"] is block["passed"] and facts["failed"] == block["failed"]
-    assert facts["report_sha256"] == "sha256:" + hashlib.sha256((out / "report.json").read_bytes()).hexdigest()
-    assert facts["seed"] == report["seed"] and facts["tool_version"] == report["tool"]["version"]
-    uses = facts["intended_uses"] + facts["prohibited_uses"]
-    for c, f in zip(block["clauses"], uses):
-        assert f["probe"] == c["probe"] and f["verdict"] == c["verdict"]
-        assert f["best_skill"] == c["evidence"]["best_skill"]          # floats read back exactly
-        assert f["best_skill_ci95"] == c["evidence"]["skill_ci95"]
-        assert f["context"] == c["context"]
-    assert facts["prohibited_uses"][0]["title"] == f"{SCRIPT} | face id"
+    meta = metadata_load(out / "model-card.md")
+    assert meta["tags"] and "creepscan" in meta["tags"] and "model-index" in meta
+    assert "license" not in meta and "library_name" not in meta       # not known for this model: left out
+    results = meta["model-index"][0]["results"]
+    assert [r["dataset"]["type"] for r in results] == [p["id"] for p in report["probes"]]   # one per probe
+    face = next(r for r in results if r["dataset"]["type"] == "face-identity")
+    metrics = {m["type"]: m for m in face["metrics"]}
+    axis = next(p for p in report["probes"] if p["id"] == "face-identity")["capability_axis"]
+    assert metrics["skill"]["value"] == axis["best_skill"]
+    assert [metrics["skill"]["args"]["ci95_lower"], metrics["skill"]["args"]["ci95_upper"]] == axis["ci95"]
+    assert metrics["risk_level"]["value"] == "high"
+    card = ModelCard.load(out / "model-card.md")
+    assert card.data.model_name == "ViT-B-32 --weights w.safetensors" and len(card.data.eval_results) == 12
+    body = card.text
+    assert body.lstrip().startswith("# ") and "[report.html](report.html)" in body and "## Limitations" in body
 
 
-def test_yaml_round_trips_awkward_strings_and_numbers(tmp_path):
-    yaml = pytest.importorskip("yaml")
+def test_card_names_no_local_path_and_no_rule_identifier(tmp_path):
     report = _hostile_report()
+    report["model"]["spec"] = "ViT-B-32 --weights /home/ana/runs/exp7/ckpt_1200.safetensors"
+    report["model"]["base"] = {"spec": "hf:acme/base-vit", "fingerprint": "sha256:" + "c" * 64}
+    report["model"]["library"] = "peft"
+    report["model"]["license"] = "apache-2.0"
+    report["timings"]["date"] = "2026-03-04T05:06:07Z"
     block = evaluate_spec(_spec(), report)
-    awkward = 'a "quoted" \\ back\nslash\ttab \x07 bell \x85 nel \u2028 ls \ufeff bom \U0001F600 : # - [x] {y} \'s'
-    block["model"] = awkward
-    block["clauses"][1]["context"] = ["yes", "null", "1.5", "- dash", awkward]
-    block["clauses"][1]["evidence"]["best_skill"] = 1e-05
-    block["clauses"][1]["evidence"]["skill_gain"] = -2.5e+20
     write_card(report, block, tmp_path)
-    facts = yaml.safe_load((tmp_path / "model-card.yaml").read_text(encoding="utf-8"))["creepscan"]
-    assert facts["model"] == awkward
-    face = facts["prohibited_uses"][0]
-    assert face["context"] == ["yes", "null", "1.5", "- dash", awkward]
-    assert face["best_skill"] == 1e-05 and isinstance(face["best_skill"], float)
-    assert face["skill_gain"] == -2.5e+20
+    text = (tmp_path / "model-card.md").read_text(encoding="utf-8")
+    assert "/home/ana" not in text and "ckpt_1200.safetensors" in text
+    assert "2026-03-04" in text
+    from huggingface_hub import metadata_load
+
+    meta = metadata_load(tmp_path / "model-card.md")
+    assert (meta["license"], meta["library_name"], meta["base_model"]) == ("apache-2.0", "peft", "acme/base-vit")
+    body = text.split("\n---\n", 1)[1]
+    for ident in ("risk_rule", "samples_to_threshold", "skill_threshold", "verification_tar_critical",
+                  "linear_probe", "few_shot", "(rule:"):
+        assert ident not in body, ident
+    bom = json.loads((tmp_path / "model-card.cdx.json").read_text(encoding="utf-8"))
+    assert "/home/ana" not in json.dumps(bom)
+    assert [c["name"] for c in bom["components"] if c["bom-ref"] == "base"] == ["hf:acme/base-vit"]
+
+
+def test_skill_gain_is_the_one_the_verdict_cites(tmp_path):
+    """The gain shown beside a level is the uplift test the level's reason names (the strongest
+    significant one), not the linear probe's by default."""
+    report = _hostile_report()
+    face = next(p for p in report["probes"] if p["id"] == "face-identity")
+    face["uplift"]["strongest"] = "mlp"
+    block = evaluate_spec(_spec(), report)
+    write_card(report, block, tmp_path)
+    text = (tmp_path / "model-card.md").read_text(encoding="utf-8")
+    mlp = next(t for t in face["uplift"]["tests"] if t["attack"] == "mlp")
+    assert mlp["skill_gain"] != face["uplift"]["skill_gain"]
+    assert f"Skill gained over the floor [95% CI]: {mlp['skill_gain']:+.2f}" in text
+    assert f"{face['uplift']['skill_gain']:+.2f} [" not in text
 
 
 # --- CycloneDX ---------------------------------------------------------------------------------------
 
 
-def _cdx_validator():
-    from jsonschema import Draft7Validator
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT7
+def _strict(text: str):
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
 
-    def no_network(uri):
-        raise LookupError(f"schema {uri} is not in tests/data/cyclonedx (no network in tests)")
-
-    pairs = []
-    for path in sorted(CDX.glob("*.schema.json")):
-        contents = json.loads(path.read_text(encoding="utf-8"))
-        resource = Resource.from_contents(contents, default_specification=DRAFT7)
-        # the BOM schema refers to its neighbours by file name, relative to its own $id
-        pairs += [(contents["$id"], resource), ("http://cyclonedx.org/schema/" + path.name, resource)]
-    registry = Registry(retrieve=no_network).with_resources(pairs)
-    schema = json.loads((CDX / "bom-1.6.SNAPSHOT.schema.json").read_text(encoding="utf-8"))
-    return Draft7Validator(schema, registry=registry)
+    return JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
 
 
-def _bom(model_card: dict, license_id="Apache-2.0") -> dict:
-    return {
-        "bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1,
-        "components": [{"type": "machine-learning-model", "name": "acme/retail-clip-v3",
-                        "licenses": [{"license": {"id": license_id}}], "modelCard": model_card}],
-    }
-
-
-def _errors(validator, doc) -> list[str]:
-    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
-
-
-def test_cyclonedx_fragment_validates_against_the_1_6_schema(tmp_path):
-    out, _, block = _audit_dir(tmp_path)
-    fragment = json.loads((out / "model-card.cdx.json").read_text(encoding="utf-8"))
-    validator = _cdx_validator()
-    assert _errors(validator, _bom(fragment)) == []
-    cons = fragment["considerations"]
-    n_allowed = sum(c["kind"] == "allowed" for c in block["clauses"])
-    assert len(cons["useCases"]) == n_allowed + 1               # the spec's note, then each allowed use
-    assert [e["name"] for e in cons["ethicalConsiderations"]][0].startswith(SCRIPT)
-    props = {p["name"]: p["value"] for p in fragment["properties"]}
+def test_cyclonedx_bom_is_strictly_valid_1_6(tmp_path):
+    out, report, block = _audit_dir(tmp_path)
+    text = (out / "model-card.cdx.json").read_text(encoding="utf-8")
+    assert _strict(text) is None
+    bom = json.loads(text)
+    assert (bom["bomFormat"], bom["specVersion"]) == ("CycloneDX", "1.6")
+    model = bom["metadata"]["component"]
+    assert model["type"] == "machine-learning-model"
+    assert model["hashes"] == [{"alg": "SHA-256", "content": report["model"]["fingerprint"].split(":")[1]}]
+    assert {c["name"] for c in bom["metadata"]["tools"]["components"]} == {"creepscan"}
+    data = {c["bom-ref"]: c for c in bom["components"]}
+    assert data["data-face-identity"]["hashes"][0]["content"] in report["probes"][0]["data"]["fingerprint"]
+    metrics = model["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]
+    skill = next(m for m in metrics if m["slice"] == "face-identity" and m["type"] == "best adaptation skill")
+    axis = report["probes"][0]["capability_axis"]
+    assert skill["confidenceInterval"] == {"lowerBound": str(axis["ci95"][0]), "upperBound": str(axis["ci95"][1])}
+    cons = model["modelCard"]["considerations"]
+    # findings are named risks, with no invented mitigation; the limitations are said
+    assert all(set(r) == {"name"} for r in cons["ethicalConsiderations"])
+    assert any("face-identity" in r["name"] and "high" in r["name"] for r in cons["ethicalConsiderations"])
+    assert cons["technicalLimitations"]
+    props = {p["name"]: p["value"] for p in model["properties"]}
     assert props["creepscan:spec:passed"] == "false"
-    assert props["creepscan:clause:prohibited:face-identity:verdict"] == "fail"
-    # the validator really checks: properties are not allowed inside considerations, and the
-    # spdx licence list (a referenced file) is resolved locally
-    moved = copy.deepcopy(fragment)
-    moved["considerations"]["properties"] = moved.pop("properties")
-    assert _errors(validator, _bom(moved))
-    assert _errors(validator, _bom(fragment, license_id="Not-A-Licence"))
+    assert props["creepscan:report:sha256"] == "sha256:" + hashlib.sha256((out / "report.json").read_bytes()).hexdigest()
+    # the validator really checks: a property where the schema has none fails
+    bad = copy.deepcopy(bom)
+    bad["metadata"]["component"]["modelCard"]["considerations"]["properties"] = []
+    assert _strict(json.dumps(bad)) is not None
 
 
 def test_compare_card_describes_model_b_beside_a(tmp_path):
-    yaml = pytest.importorskip("yaml")
+    from huggingface_hub import metadata_load
+
     report = json.loads((DATA / "sample_compare.json").read_text(encoding="utf-8"))
     block = compare_spec(_spec(), report)
     report["spec"] = block
@@ -261,10 +279,10 @@ def test_compare_card_describes_model_b_beside_a(tmp_path):
     paths = write_card(report, block, tmp_path)
     text = paths[0].read_text(encoding="utf-8")
     assert "Baseline (model A)" in text and report["model_b"]["fingerprint"] in text
-    facts = yaml.safe_load(paths[1].read_text(encoding="utf-8"))["creepscan"]
-    face = next(u for u in facts["prohibited_uses"] if u["probe"] == "face-identity")
-    assert (face["baseline_verdict"], face["verdict"]) == ("pass", "fail")
-    assert _errors(_cdx_validator(), _bom(json.loads(paths[2].read_text(encoding="utf-8")))) == []
+    assert "finetuned-faces.safetensors" in text
+    meta = metadata_load(paths[0])
+    assert len(meta["model-index"][0]["results"]) == len(report["probes"])
+    assert _strict(paths[1].read_text(encoding="utf-8")) is None
 
 
 # --- a real browser ----------------------------------------------------------------------------------
@@ -325,7 +343,9 @@ class _Scan(HTMLParser):
 def test_model_card_in_headless_chromium_keeps_hostile_strings_as_text(tmp_path):
     markdown = pytest.importorskip("markdown")
     out, _, _ = _audit_dir(tmp_path)
-    body = markdown.markdown((out / "model-card.md").read_text(encoding="utf-8"), extensions=["tables"])
+    from huggingface_hub import ModelCard
+
+    body = markdown.markdown(ModelCard.load(out / "model-card.md").text, extensions=["tables"])
     page = tmp_path / "card.html"
     # The guard replaces alert (which would block --dump-dom) by a mark in the DOM: an injected
     # script that runs leaves the mark, an onerror handler renames the page.
@@ -341,7 +361,7 @@ def test_model_card_in_headless_chromium_keeps_hostile_strings_as_text(tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr[-2000:]
     dom = _Scan()
     dom.feed(proc.stdout)
-    assert dom.tags.get("h2", 0) == 3 and dom.tags.get("table", 0) == 3      # it rendered
+    assert dom.tags.get("h2", 0) == 5 and dom.tags.get("table", 0) == 3      # it rendered
     assert dom.tags.get("script", 0) == 1 and dom.tags.get("img", 0) == 0     # only the guard
     assert dom.event_attrs == []
     assert ("html", "data-ran", "1") not in dom.attrs                          # no script ran

@@ -221,3 +221,56 @@ def test_speed_option_choices_are_the_librarys():
     assert tuple(params["decode"].type.choices) == MODES
     compare_params = {p.name: p for p in main.commands["compare"].params}
     assert tuple(compare_params["precision"].type.choices) == PRECISIONS
+
+
+def _piped(tmp_path, *args):
+    """The command in a child process with stdout and stderr piped (not terminals), as in CI or `| cat`."""
+    import os
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)]), "COLUMNS": "60"}
+    return subprocess.run([sys.executable, "-m", "creepscan", *map(str, args), "--cache-dir", tmp_path / "c"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+def test_audit_without_a_terminal_logs_timestamped_stages_and_prints_json(tmp_path, signal_dir):
+    import re
+
+    proc = _piped(tmp_path, "audit", "py:conftest_plugins:colour", "--data", f"face-identity={signal_dir}",
+                  "--out", tmp_path / "r", "--json")
+    assert proc.returncode == 0, proc.stderr
+    stamp = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ creepscan info: "
+    stages = [line for line in proc.stderr.splitlines() if re.match(stamp, line)]
+    assert [re.sub(stamp, "", s).split(": ")[1].split(" ")[0] for s in stages] == \
+        ["loading", "48", "attacks", "done"], proc.stderr
+    summary = json.loads(proc.stdout)                       # stdout is the JSON alone
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert summary["probes"][0]["risk_level"] == rep["probes"][0]["risk_level"]
+    assert summary["probes"][0]["best_skill"] == rep["probes"][0]["capability_axis"]["best_skill"]
+    assert summary["files"][0].endswith("report.json")
+
+
+def test_piped_compare_keeps_whole_lines(tmp_path, signal_dir):
+    """`creepscan compare ... | cat`: nothing is cut to a terminal's width (COLUMNS=60 here)."""
+    proc = _piped(tmp_path, "compare", "py:conftest_plugins:colour", "py:conftest_plugins:blind", "--probe",
+                  "face-identity", "--data", f"face-identity={signal_dir}", "--out", tmp_path / "r", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""                                 # --quiet: no progress
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    reason = " ".join(rep["probes"][0]["b"]["risk_reason"].split())
+    assert any(reason in line for line in proc.stdout.splitlines())   # on one line, whole
+    assert not any(line.endswith("...") for line in proc.stdout.splitlines())
+    assert max(len(line) for line in proc.stdout.splitlines()) > 60
+
+
+def test_models_and_probes_json():
+    code, out, _ = run("models", "--json")
+    models = json.loads(out)
+    assert code == 0 and {"alias": "clip-vit-b32", "architecture": "ViT-B-32", "tag": "openai"}.items() <= \
+        next(a for a in models["aliases"] if a["alias"] == "clip-vit-b32").items()
+    code, out, _ = run("probes", "--suite", "default", "--json")
+    suites = json.loads(out)
+    assert code == 0 and list(suites) == ["default"]
+    assert "face-identity" in [p["id"] for p in suites["default"]]
+    assert all(set(p) == {"id", "title", "capability", "policy", "data"} for p in suites["default"])

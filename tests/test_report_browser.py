@@ -37,12 +37,15 @@ PLOTS = {"sample_audit.json": {"learning-curve": 4, "roc": 1, "cost": 1},
 
 @pytest.mark.parametrize("sample", sorted(PLOTS))
 def test_sample_report_renders_in_chromium(sample, tmp_path):
+    """Rendered safely, every plot drawn, and at a 1366x768 laptop screen the verdict banner and the
+    highest level show without scrolling, and no chart title reaches outside its chart."""
     result = json.loads((DATA / sample).read_text(encoding="utf-8"))
     paths = write_reports(result, tmp_path)
     shot = tmp_path / "shot.png"
-    proc = _check(paths[2], "--screenshot", str(shot))
+    proc = _check(paths[2], "--screenshot", str(shot), "--fold", "1366,768")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert f"rendered, {sum(PLOTS[sample].values())} plots" in proc.stdout
+    assert "verdict and highest level above the fold at 1366,768, no chart title clipped" in proc.stdout
     # the hostile label was found as text (the check derives it from report.json)
     assert "hostile strings shown as text" in proc.stdout and " 0 hostile" not in proc.stdout
     assert shot.stat().st_size > 10_000
@@ -73,3 +76,19 @@ def test_check_catches_an_injected_script_and_a_broken_plot(tmp_path):
     assert proc.returncode == 1
     assert "<script> element" in proc.stderr
     assert "non-numeric" in proc.stderr
+
+
+def test_fold_check_catches_a_buried_verdict_and_a_clipped_title(tmp_path):
+    """The layout check fails a page whose banner is pushed below the fold and whose chart title is
+    drawn past the chart's edge, and names both."""
+    result = json.loads((DATA / "sample_audit.json").read_text(encoding="utf-8"))
+    html = write_reports(result, tmp_path)[2]
+    page = html.read_text(encoding="utf-8")
+    bad = page.replace('<div id="verdict"', '<div style="height:900px"></div><div id="verdict"', 1)
+    bad = bad.replace('<tspan x="10"', '<tspan x="400"', 1)       # the first chart's title, moved right
+    assert bad.count("height:900px") == 1 and '<tspan x="400"' in bad
+    html.write_text(bad, encoding="utf-8")
+    proc = _check(html, "--fold", "1366,768")
+    assert proc.returncode == 1
+    assert "verdict banner ends at" in proc.stderr and "below the fold" in proc.stderr
+    assert "chart title clipped in plot 0" in proc.stderr

@@ -161,7 +161,8 @@ def test_axes_table_uses_capability_axis_then_falls_back_to_linear_probe(audit):
     t = table_after(section(build_view(audit), "face-identity"), "Two axes")
     cap, upl = rows(t)
     assert cap[1:3] == ["0.886", "[0.829, 0.931]"] and "mlp" in cap[3] and "k to threshold: 4" in cap[3]
-    assert upl[1:3] == ["+0.751", "[+0.691, +0.801]"]
+    # the gain the reason cites: the strongest significant test (here mlp), not the linear probe's
+    assert upl[1:3] == ["+0.766", "[+0.700, +0.820]"] and "mlp" in upl[3]
     assert "largest upper 95% bound 0.820 >= margin 0.100" in upl[3]
     bare = copy.deepcopy(audit)
     probe(bare, "face-identity").pop("capability_axis")
@@ -478,3 +479,81 @@ def test_numbers_keep_readable_brackets_but_data_brackets_are_escaped(audit):
     assert "| Linear probe (full train split) | 87.0% [82.0, 92.0] C=3.162 |" in md
     probe(audit, "face-identity")["capability"] = "[click](http://evil) me"
     assert "\\[click\\](http://evil) me" in render_markdown(audit)
+
+
+# --- the verdict first, severity order, figures that fit, numbers a person reads ---------------
+
+
+def test_banner_gives_the_highest_level_counts_and_spec_first(audit):
+    view = build_view(audit)
+    assert view.banner_level == "high"
+    text = " ".join(p.text if hasattr(p, "text") else p.label for b in view.banner for p in b.parts)
+    assert "Highest level:" in text and "face-identity, attribute-gender" in text
+    assert "Use specification:" in text and "1 failed, 1 inconclusive" in text
+    html = render_html(audit)
+    assert html.index('id="verdict"') < html.index("Model fingerprint") < html.index('id="summary"')
+    md = render_markdown(audit)
+    assert md.index("**Highest level:** **HIGH**") < md.index("**Model:**")
+
+
+def test_probes_are_ordered_by_severity_with_reasons_below_the_table(audit):
+    audit["probes"].reverse()                        # given least severe first
+    view = build_view(audit)
+    ids = [s.ident for s in view.sections if s.ident]
+    # high first (ties keep the order given), then inconclusive, then none, the reference probe last
+    assert ids == ["attribute-gender", "face-identity", "emotion", "benign-reference"]
+    summary = view.sections[0].blocks
+    table = next(b for b in summary if isinstance(b, Table))
+    assert "Reason" not in [h[0].text for h in table.header]
+    reasons = next(b for b in summary if isinstance(b, Items))
+    assert [it[0].text for it in reasons.items] == ids
+
+
+def test_number_formats_a_person_reads(audit):
+    from creepscan.report import _fmt as F
+
+    assert (F.count(29.6), F.count(1200), F.count(None)) == ("29.6", "1,200", "n/a")
+    audit["suite"] = None
+    audit["probes"][0]["data"]["max_per_class"] = None
+    md = render_markdown(audit)
+    assert "at most n/a" not in md and "no cap per class" in md
+    assert "**Suite:** n/a" not in md and "chosen one by one" in md
+
+
+def test_compare_paired_test_names_each_method_once(compare):
+    cp = compare["probes"][0]
+    method = "Monte Carlo sign-flip, 2000 draws ({n} nonzero pairs) over test images of episode-averaged correctness"
+    cp["tests"]["few_shot"] = {k: {"ci95": [0, 0.1], "p_value": 0.5, "method": method.format(n=40 + int(k))}
+                               for k in ("1", "2", "4", "8", "16")}
+    md = render_markdown(compare)
+    assert md.count("episode-averaged correctness") == 1
+
+
+def test_sweep_axis_uses_the_steps_and_plots_the_deciding_metric(sweep):
+    from creepscan.report import plots
+
+    for m, step in zip(sweep["models"], (0, 1000, 2500, 4000)):
+        m["step"] = step
+    sweep["settings"]["order"] = "step"
+    face = sweep["probes"][0]
+    svg = plots.trajectory_svg(face, sweep["models"], "step")
+    assert ">2,500</text>" in svg and "training step" in svg
+    assert ">2</text>" not in svg.split('class="xlabel"')[0].split("</path>")[-1]
+    for pm in face["per_model"]:
+        pm["risk_rule"] = "critical: verification TAR at FAR 1e-3 >= 0.5"
+        pm.setdefault("metrics", {})["verification"] = {"tar_at_far": {"1e-3": 0.6}, "tar_ci95": {"1e-3": [0.5, 0.7]},
+                                                        "auc": 0.9}
+    html = render_html(sweep)
+    assert html.count('class="plot trajectory-tar"') == 1
+    assert "Verification TAR at FAR 1e-3 across checkpoints" in html
+
+
+def test_long_chart_titles_wrap_instead_of_being_cut():
+    from creepscan.report.svg import Chart
+
+    title = "A very long probe title that names the capability in full: skill across checkpoints " * 2
+    svg = Chart(title=title, x_range=(0, 1), y_range=(0, 1), x_ticks=[], y_ticks=[], x_label="x",
+                y_label="y").render()
+    assert "\u2026" not in svg and svg.count("<tspan") >= 3
+    spans = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", svg)
+    assert " ".join(spans).split() == title.split()

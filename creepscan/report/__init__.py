@@ -8,6 +8,7 @@ always gives byte-identical files.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import jsonio
@@ -38,9 +39,15 @@ def write_reports(result: dict, out_dir) -> list[Path]:
     All or nothing (``jsonio.write_all_or_nothing``): a failed write (a full disk) leaves no
     truncated file. Returns the three paths in that order.
     """
+    if os.environ.get("CREEPSCAN_CHECK_SCHEMA") and isinstance(result, dict) and "schema_version" in result:
+        # the test suite sets this: every report it writes must match the published schema
+        from ..result import validate_report
+
+        validate_report(to_jsonable(result))
     return jsonio.write_all_or_nothing(Path(out_dir), render_reports(result))
 
 
-def summary_text(result: dict, width: int = 100) -> str:
-    """The one-screen plain-text summary (no ANSI, every line at most ``width`` columns)."""
+def summary_text(result: dict, width: int | None = 100) -> str:
+    """The one-screen plain-text summary (no ANSI, every line at most ``width`` columns; ``None``:
+    nothing cut or wrapped, for piped output)."""
     return _summary_text(to_jsonable(result), width=width)

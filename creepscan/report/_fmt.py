@@ -225,10 +225,51 @@ def yes_no(v: Any) -> Fixed:
 
 
 def count(v: Any) -> Fixed:
-    """An integer count (1234 -> "1,234"), n/a when missing."""
+    """A count (1234 -> "1,234"; an average such as 29.6 test images per class keeps one decimal,
+    never "29.600"), n/a when missing."""
     if is_num(v) and float(v).is_integer():
         return Fixed(f"{int(v):,}")
-    return num(v)
+    return Fixed(f"{v:,.1f}") if is_num(v) else NA
+
+
+def cited_uplift_test(uplift: Any) -> dict:
+    """The uplift test a level's reason cites: with a significant uplift the strongest test
+    (``uplift.strongest``), else the one with the largest upper 95% bound (the one that decides
+    equivalence or its absence); the linear probe's summary when the result has no tests. The
+    skill gain shown beside a level is this test's, so the figure and the reason agree."""
+    u = as_dict(uplift)
+    tests = [t for t in dicts(u.get("tests")) if is_num(t.get("skill_gain"))]
+    if u.get("significant"):
+        lead = [t for t in tests if t.get("attack") == u.get("strongest")]
+        ranked = [t for t in tests if is_num(t.get("p_adjusted"))]
+        if lead or ranked:  # as risk.assess chooses it: the smallest adjusted p, then the largest gain
+            return lead[0] if lead else min(ranked, key=lambda t: (t["p_adjusted"], -t["skill_gain"]))
+    elif tests and all(is_num(t.get("upper95")) for t in tests):
+        return max(tests, key=lambda t: t["upper95"])
+    return {"attack": "linear_probe" if is_num(u.get("skill_gain")) else None, **u}
+
+
+# Severity order of a report: what an auditor must see first. Inconclusive sits just below high:
+# it is not a point on the scale, and it may hide anything up to critical.
+SEVERITY = ("critical", "high", "inconclusive", "medium", "low", "none")
+
+
+def severity_rank(probe: Any, level_key: str = "risk_level") -> tuple[int, int]:
+    """Sort key, most severe first; reference probes (not a prohibited capability) last."""
+    name = level_name(get(probe, level_key))
+    rank = SEVERITY.index(name) if name in SEVERITY else len(SEVERITY)
+    return (1 if get(probe, "reference") is True else 0, rank)
+
+
+def level_counts(levels: Iterable[Any]) -> list[tuple[str, int]]:
+    """[(level, how many)] in severity order, levels that occur only."""
+    names = [level_name(x) for x in levels]
+    return [(lv, names.count(lv)) for lv in SEVERITY if names.count(lv)]
+
+
+def suite_text(suite: Any) -> str:
+    """The suite's name, or what ran instead of a suite."""
+    return text(suite) if suite else Fixed("none: the probes were chosen one by one (--probe, --data or --spec)")
 
 
 def seconds(v: Any) -> Fixed:
@@ -588,5 +629,6 @@ def compact(v: Any) -> str:
 
 
 def settings_text(settings: Any) -> str:
-    items = [f"{k}={compact(v)}" for k, v in as_dict(settings).items()]
+    # an unset setting (None) means each probe's own default, not a missing value
+    items = [f"{k}={'default' if v is None else compact(v)}" for k, v in as_dict(settings).items()]
     return ", ".join(items) if items else NA

@@ -1,25 +1,34 @@
-"""Model card export: a use-spec verdict block and its report, as the text model users read.
+"""Model card export: what the audit found, in the forms the ecosystem reads.
 
-Three files, all rendered from ``report.json`` alone (the report plus the ``"spec"`` block that
+Two files, both rendered from ``report.json`` alone (the report plus the ``"spec"`` block that
 ``creepscan.spec.evaluate_spec`` or ``compare_spec`` returned), so ``creepscan card REPORT_DIR``
 rewrites them byte for byte:
 
-- ``model-card.md``: "Intended uses", "Out-of-scope and prohibited uses", "Repurposing evidence"
-  sections to paste into a Hugging Face README. Every string from the report or the spec goes
-  through ``md()`` (HTML-escaped, Markdown-escaped), so a label such as ``<script>`` stays text.
-- ``model-card.yaml``: the same facts as Hugging Face front-matter fields under the ``creepscan:``
-  key (written here, deterministically: every string double-quoted, floats always with a dot).
-- ``model-card.cdx.json``: a CycloneDX 1.6 ``modelCard`` fragment: ``considerations.useCases``
-  (allowed uses), ``considerations.ethicalConsiderations`` (prohibited uses) and name/value
-  ``properties`` (CycloneDX allows ``properties`` on ``modelCard``, not inside ``considerations``).
+- ``model-card.md``: a Hugging Face model card. Its YAML front matter is written by
+  ``huggingface_hub`` (``ModelCardData`` with ``EvalResult``s: one ``model-index`` result per probe,
+  with the best adaptation skill and its 95% CI, the skill gained over the floor, and the risk
+  level); its body has a title, what the model is, the audit's date, version, seed and suite, the
+  use specification's verdicts, the evidence per prohibited use, the limitations of the audit and
+  a link to the report. Every string from the report goes through ``md()`` (inert Markdown).
+- ``model-card.cdx.json``: a complete CycloneDX 1.6 BOM, built and serialised by
+  ``cyclonedx-python-lib``: the model as a ``machine-learning-model`` component with its hash,
+  the probe data sets as ``data`` components with theirs, creepscan as the tool. The library has
+  no model-card classes, so the component's ``modelCard`` (performance metrics with confidence
+  intervals, findings as ethical considerations, limitations) is added to the serialised JSON,
+  which the tests validate with the library's strict 1.6 validator.
 
-For a compare report the card describes MODEL_B, with MODEL_A's verdicts beside it as the baseline.
+Nothing machine-specific is shown: a model given by path is named by its file name, and the data
+by its fingerprint. For a compare report the card describes MODEL_B, with MODEL_A as the baseline.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import re
+import uuid
+import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +36,32 @@ from . import jsonio
 from ._fmt import NA, as_dict, as_list
 from .markdown import md
 
-__all__ = ["CARD_FILES", "write_card", "regenerate_card", "render_card_markdown", "render_card_yaml",
-           "render_card_cyclonedx", "report_sha256"]
+__all__ = ["CARD_FILES", "write_card", "regenerate_card", "render_card_markdown", "render_card_cyclonedx",
+           "report_sha256", "public_name", "LIMITATIONS"]
 
-CARD_FILES = ("model-card.md", "model-card.yaml", "model-card.cdx.json")
+CARD_FILES = ("model-card.md", "model-card.cdx.json")
 PROPERTY_PREFIX = "creepscan"
+CARD_TAGS = ["creepscan", "function-creep-audit", "model-audit"]
+# report.json's model block names its loader (open_clip, transformers, peft, timm, plug-in); the
+# Hub's library_name for each (a plug-in has none the Hub knows)
+HUB_LIBRARIES = {"open_clip": "open_clip", "transformers": "transformers", "peft": "peft", "timm": "timm"}
+# attack ids as words: a card is read by people, not by the code that chose the ids
+ATTACK_WORDS = {"linear_probe": "linear probe", "few_shot": "few-shot", "zero_shot": "zero-shot",
+                "prototype_cl2n": "prototype classifier", "gd_budget": "budgeted gradient descent",
+                "knn": "k-nearest neighbours", "mlp": "small MLP head", "finetune": "fine-tuning",
+                "open_set": "open-set identification"}
+
+LIMITATIONS = [
+    "Levels are lower bounds on what a misuser can do: the audit tries linear probes, few-shot classifiers, "
+    "zero-shot text prompts, embedding matching and small heads{finetune} on the probe images. An adversary with "
+    "more labelled data, full fine-tuning, other modalities or better attacks may do more.",
+    "Each probe stands for one prohibited capability on its own images; the results hold for images like these. "
+    "Other populations, image conditions and capabilities that no probe covers were not measured.",
+    "An inconclusive probe means the data cannot tell (the untrained floor already solves it, or there are too "
+    "few test images to rule out a gain); it is not evidence that the capability is absent.",
+    "The verdicts compare the model with the same architecture untrained (the floor): they measure what the "
+    "model's training added, not what any model of this size could learn.",
+]
 
 
 def report_sha256(report_bytes: bytes) -> str:
@@ -40,7 +70,54 @@ def report_sha256(report_bytes: bytes) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The one view the three renderers read
+# Names without the machine in them
+
+_PATHLIKE = re.compile(r"^(?:/|\./|\.\./|~|[A-Za-z]:[\\/])")
+_SCHEME = re.compile(r"^[A-Za-z][\w.+-]*:")  # hf-hub:, hf:, timm:, py:, ARCH:TAG
+
+
+def _strip_path(token: str) -> str:
+    if token.startswith("py:"):  # py:MODULE:CALLABLE where MODULE may be a .py path
+        parts = token.split(":")
+        return ":".join(["py"] + [_strip_path(p) for p in parts[1:]])
+    if _PATHLIKE.match(token) or (("/" in token or "\\" in token) and not _SCHEME.match(token)):
+        return re.split(r"[\\/]", token.rstrip("/\\"))[-1] or token
+    return token
+
+
+def public_name(text: Any) -> str | None:
+    """A model spec without folders: every path-like word becomes its last part
+    (``ViT-B-32 --weights /data/run/ckpt.pt`` -> ``ViT-B-32 --weights ckpt.pt``); hub names
+    (``hf-hub:org/name``, ``hf:org/name``) stay whole."""
+    if not isinstance(text, str):
+        return None
+    return " ".join(_strip_path(t) for t in text.split())
+
+
+def _attack_words(text: Any) -> str:
+    s = str(text)
+    for key, words in ATTACK_WORDS.items():
+        s = re.sub(rf"\b{key}\b", words, s)
+    return s.replace("few-shot_k", "few-shot k=")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The one view the two renderers read
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def _model_facts(model: dict) -> dict:
+    base = model.get("base")
+    base_name = public_name(base.get("spec") or base.get("name")) if isinstance(base, dict) else public_name(base)
+    base_fp = base.get("fingerprint") if isinstance(base, dict) else None
+    library = model.get("library") or model.get("loader")
+    return {"name": public_name(model.get("spec")) or model.get("name") or NA, "arch": model.get("name"),
+            "fingerprint": model.get("fingerprint"), "library": library if isinstance(library, str) else None,
+            "license": model.get("license") if isinstance(model.get("license"), str) else None,
+            "base": base_name, "base_fingerprint": base_fp}
 
 
 def _view(report: dict, spec_block: dict, sha: str) -> dict:
@@ -57,27 +134,36 @@ def _view(report: dict, spec_block: dict, sha: str) -> dict:
     baseline = {}
     if compare:
         baseline = {f"{c.get('kind')} {c.get('probe')}": c for c in as_list(spec_block["a"].get("clauses"))}
+    probes = [as_dict(p.get("b")) if compare else p for p in as_list(report.get("probes")) if isinstance(p, dict)]
+    timings = as_dict(report.get("timings"))
     return {
         "block": block,
         "baseline": baseline,
-        "baseline_model": as_dict(report.get("model_a")) if compare else {},
-        "model_name": block.get("model") or model.get("spec") or model.get("name") or NA,
-        "model_spec": model.get("spec"),
-        "model_fingerprint": model.get("fingerprint"),
+        "baseline_model": _model_facts(as_dict(report.get("model_a"))) if compare else {},
+        "model": _model_facts(model),
         "tool_version": as_dict(report.get("tool")).get("version"),
         "seed": report.get("seed"),
+        "suite": report.get("suite"),
+        "date": timings.get("date") if isinstance(timings.get("date"), str) else None,
         "report_sha256": sha,
+        "probes": [p for p in probes if p.get("id")],
+        "not_run": [as_dict(n) for n in as_list(report.get("not_run"))],
+        "finetune": any(as_dict(p.get("metrics")).get("finetune") for p in probes),
         "allowed": [c for c in block["clauses"] if isinstance(c, dict) and c.get("kind") == "allowed"],
         "prohibited": [c for c in block["clauses"] if isinstance(c, dict) and c.get("kind") == "prohibited"],
     }
 
 
 def _f2(v: Any) -> str:
-    return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else NA
+    return f"{v:.2f}" if _num(v) is not None else NA
 
 
-def _with_ci(v: Any, ci: Any) -> str:
-    s = _f2(v)
+def _signed(v: Any) -> str:
+    return f"{v:+.2f}" if _num(v) is not None else NA
+
+
+def _with_ci(v: Any, ci: Any, fmt=_f2) -> str:
+    s = fmt(v)
     if s != NA and isinstance(ci, list) and len(ci) == 2:
         s += f" [{_f2(ci[0])}, {_f2(ci[1])}]"
     return s
@@ -102,8 +188,65 @@ def _list_text(items: Any) -> str:
     return "; ".join(str(x) for x in as_list(items)) or NA
 
 
+def _evidence(probe: dict) -> dict:
+    from ..spec import probe_evidence
+
+    return probe_evidence(probe)
+
+
+def _date_text(date: str | None) -> str:
+    return date[:10] if date else "not recorded in the report"
+
+
 # ---------------------------------------------------------------------------------------------------
-# model-card.md
+# model-card.md: front matter (huggingface_hub) and body
+
+
+def _eval_results(v: dict) -> list:
+    """One model-index result per probe: skill with its CI, the cited skill gain, the level."""
+    from huggingface_hub import EvalResult
+
+    out = []
+    for p in v["probes"]:
+        ev = _evidence(p)
+        data = as_dict(p.get("data"))
+        common = dict(task_type="image-classification", task_name=f"{ev['title']} (creepscan probe)",
+                      dataset_type=str(p["id"]), dataset_name=f"creepscan probe {p['id']}",
+                      dataset_revision=data.get("fingerprint") if isinstance(data.get("fingerprint"), str) else None)
+        if ev["best_skill"] is not None:
+            args = {"attack": _attack_words(ev["attack"])} if ev["attack"] else {}
+            if ev["skill_ci95"]:
+                args.update(ci95_lower=ev["skill_ci95"][0], ci95_upper=ev["skill_ci95"][1])
+            out.append(EvalResult(**common, metric_type="skill", metric_name="best adaptation skill",
+                                  metric_value=ev["best_skill"], metric_args=args or None))
+        if ev["skill_gain"] is not None:
+            args = {"attack": _attack_words(ev["gain_attack"])} if ev.get("gain_attack") else {}
+            if ev["skill_gain_ci95"]:
+                args.update(ci95_lower=ev["skill_gain_ci95"][0], ci95_upper=ev["skill_gain_ci95"][1])
+            out.append(EvalResult(**common, metric_type="skill_gain", metric_name="skill gained over the floor",
+                                  metric_value=ev["skill_gain"], metric_args=args or None))
+        out.append(EvalResult(**common, metric_type="risk_level", metric_name="function-creep risk level",
+                              metric_value=str(p.get("risk_level"))))
+    return out
+
+
+def hub_id(name: Any) -> str | None:
+    """``ORG/NAME`` when ``name`` is a Hugging Face Hub model (``hf:ORG/NAME[@REV]``, ``hf-hub:ORG/NAME``
+    or ``ORG/NAME``), else None: the front matter's ``base_model`` must be a Hub id."""
+    if not isinstance(name, str):
+        return None
+    bare = re.sub(r"^(hf-hub|hf):", "", name.strip()).split("@")[0]
+    return bare if re.fullmatch(r"[\w.-]+/[\w.-]+", bare) else None
+
+
+def _front_matter(v: dict) -> str:
+    from huggingface_hub import ModelCardData
+
+    m = v["model"]
+    data = ModelCardData(model_name=m["name"], license=m["license"], tags=list(CARD_TAGS),
+                         library_name=HUB_LIBRARIES.get(m["library"] or ""), base_model=hub_id(m["base"]),
+                         eval_results=_eval_results(v) or None)
+    return data.to_yaml()
 
 
 def _row(cells: list[str]) -> str:
@@ -114,75 +257,95 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [_row(header), "|" + "|".join(" --- " for _ in header) + "|"] + [_row(r) for r in rows]
 
 
-def render_card_markdown(report: dict, spec_block: dict, report_sha: str) -> str:
-    """model-card.md: the spec's clauses and their evidence, Markdown with no raw HTML."""
-    v = _view(report, spec_block, report_sha)
-    b = v["block"]
-    base = v["baseline"]
+def _result_line(b: dict) -> str:
     n = len(b["clauses"])
     if b.get("passed"):
         result = f"**Use specification: passed** ({n} clause{'s' * (n != 1)}"
-        result += ", inconclusive ones allowed)." if b.get("inconclusive") else ")."
-    else:
-        bad = as_list(b.get("failed")) + ([] if b.get("allow_inconclusive") else as_list(b.get("inconclusive")))
-        result = f"**Use specification: failed** ({len(bad)} of {n} clauses: {md(', '.join(map(str, bad)))})."
-    lines = [
-        f"Use specification of {md(v['model_name'])}, checked by creepscan {md(v['tool_version'])}. {result}",
+        return result + (", inconclusive ones allowed)." if b.get("inconclusive") else ").")
+    bad = as_list(b.get("failed")) + ([] if b.get("allow_inconclusive") else as_list(b.get("inconclusive")))
+    return f"**Use specification: failed** ({len(bad)} of {n} clauses: {md(', '.join(map(str, bad)))})."
+
+
+def _intro(v: dict) -> list[str]:
+    m = v["model"]
+    what = f"{md(m['name'])}"
+    if m["library"]:
+        what += f", loaded with {md(m['library'])}"
+    if m["base"]:
+        what += f", an adapter on {md(m['base'])}"
+    return [
+        f"# {md(m['name'])}: function-creep audit",
         "",
-        "## Intended uses",
+        f"This card reports how cheaply a holder of the frozen model {what} can adapt it to prohibited "
+        "capabilities (identifying people, inferring sensitive attributes, reading emotions), measured by "
+        f"creepscan {md(v['tool_version'])}" + (f" on {md(v['date'][:10])}" if v["date"] else "")
+        + f" (seed {md(v['seed'])}"
+        + (f", probe suite {md(v['suite'])}" if v["suite"] else "") + ").",
+        "",
+        "The full audit, with every attack's numbers and learning curves, is in the report: "
+        "[report.html](report.html) ([report.json](report.json)).",
+        "",
+        _result_line(v["block"]),
         "",
     ]
+
+
+def _allowed_section(v: dict) -> list[str]:
+    b, base = v["block"], v["baseline"]
+    lines = ["## Intended uses", ""]
     if b.get("note"):
         lines += [md(b["note"]), ""]
-    if v["allowed"]:
-        lines += ["The model must still do these jobs. Skill is the best adaptation attack's "
-                  "(balanced accuracy - chance) / (1 - chance) on held-out images (0 = chance, 1 = perfect), "
-                  "with its 95% CI; a use passes when the CI's lower bound reaches the required skill.", ""]
-        header = ["Use (probe)", "Required skill", "Measured skill [95% CI]", "Verdict", "Context"]
+    if not v["allowed"]:
+        return lines + ["The use specification names no allowed uses to check.", ""]
+    lines += ["The model must still do these jobs. Skill is the best adaptation attack's "
+              "(balanced accuracy - chance) / (1 - chance) on held-out images (0 = chance, 1 = perfect), "
+              "with its 95% CI; a use passes when the CI's lower bound reaches the required skill.", ""]
+    header = ["Use (probe)", "Required skill", "Measured skill [95% CI]", "Verdict", "Context"]
+    if base:
+        header.insert(4, "Baseline (model A)")
+    rows = []
+    for c in v["allowed"]:
+        ev = _ev(c)
+        row = [md(_title(c)), _limit(c), _with_ci(ev.get("best_skill"), ev.get("skill_ci95")),
+               md(c.get("verdict")), md(_list_text(c.get("context")))]
         if base:
-            header.insert(4, "Baseline (model A)")
-        rows = []
-        for c in v["allowed"]:
-            ev = _ev(c)
-            row = [md(_title(c)), _limit(c), _with_ci(ev.get("best_skill"), ev.get("skill_ci95")),
-                   md(c.get("verdict")), md(_list_text(c.get("context")))]
-            if base:
-                row.insert(4, md(as_dict(base.get(f"allowed {c.get('probe')}")).get("verdict")))
-            rows.append(row)
-        lines += _table(header, rows) + [""]
-        lines += [f"- {md(c.get('rule'))}" for c in v["allowed"]] + [""]
-        lines += [f"- {md(c.get('probe'))}: {md(c['note'])}" for c in v["allowed"] if c.get("note")]
-        if any(c.get("note") for c in v["allowed"]):
-            lines.append("")
-    else:
-        lines += ["The use specification names no allowed uses to check.", ""]
+            row.insert(4, md(as_dict(base.get(f"allowed {c.get('probe')}")).get("verdict")))
+        rows.append(row)
+    lines += _table(header, rows) + [""]
+    lines += [f"- {md(_attack_words(c.get('rule')))}" for c in v["allowed"]] + [""]
+    notes = [f"- {md(c.get('probe'))}: {md(c['note'])}" for c in v["allowed"] if c.get("note")]
+    return lines + notes + ([""] if notes else [])
 
-    lines += ["## Out-of-scope and prohibited uses", ""]
-    if v["prohibited"]:
-        lines += ["The model must not be used for these. creepscan measured how cheaply a holder of the "
-                  "model can adapt it to each one: none < low < medium < high < critical; inconclusive "
-                  "means the data cannot tell. A use fails when its measured level is above the highest "
-                  "level tolerated.", ""]
-        header = ["Prohibited use (probe)", "Highest level tolerated", "Measured level", "Verdict",
-                  "Legal basis", "Context"]
+
+def _prohibited_section(v: dict) -> list[str]:
+    base = v["baseline"]
+    lines = ["## Out-of-scope and prohibited uses", ""]
+    if not v["prohibited"]:
+        return lines + ["The use specification names no prohibited uses.", ""]
+    lines += ["The model must not be used for these. creepscan measured how cheaply a holder of the "
+              "model can adapt it to each one: none < low < medium < high < critical; inconclusive "
+              "means the data cannot tell. A use fails when its measured level is above the highest "
+              "level tolerated.", ""]
+    header = ["Prohibited use (probe)", "Highest level tolerated", "Measured level", "Verdict",
+              "Legal basis", "Context"]
+    if base:
+        header.insert(4, "Baseline (model A)")
+    rows = []
+    for c in v["prohibited"]:
+        row = [md(_title(c)), md(c.get("limit")), md(c.get("measured_level")), md(c.get("verdict")),
+               md(_list_text(c.get("legal_basis"))), md(_list_text(c.get("context")))]
         if base:
-            header.insert(4, "Baseline (model A)")
-        rows = []
-        for c in v["prohibited"]:
-            row = [md(_title(c)), md(c.get("limit")), md(c.get("measured_level")), md(c.get("verdict")),
-                   md(_list_text(c.get("legal_basis"))), md(_list_text(c.get("context")))]
-            if base:
-                bc = as_dict(base.get(f"prohibited {c.get('probe')}"))
-                row.insert(4, md(f"{bc.get('verdict', NA)} ({bc.get('measured_level') or NA})"))
-            rows.append(row)
-        lines += _table(header, rows) + [""]
-        lines += [f"- {md(c.get('probe'))}: {md(c['note'])}" for c in v["prohibited"] if c.get("note")]
-        if any(c.get("note") for c in v["prohibited"]):
-            lines.append("")
-    else:
-        lines += ["The use specification names no prohibited uses.", ""]
+            bc = as_dict(base.get(f"prohibited {c.get('probe')}"))
+            row.insert(4, md(f"{bc.get('verdict', NA)} ({bc.get('measured_level') or NA})"))
+        rows.append(row)
+    lines += _table(header, rows) + [""]
+    notes = [f"- {md(c.get('probe'))}: {md(c['note'])}" for c in v["prohibited"] if c.get("note")]
+    return lines + notes + ([""] if notes else [])
 
-    lines += ["## Repurposing evidence", ""]
+
+def _evidence_section(v: dict) -> list[str]:
+    base = v["baseline"]
+    lines = ["## Repurposing evidence", ""]
     if v["prohibited"]:
         lines += ["Numbers are the audit's, on held-out images never used for fitting; the floor is the same "
                   "architecture with random weights (what an adversary gets without this model's training).", ""]
@@ -191,223 +354,200 @@ def render_card_markdown(report: dict, spec_block: dict, report_sha: str) -> str
         lines += [f"### {md(_title(c))}", ""]
         if ev.get("capability"):
             lines.append(f"- What a misuser would do: {md(ev['capability'])}")
-        lines.append(f"- Verdict: **{md(c.get('verdict'))}**: {md(c.get('rule'))}")
+        lines.append(f"- Verdict: **{md(c.get('verdict'))}** (highest level tolerated: {md(c.get('limit'))})")
         if not ev:
             lines += ["- Not measured: the probe was not in the report.", ""]
             continue
+        why = ev.get("risk_reason")
         lines += [
-            f"- Measured level: {md(c.get('measured_level'))} (rule: {md(ev.get('risk_rule'))})"
+            f"- Measured level: {md(c.get('measured_level'))}" + (f": {md(_attack_words(why))}" if why else "")
             + (f"; levels the CIs allow: {md(ev['level_range'][0])} to {md(ev['level_range'][1])}"
                if ev.get("level_range") else ""),
             f"- Best adaptation skill [95% CI]: {_with_ci(ev.get('best_skill'), ev.get('skill_ci95'))}"
-            + (f" ({md(ev['attack'])})" if ev.get("attack") else ""),
-            f"- Skill gained over the floor [95% CI]: {_with_ci(ev.get('skill_gain'), ev.get('skill_gain_ci95'))}",
-            f"- Labelled images per class to reach the skill threshold: {md(ev.get('samples_to_threshold'))}",
-            f"- Probe data: {md(ev.get('data_source'))}, fingerprint {md(ev.get('data_fingerprint'))}",
+            + (f" ({md(_attack_words(ev['attack']))})" if ev.get("attack") else ""),
+            f"- Skill gained over the floor [95% CI]: "
+            f"{_with_ci(ev.get('skill_gain'), ev.get('skill_gain_ci95'), _signed)}"
+            + (f" ({md(_attack_words(ev['gain_attack']))})" if ev.get("gain_attack") else ""),
+            f"- Labelled images per class to reach the skill threshold: "
+            f"{md(ev.get('samples_to_threshold')) if ev.get('samples_to_threshold') is not None else 'not reached'}",
+            f"- Probe data fingerprint: {md(ev.get('data_fingerprint'))}",
         ]
         if base:
             bc = as_dict(base.get(f"prohibited {c.get('probe')}"))
             lines.append(f"- Baseline (model A): {md(bc.get('measured_level'))}, {md(bc.get('verdict'))}")
         lines.append("")
-    src = as_dict(b.get("source"))
-    prov = [
-        ["Model", md(v["model_spec"])],
-        ["Model fingerprint", md(v["model_fingerprint"])],
-    ]
-    if base:
-        prov += [["Baseline model (A)", md(v["baseline_model"].get("spec"))],
-                 ["Baseline fingerprint", md(v["baseline_model"].get("fingerprint"))]]
-    prov += [
-        ["creepscan version", md(v["tool_version"])],
-        ["Seed", md(v["seed"])],
-        ["Use specification",
-         f"{md(src.get('file'))} ({md(src.get('sha256'))}), spec_version {md(b.get('spec_version'))}"],
-        ["Inconclusive clauses", "allowed" if b.get("allow_inconclusive") else "fail the specification"],
-        ["Report hash (sha256 of report.json)", md(v["report_sha256"])],
-    ]
-    lines += ["### Provenance", ""] + _table(["Item", "Value"], prov)
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-# ---------------------------------------------------------------------------------------------------
-# model-card.yaml
-
-
-def _yaml_str(s: str) -> str:
-    # Double-quoted YAML: escape what a YAML reader rejects or would fold, keep other text readable.
-    out = []
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch in "\t\n\r":
-            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r"}[ch])
-        elif o < 0x20 or 0x7F <= o <= 0x9F or 0xD800 <= o <= 0xDFFF or o in (0xFEFF, 0xFFFE, 0xFFFF, 0x2028, 0x2029):
-            out.append(f"\\u{o:04X}" if o > 0xFF else f"\\x{o:02X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _yaml_scalar(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "null"
-        r = repr(v)
-        if "e" in r:  # YAML 1.1 readers (PyYAML) need a dot in the mantissa and a sign on the exponent
-            mant, exp = r.split("e")
-            mant = mant if "." in mant else mant + ".0"
-            r = f"{mant}e{exp if exp[0] in '+-' else '+' + exp}"
-        return r
-    return _yaml_str(str(v))
-
-
-def _yaml_lines(obj: Any, indent: int) -> list[str]:
-    pad = "  " * indent
-    lines = []
-    if isinstance(obj, dict):
-        for k, val in obj.items():
-            key = str(k)
-            if isinstance(val, dict) and val:
-                lines += [f"{pad}{key}:"] + _yaml_lines(val, indent + 1)
-            elif isinstance(val, list) and val and any(isinstance(x, (dict, list)) for x in val):
-                lines += [f"{pad}{key}:"] + _yaml_lines(val, indent + 1)
-            elif isinstance(val, list):
-                lines.append(f"{pad}{key}: [{', '.join(_yaml_scalar(x) for x in val)}]")
-            elif isinstance(val, dict):
-                lines.append(f"{pad}{key}: {{}}")
-            else:
-                lines.append(f"{pad}{key}: {_yaml_scalar(val)}")
-    elif isinstance(obj, list):
-        for item in obj:
-            if isinstance(item, (dict, list)) and item:
-                sub = _yaml_lines(item, indent + 1)
-                lines.append(f"{pad}- {sub[0].lstrip()}")
-                lines += sub[1:]
-            else:
-                lines.append(f"{pad}- {_yaml_scalar(item) if not isinstance(item, (dict, list)) else '[]'}")
     return lines
 
 
-def _clause_facts(c: dict, baseline: dict) -> dict:
-    ev = _ev(c)
-    facts = {"probe": c.get("probe"), "title": ev.get("title")}
-    if c.get("kind") == "allowed":
-        facts["min_skill"] = c.get("limit")
-    else:
-        facts["max_risk"] = c.get("limit")
-    facts.update({
-        "verdict": c.get("verdict"),
-        "measured_level": c.get("measured_level"),
-        "level_range": ev.get("level_range") or [],
-        "best_skill": ev.get("best_skill"),
-        "best_skill_ci95": ev.get("skill_ci95") or [],
-        "attack": ev.get("attack"),
-        "skill_gain": ev.get("skill_gain"),
-        "skill_gain_ci95": ev.get("skill_gain_ci95") or [],
-        "samples_to_threshold": ev.get("samples_to_threshold"),
-        "data_source": ev.get("data_source"),
-        "data_fingerprint": ev.get("data_fingerprint"),
-        "rule": c.get("rule"),
-    })
-    if c.get("kind") == "prohibited":
-        facts["legal_basis"] = [str(x) for x in as_list(c.get("legal_basis"))]
-    facts["context"] = [str(x) for x in as_list(c.get("context"))]
-    if baseline:
-        bc = as_dict(baseline.get(f"{c.get('kind')} {c.get('probe')}"))
-        facts["baseline_verdict"] = bc.get("verdict")
-        facts["baseline_level"] = bc.get("measured_level")
-    return facts
+def _limitation_items(v: dict) -> list[str]:
+    """The audit's limits in words: what the probes and the adversary do not cover."""
+    items = [LIMITATIONS[0].format(finetune=", and budgeted fine-tuning of the last blocks" if v["finetune"] else
+                                   " (the image tower stays frozen: no fine-tuning adversary ran)")]
+    items += LIMITATIONS[1:]
+    unsure = [p for p in v["probes"] if p.get("risk_level") == "inconclusive"]
+    if unsure:
+        items.append("Inconclusive here: " + ", ".join(str(p["id"]) for p in unsure) + ".")
+    if v["not_run"]:
+        items.append("Not run (no data): " + ", ".join(str(n.get("id")) for n in v["not_run"]) + ".")
+    return items
 
 
-def render_card_yaml(report: dict, spec_block: dict, report_sha: str) -> str:
-    """model-card.yaml: Hugging Face front-matter fields, all under ``creepscan:``."""
-    v = _view(report, spec_block, report_sha)
-    b = v["block"]
+def _limitations(v: dict) -> list[str]:
+    return ["## Limitations", ""] + [f"- {md(t)}" for t in _limitation_items(v)] + [""]
+
+
+def _provenance(v: dict) -> list[str]:
+    b, m = v["block"], v["model"]
     src = as_dict(b.get("source"))
-    doc = {
-        "tool_version": v["tool_version"],
-        "model": v["model_name"],
-        "model_spec": v["model_spec"],
-        "model_fingerprint": v["model_fingerprint"],
-        "seed": v["seed"],
-        "report_sha256": v["report_sha256"],
-        "spec_version": b.get("spec_version"),
-        "spec_file": src.get("file"),
-        "spec_sha256": src.get("sha256"),
-        "passed": bool(b.get("passed")),
-        "allow_inconclusive": bool(b.get("allow_inconclusive")),
-        "failed": [str(x) for x in as_list(b.get("failed"))],
-        "inconclusive": [str(x) for x in as_list(b.get("inconclusive"))],
-        "intended_uses": [_clause_facts(c, v["baseline"]) for c in v["allowed"]],
-        "prohibited_uses": [_clause_facts(c, v["baseline"]) for c in v["prohibited"]],
-    }
+    prov = [["Model", md(m["name"])]]
+    if m["library"]:
+        prov.append(["Loaded with", md(m["library"])])
+    if m["base"]:
+        prov += [["Base model", md(m["base"])], ["Base fingerprint", md(m["base_fingerprint"])]]
+    prov.append(["Model fingerprint", md(m["fingerprint"])])
     if v["baseline"]:
-        doc["baseline_model_spec"] = v["baseline_model"].get("spec")
-        doc["baseline_model_fingerprint"] = v["baseline_model"].get("fingerprint")
-    head = ["# creepscan use-specification results: Hugging Face model-card metadata.",
-            "# Paste these lines into the README's front matter (between its --- lines)."]
-    return "\n".join(head + _yaml_lines({"creepscan": doc}, 0)) + "\n"
+        prov += [["Baseline model (A)", md(v["baseline_model"]["name"])],
+                 ["Baseline fingerprint", md(v["baseline_model"]["fingerprint"])]]
+    prov += [
+        ["Audit date", md(_date_text(v["date"]))],
+        ["creepscan version", md(v["tool_version"])],
+        ["Seed", md(v["seed"])],
+        ["Probe suite", md(v["suite"]) if v["suite"] else "the probes named by the use specification"],
+        ["Use specification",
+         f"{md(src.get('file'))} ({md(src.get('sha256'))}), format version {md(b.get('spec_version'))}"],
+        ["Inconclusive clauses", "allowed" if b.get("allow_inconclusive") else "fail the specification"],
+        ["Report hash (sha256 of report.json)", md(v["report_sha256"])],
+    ]
+    return ["## Provenance", ""] + _table(["Item", "Value"], prov)
+
+
+def render_card_body(report: dict, spec_block: dict, report_sha: str) -> str:
+    """The card's Markdown body (no front matter, no raw HTML)."""
+    v = _view(report, spec_block, report_sha)
+    lines = (_intro(v) + _allowed_section(v) + _prohibited_section(v) + _evidence_section(v) + _limitations(v)
+             + _provenance(v))
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_card_markdown(report: dict, spec_block: dict, report_sha: str) -> str:
+    """model-card.md: Hugging Face front matter (written by huggingface_hub) and the body."""
+    from huggingface_hub import ModelCard
+
+    v = _view(report, spec_block, report_sha)
+    card = ModelCard(f"---\n{_front_matter(v)}\n---\n\n{render_card_body(report, spec_block, report_sha)}")
+    return card.content
 
 
 # ---------------------------------------------------------------------------------------------------
-# model-card.cdx.json
+# model-card.cdx.json: a CycloneDX 1.6 BOM
 
 
-def render_card_cyclonedx(report: dict, spec_block: dict, report_sha: str) -> dict:
-    """A CycloneDX 1.6 ``modelCard`` object: ``considerations`` (useCases, ethicalConsiderations)
-    and ``properties`` (name/value strings under ``creepscan:``). Embed it as a component's
-    ``modelCard``."""
-    v = _view(report, spec_block, report_sha)
-    b = v["block"]
-    use_cases = []
-    if b.get("note"):
-        use_cases.append(str(b["note"]))
+def _sha256_hex(fingerprint: Any) -> str | None:
+    m = re.fullmatch(r"sha256:([0-9a-f]{64})", fingerprint) if isinstance(fingerprint, str) else None
+    return m.group(1) if m else None
+
+
+def _timestamp(date: str | None) -> datetime:
+    if date:
+        try:
+            t = datetime.fromisoformat(date.replace("Z", "+00:00"))
+            return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    # no date recorded (an old report): a fixed time, so the BOM stays reproducible from the report
+    return datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _metric(kind: str, value: Any, slice_: str, ci: Any = None) -> dict:
+    out = {"type": kind, "value": str(value), "slice": slice_}
+    if isinstance(ci, list) and len(ci) == 2:
+        out["confidenceInterval"] = {"lowerBound": str(ci[0]), "upperBound": str(ci[1])}
+    return out
+
+
+def _model_card_json(v: dict) -> dict:
+    """The component's ``modelCard``: metrics with CIs per probe, findings, limitations."""
+    metrics, findings = [], []
+    for p in v["probes"]:
+        ev = _evidence(p)
+        pid = str(p["id"])
+        if ev["best_skill"] is not None:
+            metrics.append(_metric("best adaptation skill", ev["best_skill"], pid, ev["skill_ci95"]))
+        if ev["skill_gain"] is not None:
+            metrics.append(_metric("skill gained over the floor", ev["skill_gain"], pid, ev["skill_gain_ci95"]))
+        metrics.append(_metric("function-creep risk level", p.get("risk_level"), pid))
+        if not p.get("reference"):
+            findings.append({"name": f"{ev['title']} ({pid}): risk level {p.get('risk_level')}. "
+                                     f"{_attack_words(ev['risk_reason'] or '')}".strip()})
+    use_cases = [str(v["block"]["note"])] if v["block"].get("note") else []
     for c in v["allowed"]:
         ev = _ev(c)
-        limit = c.get("limit") if isinstance(c.get("limit"), str) else _f2(c.get("limit"))
-        use_cases.append(f"{_title(c)}: required skill {limit}, measured "
+        use_cases.append(f"{_title(c)}: required skill {_f2(c.get('limit'))}, measured "
                          f"{_with_ci(ev.get('best_skill'), ev.get('skill_ci95'))}: {c.get('verdict')}")
-    ethical = []
     for c in v["prohibited"]:
-        basis = as_list(c.get("legal_basis"))
-        context = as_list(c.get("context"))
-        text = (f"Prohibited use. Highest level tolerated: {c.get('limit')}; measured: "
-                f"{c.get('measured_level') or NA}; verdict: {c.get('verdict')}. {c.get('rule')}")
-        if basis:
-            text += f". Legal basis: {'; '.join(map(str, basis))}"
-        if context:
-            text += f". Context: {'; '.join(map(str, context))}"
-        ethical.append({"name": _title(c), "mitigationStrategy": text})
-    src = as_dict(b.get("source"))
-    props = [
-        ("version", v["tool_version"]), ("report:sha256", v["report_sha256"]), ("seed", v["seed"]),
-        ("model:fingerprint", v["model_fingerprint"]), ("spec:file", src.get("file")),
-        ("spec:sha256", src.get("sha256")), ("spec:passed", bool(b.get("passed"))),
-        ("spec:allow_inconclusive", bool(b.get("allow_inconclusive"))),
-    ]
-    for c in b["clauses"]:
-        if not isinstance(c, dict):
-            continue
-        ev = _ev(c)
-        key = f"clause:{c.get('kind')}:{c.get('probe')}"
-        props += [(f"{key}:verdict", c.get("verdict")), (f"{key}:limit", c.get("limit")),
-                  (f"{key}:measured_level", c.get("measured_level")),
-                  (f"{key}:best_skill", ev.get("best_skill")),
-                  (f"{key}:best_skill_ci95", ev.get("skill_ci95"))]
-    properties = [{"name": f"{PROPERTY_PREFIX}:{k}", "value": _prop_value(val)} for k, val in props if val is not None]
-    considerations: dict = {"useCases": use_cases}
-    if ethical:
-        considerations["ethicalConsiderations"] = ethical
-    return {"considerations": considerations, "properties": properties}
+        basis = "; ".join(map(str, as_list(c.get("legal_basis"))))
+        findings.append({"name": f"Prohibited use {_title(c)}: highest level tolerated {c.get('limit')}, measured "
+                                 f"{c.get('measured_level') or NA}: {c.get('verdict')}"
+                                 + (f" (legal basis: {basis})" if basis else "")})
+    considerations: dict = {"technicalLimitations": _limitation_items(v)}
+    if use_cases:
+        considerations["useCases"] = use_cases
+    if findings:
+        considerations["ethicalConsiderations"] = findings
+    return {"quantitativeAnalysis": {"performanceMetrics": metrics}, "considerations": considerations}
+
+
+def render_card_cyclonedx(report: dict, spec_block: dict, report_sha: str) -> str:
+    """model-card.cdx.json: the text of a CycloneDX 1.6 BOM (JSON), deterministic for a report."""
+    from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.output.json import JsonV1Dot6
+
+    v = _view(report, spec_block, report_sha)
+    m, b = v["model"], v["block"]
+    # the serial number follows the report's bytes: the same report gives the same BOM
+    bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"creepscan:{report_sha}"))
+    bom.metadata.timestamp = _timestamp(v["date"])
+    bom.metadata.tools.components.add(Component(type=ComponentType.APPLICATION, name="creepscan",
+                                                version=str(v["tool_version"])))
+
+    def hashes(fp):
+        hex_ = _sha256_hex(fp)
+        return [HashType(alg=HashAlgorithm.SHA_256, content=hex_)] if hex_ else []
+
+    props = [("report:sha256", v["report_sha256"]), ("seed", v["seed"]), ("model:fingerprint", m["fingerprint"]),
+             ("audit:date", v["date"]), ("suite", v["suite"]), ("spec:file", as_dict(b.get("source")).get("file")),
+             ("spec:sha256", as_dict(b.get("source")).get("sha256")), ("spec:passed", bool(b.get("passed")))]
+    props += [(f"probe:{p['id']}:risk_level", p.get("risk_level")) for p in v["probes"]]
+    model = Component(
+        type=ComponentType.MACHINE_LEARNING_MODEL, name=str(m["name"]), bom_ref="model", hashes=hashes(m["fingerprint"]),
+        description=f"{m['name']}, audited by creepscan {v['tool_version']} for function creep",
+        properties=[Property(name=f"{PROPERTY_PREFIX}:{k}", value=_prop_value(val)) for k, val in props
+                    if val is not None],
+        external_references=[ExternalReference(type=ExternalReferenceType.DOCUMENTATION, url=XsUri("report.html"),
+                                               comment="the creepscan audit report, beside this file")])
+    bom.metadata.component = model
+    base = []
+    if m["base"]:
+        base = [Component(type=ComponentType.MACHINE_LEARNING_MODEL, name=str(m["base"]), bom_ref="base",
+                          hashes=hashes(m["base_fingerprint"]), description="the adapter's base model")]
+        bom.components.add(base[0])
+    bom.register_dependency(model, base)  # an adapter needs its base; other models stand alone
+    for p in v["probes"]:
+        fp = as_dict(p.get("data")).get("fingerprint")
+        bom.components.add(Component(type=ComponentType.DATA, name=f"creepscan probe data {p['id']}",
+                                     bom_ref=f"data-{p['id']}", hashes=hashes(fp),
+                                     description=f"images of probe {p['id']} ({p.get('n_images')} images, "
+                                                 f"{p.get('n_classes')} classes)"))
+    with warnings.catch_warnings():
+        # the library warns that a root with no dependencies leaves the graph "incomplete": a model
+        # that is not an adapter has none
+        warnings.simplefilter("ignore", UserWarning)
+        doc = json.loads(JsonV1Dot6(bom).output_as_string())
+    # cyclonedx-python-lib models no modelCard (11.x): add it to the serialised component
+    doc["metadata"]["component"]["modelCard"] = _model_card_json(v)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
 def _prop_value(v: Any) -> str:
@@ -423,34 +563,30 @@ def _prop_value(v: Any) -> str:
 
 
 def write_card(report: dict, spec_block: dict, out_dir, report_bytes: bytes | None = None) -> list[Path]:
-    """Write model-card.md, model-card.yaml and model-card.cdx.json into ``out_dir``.
+    """Write model-card.md and model-card.cdx.json into ``out_dir``.
 
     ``report_bytes`` are the bytes of the report.json the card speaks for (hashed into the card);
     when None they are the bytes ``write_reports`` writes for ``report``, so a card written beside
     the report at audit time and one regenerated from the file agree byte for byte.
-    Returns the three paths in that order.
+    Returns the two paths in that order.
     """
     return jsonio.write_all_or_nothing(Path(out_dir), render_card(report, spec_block, report_bytes))
 
 
 def render_card(report: dict, spec_block: dict, report_bytes: bytes | None = None) -> dict[str, str]:
-    """The texts of model-card.md, model-card.yaml and model-card.cdx.json (file name -> text), as
+    """The texts of model-card.md and model-card.cdx.json (file name -> text), as
     ``write_card`` writes them."""
     clean = jsonio.to_jsonable(report)
     block = jsonio.to_jsonable(spec_block)
     if report_bytes is None:
         report_bytes = jsonio.dumps(clean).encode("utf-8")
     sha = report_sha256(report_bytes)
-    texts = (
-        render_card_markdown(clean, block, sha),
-        render_card_yaml(clean, block, sha),
-        json.dumps(render_card_cyclonedx(clean, block, sha), indent=2, ensure_ascii=False) + "\n",
-    )
+    texts = (render_card_markdown(clean, block, sha), render_card_cyclonedx(clean, block, sha))
     return dict(zip(CARD_FILES, texts))
 
 
 def regenerate_card(report_dir) -> list[Path]:
-    """Rewrite the three card files of ``report_dir`` from its report.json (no recomputation).
+    """Rewrite the card files of ``report_dir`` from its report.json (no recomputation).
 
     Raises ``CreepscanError`` when report.json is missing, unreadable, or has no ``"spec"`` block.
     """

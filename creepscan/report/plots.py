@@ -306,7 +306,52 @@ def cost_svg(probe: dict) -> str:
 RISE = "#c62828"
 
 
-def trajectory_svg(sweep_probe: dict, models: list[dict]) -> str:
+def checkpoint_axis(models: list[dict], n: int, order: Any = "given") -> tuple[list, str]:
+    """(x ticks, x label) of a sweep plot: with ``--order step`` the training steps, else each
+    model's position in the order given."""
+    steps = [F.get(models, i, "step") for i in range(n)]
+    if order == "step" and all(F.is_num(s) for s in steps):
+        return [(float(i), F.count(s)) for i, s in enumerate(steps)], "training step (checkpoints in step order)"
+    ticks = []
+    for i in range(n):
+        pos = F.get(models, i, "order")
+        ticks.append((float(i), F.num(pos) if F.is_num(pos) else str(i)))
+    return ticks, "checkpoint (position in the order given)"
+
+
+def verification_decides(sweep_probe: dict) -> bool:
+    """Whether verification (TAR at a FAR) decided the level of any checkpoint."""
+    return any("verification" in str(F.get(p, "risk_rule") or "").lower()
+               for p in F.as_list(sweep_probe.get("per_model")))
+
+
+def trajectory_tar_svg(sweep_probe: dict, models: list[dict], order: Any = "given") -> str:
+    """Verification TAR at the rule's FAR (model, 95% CI band, and floor) against checkpoint order."""
+    per_model = F.as_list(sweep_probe.get("per_model"))
+    n = max(len(per_model), 1)
+    far = str(F.get(per_model, 0, "rules", "verification_far") or "1e-3")
+    tar = [F.get(p, "metrics", "verification", "tar_at_far", far) for p in per_model]
+    ci = [F.get(p, "metrics", "verification", "tar_ci95", far) for p in per_model]
+    floor = [F.get(p, "control", "metrics", "verification", "tar_at_far", far) for p in per_model]
+    x_ticks, x_label = checkpoint_axis(models, n, order)
+    title = F.text(sweep_probe.get("title") or sweep_probe.get("id"))
+    chart = Chart(title=f"Verification TAR at FAR {far} across checkpoints", x_range=(-0.5, n - 0.5),
+                  y_range=(0.0, 1.0), x_ticks=x_ticks, y_ticks=Y_TICKS, x_label=x_label,
+                  y_label=f"TAR at FAR {far}", css_class="plot trajectory-tar",
+                  aria=f"{title}: verification TAR at FAR {far} against checkpoint order")
+    chart.legend("model TAR, 95% CI", MODEL, band=True, marker="circle", width=2.4)
+    chart.legend("floor TAR", FLOOR, dash="4 3", width=1.6)
+    crit = F.get(per_model, 0, "rules", "verification_tar_critical")
+    chart.hline(crit, THRESH, dash="6 4", width=1.4, css="threshold")
+    if F.is_num(crit):
+        chart.legend(f"critical at TAR {F.num(crit, 2)} (CI lower bound)", THRESH, dash="6 4", width=1.4)
+    chart.band([(i, c[0], c[1]) if F.is_ci(c) else (i, None, None) for i, c in enumerate(ci)], MODEL)
+    chart.line(list(enumerate(floor)), FLOOR, width=1.6, dash="4 3", css="series floor")
+    chart.line(list(enumerate(tar)), MODEL, width=2.4, marker="circle", css="series model")
+    return chart.render()
+
+
+def trajectory_svg(sweep_probe: dict, models: list[dict], order: Any = "given") -> str:
     """One probe's headline skill (capability axis, 95% CI band) against checkpoint order, the
     floor's skill dashed, the threshold, and a red rule before each checkpoint where the level rose.
 
@@ -318,14 +363,11 @@ def trajectory_svg(sweep_probe: dict, models: list[dict]) -> str:
     floors = [F.get(p, "uplift", "skill_floor") for p in per_model]
     values = [h.skill for h in heads] + [x for h in heads for x in (h.ci95 or [])] + floors
     ymin, ticks = _skill_range(values)
-    x_ticks = []
-    for i in range(n):
-        order = F.get(models, i, "order")
-        x_ticks.append((float(i), F.num(order) if F.is_num(order) else str(i)))
+    x_ticks, x_label = checkpoint_axis(models, n, order)
     title = F.text(sweep_probe.get("title") or sweep_probe.get("id"))
     chart = Chart(title=f"{title}: skill across checkpoints", x_range=(-0.5, n - 0.5),
                   y_range=(ymin, 1.0), x_ticks=x_ticks, y_ticks=ticks,
-                  x_label="checkpoint (order in the sweep)", y_label="skill",
+                  x_label=x_label, y_label="skill",
                   css_class="plot trajectory",
                   aria=f"{title}: headline skill with 95% CI against checkpoint order")
     chart.legend("model best skill, 95% CI", MODEL, band=True, marker="circle", width=2.4)

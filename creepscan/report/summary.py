@@ -13,7 +13,8 @@ from typing import Any
 
 from . import _fmt as F
 
-ID_WIDTH = 26          # probe ids longer than this are cut in tables and before reasons
+ID_WIDTH = 26          # probe ids longer than this are cut in tables and before reasons (at a terminal)
+WHOLE = 10 ** 6        # the width when output is piped: nothing is cut or wrapped
 MAX_REASONS = 3        # distinct skip reasons / excluded classes named per probe before "..."
 
 
@@ -28,7 +29,7 @@ def _cut(s: str, width: int) -> str:
 
 def _table(header: list[str], rows: list[list[str]], width: int, gap: int = 2) -> list[str]:
     """Left-aligned columns; the first column is cut to ID_WIDTH, every line to ``width``."""
-    rows = [[_cut(r[0], ID_WIDTH)] + [_ascii(c) for c in r[1:]] for r in rows]
+    rows = [[_cut(r[0], ID_WIDTH if width < WHOLE else WHOLE)] + [_ascii(c) for c in r[1:]] for r in rows]
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     lines = []
     for r in [header] + rows:
@@ -64,7 +65,7 @@ def _labelled(items: list[tuple[str, str]], width: int) -> list[str]:
     """Each (probe id, sentence) as an indented paragraph wrapped under the id column."""
     if not items:
         return []
-    id_w = min(max(len(_ascii(i)) for i, _ in items), ID_WIDTH)
+    id_w = min(max(len(_ascii(i)) for i, _ in items), ID_WIDTH if width < WHOLE else WHOLE)
     # keep at least 30 columns for the sentence on narrow terminals
     id_w = min(id_w, max(width - 4 - 30, 8))
     out = []
@@ -274,9 +275,10 @@ def _sweep(result: dict, width: int) -> list[str]:
     return out
 
 
-def summary_text(result: dict, width: int = 100) -> str:
-    """The one-screen summary of an audit, compare or sweep result; every line fits ``width``."""
-    width = max(int(width), 40)
+def summary_text(result: dict, width: int | None = 100) -> str:
+    """The one-screen summary of an audit, compare or sweep result; every line fits ``width``.
+    ``width=None``: output that is piped or logged, where nothing is cut and no sentence wraps."""
+    width = WHOLE if width is None else max(int(width), 40)
     kind = F.result_kind(result)
     lines = {"compare": _compare, "sweep": _sweep}.get(kind, _audit)(result, width)
     missing = F.dicts(result.get("not_run"))
@@ -284,3 +286,42 @@ def summary_text(result: dict, width: int = 100) -> str:
         lines += ["", f"NOT RUN ({len(missing)}):"]
         lines += _labelled([(F.text(m.get("id")), F.text(m.get("reason"))) for m in missing], width)
     return "\n".join(lines) + "\n"
+
+
+def summary_json(result: dict, files: list[str] | None = None) -> dict:
+    """The summary as data (``--json``): per probe its level, reason and headline skill with its CI,
+    the spec's verdict, what did not run, and where the report files are. Probes of a compare are B's
+    (with A's level beside); of a sweep, each model's level in checkpoint order."""
+    kind = F.result_kind(result)
+
+    def one(p: Any) -> dict:
+        p = F.as_dict(p)
+        head = F.headline_skill(p)
+        return {"id": p.get("id"), "risk_level": p.get("risk_level"), "risk_reason": p.get("risk_reason"),
+                "level_range": p.get("level_range"), "best_skill": head.skill,
+                "ci95": list(head.ci95) if head.ci95 else None, "reference": bool(p.get("reference"))}
+
+    probes = []
+    for p in F.probe_list(result):
+        if kind == "compare":
+            probes.append({**one(p.get("b")), "level_a": F.get(p, "a", "risk_level"),
+                           "risk_rose": bool(F.compare_rose(p)), "p_adjusted": p.get("p_adjusted")})
+        elif kind == "sweep":
+            probes.append({"id": p.get("id"), "per_model": [one(pm) for pm in F.as_list(p.get("per_model"))]})
+        else:
+            probes.append(one(p))
+    spec = F.as_dict(result.get("spec"))
+    block = F.as_dict(spec.get("b")) if kind == "compare" and "b" in spec else spec
+    out = {"kind": kind, "tool": result.get("tool"), "seed": result.get("seed"), "suite": result.get("suite"),
+           "probes": probes, "not_run": F.dicts(result.get("not_run"))}
+    for key in ("model", "model_a", "model_b", "models"):
+        if key in result:
+            out[key] = result[key]
+    if block:
+        out["spec"] = {"passed": block.get("passed"), "failed": block.get("failed"),
+                       "inconclusive": block.get("inconclusive"),
+                       "clauses": [{k: c.get(k) for k in ("kind", "probe", "verdict", "measured_level", "limit")}
+                                   for c in F.dicts(block.get("clauses"))]}
+    if files is not None:
+        out["files"] = files
+    return out

@@ -31,6 +31,22 @@ def finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+TITLE_CHAR_W = 8.2    # a generous width of one 13px bold character: a title wraps rather than overflows
+TITLE_LINE_H = 17
+
+
+def wrap_title(s: str, width_px: float, max_lines: int = 3) -> list[str]:
+    """``s`` broken at spaces into lines of at most ``width_px`` (estimated), at most ``max_lines``
+    (only a title longer than that is cut, with an ellipsis)."""
+    import textwrap
+
+    lines = textwrap.wrap(str(s), max(int(width_px / TITLE_CHAR_W), 8), break_long_words=True) or [""]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = fit_text(lines[-1] + " \u2026", width_px, TITLE_CHAR_W)
+    return lines
+
+
 def fit_text(s: str, width_px: float, char_w: float = CHAR_W) -> str:
     """Truncate ``s`` with an ellipsis so it fits ``width_px`` (``char_w``: width of one character)."""
     n = max(int(width_px / char_w), 4)
@@ -58,7 +74,9 @@ class Chart:
         self.x_ticks = [(float(v), str(l)) for v, l in x_ticks if finite(v)]
         self.y_ticks = [(float(v), str(l)) for v, l in y_ticks if finite(v)]
         self.width = width
-        self.left, self.right, self.top = 62, 16, 30
+        self.title_lines = wrap_title(title, width - 20)
+        self.left, self.right = 62, 16
+        self.top = 30 + TITLE_LINE_H * (len(self.title_lines) - 1)  # room for a title on several lines
         self.plot_w = width - self.left - self.right
         self.plot_h = plot_height
         self._layers: dict[int, list[str]] = {0: [], 1: [], 2: [], 3: []}
@@ -228,8 +246,10 @@ class Chart:
         out.append(f'<text class="ylabel" x="{_f(16)}" y="{_f(ymid)}" text-anchor="middle" '
                    f'transform="rotate(-90 16 {_f(ymid)})" fill="#222222">'
                    f'{esc(fit_text(self.y_label, self.plot_h))}</text>')
-        out.append(f'<text class="title" x="{_f(L)}" y="18" font-size="13" font-weight="600" '
-                   f'fill="#111111">{esc(fit_text(self.title, self.width - L - 8, 7.8))}</text>')
+        spans = "".join(f'<tspan x="10" dy="{0 if i == 0 else TITLE_LINE_H}">{esc(line)}</tspan>'
+                        for i, line in enumerate(self.title_lines))
+        out.append(f'<text class="title" x="10" y="18" font-size="13" font-weight="600" '
+                   f'fill="#111111">{spans}</text>')
         for layer in (0, 1, 2, 3):
             out.extend(self._layers[layer])
         # legend

@@ -187,11 +187,14 @@ class Section:
 
 @dataclass
 class ReportView:
+    """``banner``: the verdict first (blocks shown right under the title, before anything else)."""
     kind: str
     title: str
     page_title: str
     meta: Pairs
     sections: list
+    banner: list = field(default_factory=list)
+    banner_level: str = "n/a"
 
 
 def table(header: Iterable[Any], rows: Iterable[Iterable[Any]], numeric: tuple = (), css: str = "",
@@ -265,8 +268,10 @@ def _data_blocks(p: dict, heading: str = "Data") -> list:
     if data.get("fingerprint"):
         pairs.append(("Data fingerprint", cell(F.text(data.get("fingerprint")))))
     pairs.append(("Images", cell(Fixed(
-        f"{F.num(p.get('n_images'))} in {F.num(p.get('n_classes'))} classes (chance "
-        f"{F.pct(p.get('chance'))}); at most {F.num(data.get('max_per_class'))} per class"))))
+        f"{F.count(p.get('n_images'))} in {F.count(p.get('n_classes'))} classes (chance "
+        f"{F.pct(p.get('chance'))}); "
+        + (f"at most {F.count(data.get('max_per_class'))} per class" if F.is_num(data.get("max_per_class"))
+           else "no cap per class")))))
     folds = split.get("folds")
     pairs.append(("Split", cell(Fixed(
         f"train {F.num(split.get('train'))}, val {F.num(split.get('val'))}, test "
@@ -417,10 +422,13 @@ def axes_table(p: dict) -> Table:
         u_detail.append(Fixed(f"equivalence margin {F.num(margin)};"))
     u_detail.append(Fixed(f"model {F.num(u.get('skill_model'))} vs floor {F.num(u.get('skill_floor'))}, "
                           f"p = {F.p_value(u.get('p_value'))}, significant: {F.yes_no(u.get('significant'))}"))
+    # the gain the level's reason cites (the strongest significant test, else the one nearest the margin)
+    cited = F.cited_uplift_test(u)
+    by = [Fixed("by"), Span(F.text(cited["attack"]), "code"), tight(Fixed(";"))] if cited.get("attack") else []
     rows = [[cell(Fixed("Capability (best skill)")), cell(F.num(head.skill)),
              cell(F.ci_num(head.ci95) or NA), cell(*cap_detail) or cell(NA)],
-            [cell(Fixed("Uplift (skill gain over the floor)")), cell(F.signed(u.get("skill_gain"))),
-             cell(F.ci_num(u.get("ci95"), sign=True) or NA), cell(*u_detail)]]
+            [cell(Fixed("Uplift (skill gain over the floor)")), cell(F.signed(cited.get("skill_gain"))),
+             cell(F.ci_num(cited.get("ci95"), sign=True) or NA), cell(*by, *u_detail)]]
     return Table([cell(Fixed("Axis")), cell(Fixed("Estimate")), cell(Fixed("95% CI")), cell(Fixed("Detail"))],
                  rows, (1, 2), "metrics axes")
 
@@ -562,8 +570,48 @@ def _spec_section(result: dict) -> Section | None:
     return Section("use-spec", Fixed("Use specification"), blocks, badges=[overall])
 
 
+def _levels_line(label: str, probes: list, level_key: str = "risk_level") -> tuple[Cell, str]:
+    """"label: HIGHEST on ids; levels: CRITICAL 1, HIGH 2, ..." and the highest level's name."""
+    judged = [p for p in probes if F.get(p, "reference") is not True]
+    counts = F.level_counts(F.get(p, level_key) for p in judged)
+    if not counts:
+        return cell(strong(label), NA), "n/a"
+    top = counts[0][0]
+    ids = [F.text(F.get(p, "id")) for p in judged if F.level_name(F.get(p, level_key)) == top]
+    parts: list = [strong(label), badge(top), Fixed("on"), ", ".join(ids), tight(Fixed(";")), Fixed("all levels:")]
+    for i, (lv, n) in enumerate(counts):
+        parts += [badge(lv), Fixed(f"{n}" + ("," if i < len(counts) - 1 else ""))]
+    n_ref = len(probes) - len(judged)
+    if n_ref:
+        parts.append(muted(Fixed(f"(and {n_ref} reference probe{'s' * (n_ref != 1)}, not a prohibited capability)")))
+    return cell(*parts), top
+
+
+def _spec_line(spec: Any) -> Cell | None:
+    if not isinstance(spec, dict) or not isinstance(spec.get("clauses"), list):
+        return None
+    clauses = F.dicts(spec.get("clauses"))
+    passed = spec.get("passed")
+    n_fail = sum(str(c.get("verdict")).lower() == "fail" for c in clauses)
+    n_inc = sum(str(c.get("verdict")).lower() == "inconclusive" for c in clauses)
+    return cell(strong(Fixed("Use specification:")),
+                verdict_badge("pass" if passed is True else "fail" if passed is False else None),
+                Fixed(f"{len(clauses)} clause{'s' * (len(clauses) != 1)}: {n_fail} failed, {n_inc} inconclusive"),
+                Link(Fixed("(clauses)"), "use-spec"))
+
+
+def _banner(lines: list, result: dict) -> list:
+    out = [Para(c, css="verdict-line") for c in lines if c]
+    missing = F.dicts(result.get("not_run"))
+    if missing:
+        out.append(Para(cell(Span(Fixed(f"Incomplete: {len(missing)} probe(s) not run:"), "flag"),
+                             ", ".join(F.text(m.get("id")) for m in missing)), css="verdict-line"))
+    return out
+
+
 def _audit(result: dict) -> ReportView:
-    probes = F.probe_list(result)
+    # most severe first (inconclusive just below high): what an auditor must see comes first
+    probes = sorted(F.probe_list(result), key=F.severity_rank)
     model = F.as_dict(result.get("model"))
     rows = []
     for i, p in enumerate(probes):
@@ -572,7 +620,6 @@ def _audit(result: dict) -> ReportView:
         rows.append([
             cell(Link(F.text(p.get("id")), anchor(i, p.get("id")))),
             verdict_cell(p),
-            cell(F.text(p.get("risk_reason"))),
             cell(F.headline_text(F.headline_skill(p))),
             cell(Fixed(f"{F.pct(F.get(mm, 'linear_probe', 'accuracy'))} vs "
                        f"{F.pct(F.get(fm, 'linear_probe', 'accuracy'))}")),
@@ -580,11 +627,15 @@ def _audit(result: dict) -> ReportView:
             cell(F.acc_ci(mm.get("zero_shot")) if mm.get("zero_shot") else NA),
             cell(F.tar_text(ver, "1e-3", with_interval=False) if isinstance(ver, dict) else NA),
         ])
-    summary = table([Fixed(h) for h in ("Probe", "Level", "Reason", "Best skill (95% CI)",
+    summary = table([Fixed(h) for h in ("Probe", "Level", "Best skill (95% CI)",
                                         "Linear probe (model vs floor)", "Few-shot k to threshold",
                                         "Zero-shot", "Verification TAR@1e-3")],
-                    rows, (3, 4, 5, 6, 7), "summary")
-    sections = [Section("summary", Fixed("Summary"), [summary] + _not_run(result) + [Para(cell(Fixed(
+                    rows, (2, 3, 4, 5, 6), "summary")
+    # the reasons below the table, each whole: a sentence in a narrow cell would push the table down
+    reasons = Items([cell(strong(F.text(p.get("id"))), tight(Fixed(":")), F.text(p.get("risk_reason")))
+                     for p in probes])
+    sections = [Section("summary", Fixed("Summary"), [summary, Subheading(cell(Fixed("Why each level"))), reasons]
+                        + _not_run(result) + [Para(cell(Fixed(
         "Accuracies are balanced accuracy (mean per-class recall) on held-out test images. The floor is "
         "the control encoder (by default the same architecture with random weights): what an adversary "
         "gets without this model's training. Inconclusive means the evidence cannot place the probe on "
@@ -595,10 +646,13 @@ def _audit(result: dict) -> ReportView:
         sections.append(spec)
     sections += [_audit_probe(i, p) for i, p in enumerate(probes)]
     meta = Pairs(_model_pairs(model) + [
-        ("Seed", cell(F.text(result.get("seed")))), ("Suite", cell(F.text(result.get("suite")))),
+        ("Seed", cell(F.text(result.get("seed")))), ("Suite", cell(F.suite_text(result.get("suite")))),
         ("Settings", cell(F.settings_text(result.get("settings")))), ("Tool", _tool_cell(result))])
+    levels, top = _levels_line(Fixed("Highest level:"), probes)
+    banner = _banner([levels, _spec_line(result.get("spec"))], result)
     return ReportView("audit", Fixed("creepscan audit report"),
-                      f"creepscan audit: {F.text(model.get('spec') or model.get('name'))}", meta, sections)
+                      f"creepscan audit: {F.text(model.get('spec') or model.get('name'))}", meta, sections,
+                      banner, top)
 
 
 # --- compare -----------------------------------------------------------------------------
@@ -670,9 +724,11 @@ def _compare_probe(i: int, cp: dict, result: dict) -> Section:
     sig = F.compare_significant(cp, result.get("alpha"))
     flags = ([Fixed("RISK ROSE")] if F.compare_rose(cp) else []) + ([Fixed("significant")] if sig is True else [])
     tests = F.as_dict(cp.get("tests"))
-    methods = sorted({F.text(t.get("method")) for t in
-                      [tests.get("linear_probe")] + list(F.as_dict(tests.get("few_shot")).values())
-                      if isinstance(t, dict) and t.get("method")})
+    # one line per distinct method (the few-shot ks share one; their pair counts differ)
+    named = [("linear probe", tests.get("linear_probe")), ("zero-shot", tests.get("zero_shot"))]
+    named += [("few-shot", t) for t in F.as_dict(tests.get("few_shot")).values()]
+    methods = F.ordered_unique(f"{what}: {re.sub(r' [(][0-9,]+ nonzero pairs[)]', '', F.text(t.get('method')))}"
+                               for what, t in named if isinstance(t, dict) and t.get("method"))
     paired = cell(Fixed(f"p = {F.p_value(cp.get('p_value'))}, adjusted"), f"({F.text(result.get('correction'))})",
                   Fixed(f"p = {F.p_value(cp.get('p_adjusted'))}, significant at alpha"),
                   F.compact(result.get("alpha")), tight(Fixed(":")), F.yes_no(sig),
@@ -739,12 +795,20 @@ def _compare(result: dict) -> ReportView:
         ("Tool", _tool_cell(result))])
     title = (f"creepscan compare: {F.text(ma.get('spec') or ma.get('name'))} vs "
              f"{F.text(mb.get('spec') or mb.get('name'))}")
-    return ReportView("compare", Fixed("creepscan compare report"), title, meta, sections)
+    rose = cell(Span(Fixed(f"Risk rose for {len(rose_ids)} of {len(probes)} probe(s)" + (":" if rose_ids else "."))
+                     if rose_ids else Fixed(f"Risk rose for none of the {len(probes)} probe(s)."),
+                     "flag" if rose_ids else "strong"), ", ".join(rose_ids))
+    b_sides = [dict(F.as_dict(cp.get("b")), id=cp.get("id"), risk_level=F.compare_levels(cp)[1],
+                    reference=cp.get("reference", F.get(cp, "b", "reference"))) for cp in probes]
+    levels, top = _levels_line(Fixed("Model B, highest level:"), b_sides)
+    spec = F.as_dict(result.get("spec"))
+    banner = _banner([rose, levels, _spec_line(spec.get("b") if "b" in spec else spec or None)], result)
+    return ReportView("compare", Fixed("creepscan compare report"), title, meta, sections, banner, top)
 
 
 # --- sweep -------------------------------------------------------------------------------
 
-def _sweep_probe(i: int, sp: dict, models: list) -> Section:
+def _sweep_probe(i: int, sp: dict, models: list, order: Any = "given") -> Section:
     per_model = F.as_list(sp.get("per_model"))
     steps = F.sweep_steps(sp)
     rows, row_css = [], []
@@ -756,7 +820,8 @@ def _sweep_probe(i: int, sp: dict, models: list) -> Section:
         rows.append([cell(F.num(F.get(models, j, "order")) if F.is_num(F.get(models, j, "order")) else Fixed(str(j))),
                      cell(F.model_label(F.get(models, j), j)), verdict_cell(p),
                      cell(F.headline_text(F.headline_skill(p))),
-                     cell(F.with_ci(F.signed(u.get("skill_gain"), 2), F.ci_num(u.get("ci95"), 2, sign=True))),
+                     cell(F.with_ci(F.signed(F.cited_uplift_test(u).get("skill_gain"), 2),
+                                    F.ci_num(F.cited_uplift_test(u).get("ci95"), 2, sign=True))),
                      cell(F.signed(st.get("delta"), 2) if st else NA), cell(F.p_value(st.get("p_value")) if st else NA),
                      cell(Span(Fixed("ROSE"), "flag") if rose else (Fixed("no") if st else NA)),
                      cell(F.text(p.get("risk_reason")), _inconclusive_parts(p))])
@@ -764,9 +829,14 @@ def _sweep_probe(i: int, sp: dict, models: list) -> Section:
     first = F.as_dict(F.get(per_model, 0))
     blocks: list = [Pairs([("Capability", cell(F.text(sp.get("capability") or first.get("capability")))),
                            ("Policy", _policy_cell(sp) if sp.get("policy") else _policy_cell(first))])]
-    blocks.append(Figures([Figure(plots.trajectory_svg(sp, models), Fixed(
+    figs = [Figure(plots.trajectory_svg(sp, models, order), Fixed(
         "Headline skill (the capability axis: the best adversary's skill, 95% CI band) against checkpoint "
-        "order; floor dashed; a red rule before each checkpoint whose level rose over the previous one."))]))
+        "order; floor dashed; a red rule before each checkpoint whose level rose over the previous one."))]
+    if plots.verification_decides(sp):  # plot the metric that set the level, not only the skill
+        figs.append(Figure(plots.trajectory_tar_svg(sp, models, order), Fixed(
+            "The metric that decided the level: verification true accept rate at the rule's false accept rate "
+            "(raw embeddings, cosine similarity; 95% CI band) against checkpoint order; floor dashed.")))
+    blocks.append(Figures(figs))
     blocks.append(Subheading(cell(Fixed("Checkpoint by checkpoint"))))
     blocks.append(table([Fixed(h) for h in ("Order", "Model", "Level", "Best skill (95% CI)",
                                             "Uplift over floor (95% CI)", "Delta vs previous", "p vs previous",
@@ -821,11 +891,20 @@ def _sweep(result: dict) -> ReportView:
         "are compared with the paired test of compare. Skill = (balanced accuracy - chance) / (1 - chance).")),
         css="note"))
     sections = [Section("summary", Fixed("Summary"), summary)]
-    sections += [_sweep_probe(i, p, models) for i, p in enumerate(probes)]
+    order = F.get(result, "settings", "order") or "given"
+    sections += [_sweep_probe(i, p, models, order) for i, p in enumerate(probes)]
     meta = Pairs([("Models", cell(Fixed(str(len(models))))), ("Seed", cell(F.text(result.get("seed")))),
-                  ("Suite", cell(F.text(result.get("suite")))),
+                  ("Suite", cell(F.suite_text(result.get("suite")))),
                   ("Settings", cell(F.settings_text(result.get("settings")))), ("Tool", _tool_cell(result))])
-    return ReportView("sweep", Fixed("creepscan sweep report"), f"creepscan sweep: {len(models)} models", meta, sections)
+    last = [dict(F.as_dict(F.get(p, "per_model", len(models) - 1)), id=p.get("id"), reference=p.get("reference"))
+            for p in probes]
+    levels, top = _levels_line(Fixed(f"Last checkpoint ({F.model_label(F.get(models, len(models) - 1), len(models) - 1)}),"
+                                     " highest level:"), last)
+    rises_line = cell(Span(Fixed(f"Level rose {len(rises)} time(s) between consecutive checkpoints."), "flag")
+                      if rises else strong(Fixed("No level rose between consecutive checkpoints.")))
+    banner = _banner([levels, rises_line], result)
+    return ReportView("sweep", Fixed("creepscan sweep report"), f"creepscan sweep: {len(models)} models", meta,
+                      sections, banner, top)
 
 
 def build_view(result: dict) -> ReportView:

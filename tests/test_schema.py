@@ -1,0 +1,63 @@
+"""report.json's JSON Schema: generated from creepscan/result.py, shipped in the package, printed by
+`creepscan schema`, and met by every report (the suite validates each one it writes: conftest.py)."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from creepscan.cli import main
+from creepscan.pipeline import SCHEMA_VERSION
+from creepscan.report import write_reports
+from creepscan.result import SCHEMA_FILE, report_schema, schema_text, shipped_schema, validate_report
+
+DATA = Path(__file__).parent / "data"
+SHIPPED = Path(__file__).resolve().parents[1] / "creepscan" / "schemas" / SCHEMA_FILE
+
+
+def test_shipped_schema_is_the_generated_one():
+    """Regenerate with: python -c "from creepscan.result import *; open('creepscan/schemas/' + SCHEMA_FILE,
+    'w').write(schema_text())" """
+    assert SHIPPED.read_text(encoding="utf-8") == schema_text(report_schema())
+    assert SCHEMA_FILE == f"report-v{SCHEMA_VERSION}.schema.json"
+    jsonschema.Draft202012Validator.check_schema(shipped_schema())
+
+
+def test_schema_command_prints_it():
+    result = CliRunner().invoke(main, ["schema"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == shipped_schema()
+
+
+@pytest.mark.parametrize("name", ["sample_audit.json", "sample_compare.json", "sample_sweep.json"])
+def test_samples_validate(name):
+    validate_report(json.loads((DATA / name).read_text(encoding="utf-8")))
+
+
+def test_contract_fields_are_required_and_checked(tmp_path):
+    report = json.loads((DATA / "sample_audit.json").read_text(encoding="utf-8"))
+    for path, bad in [(("model", "fingerprint"), None), (("probes", 0, "risk_level"), "severe"),
+                      (("probes", 0, "metrics", "linear_probe", "ci95"), [0.1]), (("seed",), "0")]:
+        broken = copy.deepcopy(report)
+        *head, last = path
+        node = broken
+        for key in head:
+            node = node[key]
+        if bad is None:
+            del node[last]
+        else:
+            node[last] = bad
+        where = "/".join(map(str, path if bad is not None else head)) or "top level"
+        with pytest.raises(ValueError, match=f"at {where}"):
+            validate_report(broken)
+        with pytest.raises(ValueError):  # the suite's hook refuses to write it
+            write_reports(broken, tmp_path)
+    # more properties are fine: the report may grow
+    grown = copy.deepcopy(report)
+    grown["probes"][0]["adaptation"] = {"base": "x"}
+    grown["probes"][0]["metrics"]["linear_probe"]["below_chance"] = True
+    validate_report(grown)
