@@ -114,6 +114,22 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [_row(header), "|" + "|".join(" --- " for _ in header) + "|"] + [_row(r) for r in rows]
 
 
+def adaptation_lines(report: dict, probe_id: Any) -> list[str]:
+    """For an adapted model (a PEFT adapter, or audited with --base): whether the adaptation raised,
+    kept or lowered this probe's level, against the base's level, with the paired test's verdict."""
+    for p in as_list(report.get("probes")):
+        a = as_dict(as_dict(p).get("adaptation"))
+        if as_dict(p).get("id") == probe_id and a:
+            base = as_dict(a.get("base"))
+            sig = "a significant change" if a.get("significant") else "no significant change"
+            p_adj = a.get("p_adjusted")
+            p_text = f"{p_adj:.3g}" if isinstance(p_adj, (int, float)) else NA
+            return [f"- The adaptation {md(a.get('change'))} this risk: base {md(base.get('spec') or base.get('name'))} "
+                    f"rates {md(a.get('base_level'))}, the adapted model {md(a.get('level'))} ({sig} in the paired "
+                    f"test, p = {p_text} after Holm across probes)"]
+    return []
+
+
 def render_card_markdown(report: dict, spec_block: dict, report_sha: str) -> str:
     """model-card.md: the spec's clauses and their evidence, Markdown with no raw HTML."""
     v = _view(report, spec_block, report_sha)
@@ -208,6 +224,7 @@ def render_card_markdown(report: dict, spec_block: dict, report_sha: str) -> str
         if base:
             bc = as_dict(base.get(f"prohibited {c.get('probe')}"))
             lines.append(f"- Baseline (model A): {md(bc.get('measured_level'))}, {md(bc.get('verdict'))}")
+        lines += adaptation_lines(report, c.get("probe"))
         lines.append("")
     src = as_dict(b.get("source"))
     prov = [

@@ -215,8 +215,17 @@ def _model_pairs(model: Any, label: str = "Model") -> list:
     m = F.as_dict(model)
     name = m.get("name")
     extra = muted(f"({F.text(name)})") if name and name != m.get("spec") else None
-    return [(label, cell(F.text(m.get("spec") or name), extra)),
-            (f"{label} fingerprint", cell(F.text(m.get("fingerprint"))))]
+    pairs = [(label, cell(F.text(m.get("spec") or name), extra)),
+             (f"{label} fingerprint", cell(F.text(m.get("fingerprint"))))]
+    if m.get("library"):
+        pairs.append((f"{label} loaded by", cell(F.text(m.get("library")))))
+    base = F.as_dict(m.get("base"))
+    if base:
+        pairs.append((f"{label} adapted from", cell(F.text(base.get("spec") or base.get("name")),
+                                                    muted(F.short_fp(base.get("fingerprint"))))))
+    if m.get("zero_shot"):
+        pairs.append((f"{label} zero-shot", cell(F.text(m.get("zero_shot")))))
+    return pairs
 
 
 def _tool_cell(result: dict) -> Cell:
@@ -512,6 +521,38 @@ def _figures(p: dict, caption_floor: str) -> Figures:
     return Figures(figs)
 
 
+def adaptation_blocks(p: dict) -> list:
+    """What the adaptation changed on this probe (an adapted model's ``adaptation`` block): the
+    base's level and the adapted model's, whether the adaptation raised, kept or lowered it, and
+    adapted minus base per attack with its paired test."""
+    a = F.as_dict(p.get("adaptation"))
+    if not a:
+        return []
+    base = F.as_dict(a.get("base"))
+    head = F.as_dict(a.get("headline"))
+    sig = a.get("significant")
+    rows = []
+    tests, delta = F.as_dict(a.get("tests")), F.as_dict(a.get("delta"))
+    named = [("Linear probe", delta.get("linear_probe"), tests.get("linear_probe"))]
+    if tests.get("zero_shot"):
+        named.append(("Zero-shot", delta.get("zero_shot"), tests.get("zero_shot")))
+    for k, t in F.as_dict(tests.get("few_shot")).items():
+        named.append((f"Few-shot k={F.text(k)}", F.get(delta, "few_shot", k), t))
+    for label, d, t in named:
+        rows.append([cell(Fixed(label)), cell(F.pp(d)), *_test_cells(t)])
+    return [
+        Subheading(cell(Fixed("What the adaptation changed (against its base)"))),
+        Para(cell(strong(Fixed("Adaptation:")), Span(f"{F.text(a.get('change'))} the level", "strong"),
+                  Fixed("(base"), badge(a.get("base_level")), Fixed("-> adapted"), badge(a.get("level")), tight(")."),
+                  Fixed(f"Headline: {F.text(head.get('metric'))} {F.pp(head.get('change'))}, p ="),
+                  F.p_value(a.get("p_adjusted")), Fixed("after Holm across probes:"),
+                  Fixed("a significant change." if sig else "no significant change." if sig is False else ""),
+                  muted(f"Base: {F.text(base.get('spec') or base.get('name'))}"))),
+        table([Fixed(h) for h in ("Metric", "Adapted minus base", "95% CI", "p (paired test)")], rows,
+              (1, 2, 3)),
+    ]
+
+
 def _audit_probe(i: int, p: dict) -> Section:
     ctrl = F.as_dict(p.get("control"))
     level = F.level_name(p.get("risk_level"))
@@ -535,6 +576,7 @@ def _audit_probe(i: int, p: dict) -> Section:
     blocks += [b for b in (uplift_tests_table(p), power_para(p)) if b]
     blocks += [Subheading(cell(Fixed("Metrics (balanced accuracy on held-out test images, 95% CI)"))),
                metrics_table(p)]
+    blocks += adaptation_blocks(p)
     blocks += cost_blocks(p)
     blocks += _data_blocks(p)
     return Section(anchor(i, p.get("id")), F.text(p.get("title") or p.get("id")), blocks,
