@@ -347,6 +347,10 @@ def from_model_folder(folder: Path, *, device="cpu", spec: str | None = None) ->
                         floor_factory=_floor_factory(arch, arch_name, config, prep, device))
     enc.joint = arch.joint
     enc.arch = arch
+    if not arch.text:
+        enc.details["zero_shot"] = "not applicable: " + (
+            "a vision-only tower (audit it with --base MODEL, a model with a text tower, to lend it one)"
+            if arch.joint else "the checkpoint's embedding has no projection into an image-text space")
     _attach_own_text(enc, arch, folder)
     return enc
 
