@@ -324,7 +324,8 @@ def _floor_factory(arch: Arch, arch_name: str, config, prep, device, library="tr
     def build():
         model = seeded(lambda: _build(arch, config))
         floor = ModuleEncoder(model, EMBED[arch.pooled], prep, name=f"{arch_name} random init (seed 0)",
-                              spec=f"{arch_name} with random weights (seed 0): the same architecture without its training",
+                              spec=f"{arch_name} with random weights (seed 0): the same architecture without "
+                                   "its training",
                               fingerprint=fingerprint_state(model.state_dict()), device=device, library=library,
                               preprocess_id=repr(prep))
         floor.joint = arch.joint
@@ -382,7 +383,8 @@ def resolve_base(name: str | None, revision: str | None, folder: Path, what: str
     adapter), else a Hub repository."""
     fix = "pass the base with --base MODEL (its folder, or hf:ORG/NAME)"
     if not name:
-        raise ModelUnavailable(f"the adapter {what} names no base (base_model_name_or_path in adapter_config.json); {fix}")
+        raise ModelUnavailable(f"the adapter {what} names no base (base_model_name_or_path in adapter_config.json); "
+                               f"{fix}")
     path = Path(name).expanduser()
     for candidate in ([path] if path.is_absolute() else [path, folder.parent / path]):
         if candidate.is_dir():
@@ -409,7 +411,8 @@ def from_adapter(folder: Path, *, device="cpu", spec: str | None = None, base=No
     if base is None:
         base = resolve_base(raw.get("base_model_name_or_path"), raw.get("revision"), folder, what, device)
     if not isinstance(base, ModuleEncoder) or base.library != "transformers":
-        raise ModelUnavailable(f"the adapter {what} needs a transformers base (a save_pretrained folder or hf:ORG/NAME); "
+        raise ModelUnavailable(f"the adapter {what} needs a transformers base (a save_pretrained folder or "
+                               "hf:ORG/NAME); "
                                f"{base.spec} is loaded by {getattr(base, 'library', 'a plug-in')}")
     state = _adapter_state(folder, what)
     merged = _merge(base, folder, state, what)
@@ -422,7 +425,8 @@ def from_adapter(folder: Path, *, device="cpu", spec: str | None = None, base=No
     details = {"architecture": base.details.get("architecture"), "adapter": adapter,
                "preprocessing": preprocessing_record(prep) if isinstance(prep, ProcessorPreprocess) else
                base.details.get("preprocessing")}
-    enc = ModuleEncoder(merged, base._embed, prep, name=f"{base.name} + adapter {folder.name}", spec=spec or str(folder),
+    enc = ModuleEncoder(merged, base._embed, prep, name=f"{base.name} + adapter {folder.name}",
+                        spec=spec or str(folder),
                         fingerprint="sha256:" + fp.hexdigest(), device=device, library="peft",
                         preprocess_id=repr(prep), details=details, floor_factory=base._floor_factory)
     enc.joint = base.joint
@@ -443,7 +447,8 @@ def _merge(base: ModuleEncoder, folder: Path, state: dict, what: str):
             config = PeftConfig.from_pretrained(str(folder))
             model = get_peft_model(copy.deepcopy(base.model).cpu(), config)
         except Exception as exc:
-            raise ModelUnavailable(f"the adapter {what} does not apply to its base {base.spec} ({_short(exc)})") from exc
+            raise ModelUnavailable(f"the adapter {what} does not apply to its base {base.spec} "
+                                   f"({_short(exc)})") from exc
         expected = set(get_peft_model_state_dict(model))
         lacking = sorted(expected - set(state))
         result = set_peft_model_state_dict(model, state)

@@ -124,7 +124,8 @@ def adaptation_lines(report: dict, probe_id: Any) -> list[str]:
             sig = "a significant change" if a.get("significant") else "no significant change"
             p_adj = a.get("p_adjusted")
             p_text = f"{p_adj:.3g}" if isinstance(p_adj, (int, float)) else NA
-            return [f"- The adaptation {md(a.get('change'))} this risk: base {md(base.get('spec') or base.get('name'))} "
+            name = md(base.get("spec") or base.get("name"))
+            return [f"- The adaptation {md(a.get('change'))} this risk: base {name} "
                     f"rates {md(a.get('base_level'))}, the adapted model {md(a.get('level'))} ({sig} in the paired "
                     f"test, p = {p_text} after Holm across probes)"]
     return []
