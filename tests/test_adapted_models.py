@@ -243,6 +243,7 @@ def test_compare_base_vs_adapter_and_a_sweep_over_base_and_two_adapters(ckpts):
     assert all(p["adaptation"]["base"]["spec"] == str(ckpts["base"]) for p in per_model[1:])
     # the base swept as model 0 and the adapters' base are one set of weights: the same level
     assert per_model[1]["adaptation"]["base_level"] == per_model[0]["risk_level"]
+    assert "What each adaptation changed" in (w / "r-sweep" / "report.md").read_text()
 
 
 # --- zero-shot through a base's text tower -----------------------------------------------------

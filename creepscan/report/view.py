@@ -813,6 +813,16 @@ def _sweep_probe(i: int, sp: dict, models: list) -> Section:
     blocks.append(table([Fixed(h) for h in ("Order", "Model", "Level", "Best skill (95% CI)",
                                             "Uplift over floor (95% CI)", "Delta vs previous", "p vs previous",
                                             "Level rose", "Why")], rows, (0, 3, 4, 5, 6), "metrics sweep", row_css))
+    adapted = [(j, F.as_dict(F.as_dict(p).get("adaptation"))) for j, p in enumerate(per_model)]
+    adapted = [(j, a) for j, a in adapted if a]
+    if adapted:
+        blocks.append(Subheading(cell(Fixed("What each adaptation changed (against its base)"))))
+        blocks.append(Items([cell(strong(F.model_label(F.get(models, j), j)), tight(":"),
+                                  Fixed(f"{F.text(a.get('change'))} the level (base"), badge(a.get("base_level")),
+                                  Fixed("->"), badge(a.get("level")), tight(");"),
+                                  Fixed(f"headline {F.text(F.get(a, 'headline', 'metric'))} "
+                                        f"{F.pp(F.get(a, 'headline', 'change'))}, p ="), F.p_value(a.get("p_adjusted")),
+                                  muted(f"base {F.text(F.get(a, 'base', 'spec'))}")) for j, a in adapted]))
     others = [F.as_dict(x) for x in per_model[1:]]
     if all(F.same_data(first, o) for o in others):
         blocks += _data_blocks(first, heading=Fixed("Data (the same for every model)"))
