@@ -185,6 +185,20 @@ def test_siglip_and_dinov2_folders_give_pooled_embeddings_and_deterministic_floo
     assert not np.allclose(a.floor.encode_images(batch), emb)
 
 
+def test_a_vit_task_fine_tune_saved_without_its_pooler_is_embedded_by_its_first_token(tmp_path):
+    torch.manual_seed(0)
+    model = transformers.ViTForImageClassification(transformers.ViTConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+        patch_size=16, num_labels=3))
+    model.save_pretrained(str(tmp_path / "vit"))
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(str(tmp_path / "vit"))
+    enc = resolve_encoder(str(tmp_path / "vit"))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model.vit(pixel_values=x).last_hidden_state[:, 0].numpy()
+    assert np.allclose(enc.encode_images(x), want, atol=1e-5)
+
+
 # --- PEFT adapters -----------------------------------------------------------------------------
 
 def test_an_adapters_report_names_its_base_and_what_the_adaptation_changed(ckpts, lora_report):

@@ -114,8 +114,14 @@ def embed_auto(model, pixels):
     return _pooled(model(pixel_values=pixels))
 
 
+def embed_cls_token(model, pixels):
+    """The first token of the last hidden state: for a checkpoint saved without its pooler (a ViT
+    task fine-tune keeps the encoder and its classifier, not the pooler)."""
+    return model(pixel_values=pixels).last_hidden_state[:, 0]
+
+
 EMBED = {"image_features": embed_image_features, "image_embeds": embed_image_embeds,
-         "pooler_output": embed_pooler_output, "auto": embed_auto}
+         "pooler_output": embed_pooler_output, "auto": embed_auto, "cls_token": embed_cls_token}
 
 
 class TextTower:
@@ -291,9 +297,10 @@ def _build(arch: Arch, config):
 
 
 def load_model(arch: Arch, config, folder: Path, what: str):
-    """The weights of ``folder``: safetensors through transformers, else a pickled
-    ``pytorch_model.bin`` through the no-execution reader. Missing parameters are refused (they
-    would be random: a false reading)."""
+    """(model, how to pool) from the weights of ``folder``: safetensors through transformers, else a
+    pickled ``pytorch_model.bin`` through the no-execution reader. Missing parameters are refused
+    (they would be random: a false reading), except an auto-class model's pooler, which is then not
+    used (the first token's hidden state is the embedding)."""
     cls = _model_class(arch)
     kwargs = dict(config=_arch_config(arch, config), local_files_only=True, trust_remote_code=False,
                   output_loading_info=True)
@@ -314,20 +321,22 @@ def load_model(arch: Arch, config, folder: Path, what: str):
             raise ModelUnavailable(f"{what} holds no weights (model.safetensors or {PICKLED_WEIGHTS}); pass a folder "
                                    "saved by save_pretrained")
     missing = sorted(info.get("missing_keys") or [])
+    if missing and arch.cls is None and all(k.startswith("pooler.") for k in missing):
+        return model, "cls_token"
     if missing:
         raise ModelUnavailable(f"the weights in {what} lack {len(missing)} parameter(s) of {cls.__name__} (e.g. "
                                f"'{missing[0]}'); is the checkpoint for another architecture?")
-    return model
+    return model, arch.pooled
 
 
-def _floor_factory(arch: Arch, arch_name: str, config, prep, device, library="transformers"):
+def _floor_factory(arch: Arch, arch_name: str, config, prep, device, pooled: str):
     def build():
         model = seeded(lambda: _build(arch, config))
-        floor = ModuleEncoder(model, EMBED[arch.pooled], prep, name=f"{arch_name} random init (seed 0)",
+        floor = ModuleEncoder(model, EMBED[pooled], prep, name=f"{arch_name} random init (seed 0)",
                               spec=f"{arch_name} with random weights (seed 0): the same architecture without "
                                    "its training",
-                              fingerprint=fingerprint_state(model.state_dict()), device=device, library=library,
-                              preprocess_id=repr(prep))
+                              fingerprint=fingerprint_state(model.state_dict()), device=device,
+                              library="transformers", preprocess_id=repr(prep))
         floor.joint = arch.joint
         return floor
 
@@ -340,12 +349,12 @@ def from_model_folder(folder: Path, *, device="cpu", spec: str | None = None) ->
     config = read_config(folder, what)
     arch_name, arch = vision_arch(config, what)
     prep = load_preprocess(folder, what)
-    model = load_model(arch, config, folder, what)
-    enc = ModuleEncoder(model, EMBED[arch.pooled], prep, name=f"{arch_name} ({Path(what).name or what})",
+    model, pooled = load_model(arch, config, folder, what)
+    enc = ModuleEncoder(model, EMBED[pooled], prep, name=f"{arch_name} ({Path(what).name or what})",
                         spec=spec or str(folder), fingerprint=fingerprint_state(model.state_dict()), device=device,
                         library="transformers", preprocess_id=repr(prep),
                         details={"architecture": arch_name, "preprocessing": preprocessing_record(prep)},
-                        floor_factory=_floor_factory(arch, arch_name, config, prep, device))
+                        floor_factory=_floor_factory(arch, arch_name, config, prep, device, pooled))
     enc.joint = arch.joint
     enc.arch = arch
     if not arch.text:
