@@ -236,8 +236,8 @@ def test_a_lora_with_zero_b_changes_nothing(ckpts):
 
 
 def test_base_flag_overrides_the_adapters_base(ckpts):
-    report = _audit(ckpts, ckpts["nobase"], ckpts["w"] / "r-override", "--base", ckpts["base"])
-    assert report["probes"][0]["adaptation"]["base"]["spec"] == str(ckpts["base"])
+    enc = resolve_encoder(str(ckpts["nobase"]), base=str(ckpts["base"]))
+    assert enc.base.spec == str(ckpts["base"]) and enc.library == "peft"
 
 
 def test_compare_base_vs_adapter_and_a_sweep_over_base_and_two_adapters(ckpts):
