@@ -156,8 +156,9 @@ def _text_dim(base) -> int | None:
         return tower.dim()
     model, tokenizer = getattr(base, "model", None), getattr(base, "tokenizer", None)
     if model is not None and tokenizer is not None and hasattr(model, "encode_text"):  # open_clip
+        device = next(model.parameters()).device
         with torch.inference_mode():
-            return int(model.encode_text(tokenizer(["a photo."])).shape[-1])
+            return int(model.encode_text(tokenizer(["a photo."]).to(device)).shape[-1])
     return None
 
 
@@ -199,7 +200,9 @@ def _borrow_reason(enc: ModuleEncoder, base) -> str | None:
     """Why ``enc`` cannot use ``base``'s text tower, or None when it can."""
     if not getattr(enc, "joint", False):
         return "the checkpoint's embedding has no projection into an image-text space"
-    if not callable(getattr(base, "encode_text", None)):
+    from . import has_text
+
+    if not has_text(base):
         return f"the base ({base.spec}) has no text tower"
     d_text = _text_dim(base)
     d_image = embedding_dim(enc)
