@@ -359,7 +359,9 @@ def models(debug=False):
     click.echo(f"{'alias':<18} {'architecture':<20} {'tag':<24} source")
     for name, a in ALIASES.items():
         click.echo(f"{name:<18} {a.arch:<20} {a.tag:<24} {a.source}")
-    click.echo("\nAlso: ARCH:TAG (any open_clip pretrained pair), ARCH --weights FILE, hf-hub:ORG/NAME, py:MODULE:CALLABLE.")
+    click.echo("\nAlso: ARCH:TAG (any open_clip pretrained pair), ARCH --weights FILE, hf-hub:ORG/NAME, py:MODULE:CALLABLE,")
+    click.echo("hf:ORG/NAME[@REV] or a save_pretrained folder (transformers; a PEFT adapter: audit --base overrides its "
+               "base), timm:NAME [--weights FILE].")
 
 
 @main.command()
