@@ -314,11 +314,15 @@ def main():
               help="Exit 1 if any probe's risk level is LEVEL or above, or inconclusive.")
 @click.option("--json", "json_out", is_flag=True, expose_value=False, callback=_remember("json"),
               help="Print the summary as JSON on stdout (machine-readable) instead of text.")
+@click.option("--base", "base_model", default=None, metavar="MODEL",
+              help="The model MODEL was adapted from: each probe also says what the adaptation changed (for a PEFT "
+                   "adapter, replaces the base named in its adapter_config.json).")
 @shared_options
 @guarded
-def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, cache_dir, max_per_class, no_download,
+def audit(model, weights, fail_on, base_model, suite, probe_args, data, out, device, seed, cache_dir, max_per_class, no_download,
           batch_size, precision, decode, compile_, adversary, spec_file, allow_inconclusive, quiet, debug):
-    """Audit MODEL: an alias, ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME or py:MODULE:CALLABLE."""
+    """Audit MODEL: an alias, ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME, hf:ORG/NAME[@REV], a transformers or
+    PEFT folder, timm:NAME [--weights FILE] or py:MODULE:CALLABLE."""
     from .audit import run_audit
     from .encoders import resolve_encoder
     from .probes import select
@@ -327,7 +331,8 @@ def audit(model, weights, fail_on, suite, probe_args, data, out, device, seed, c
     settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
                          decode, compile_, out=out, adversary=adversary)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
-    encoder = settings.configure(resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None))
+    encoder = settings.configure(resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None,
+                                                 base=base_model))
     result = run_audit(encoder, probes, settings, suite=None if probe_args else suite)
     if spec is not None:
         from .spec import evaluate_spec
@@ -399,7 +404,9 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
             sys.exit(1)
 
 
-MODEL_FORMS = "ARCH:TAG (any open_clip pretrained pair), ARCH --weights FILE, hf-hub:ORG/NAME, py:MODULE:CALLABLE."
+MODEL_FORMS = ("ARCH:TAG (any open_clip pretrained pair), ARCH --weights FILE, hf-hub:ORG/NAME, py:MODULE:CALLABLE, "
+               "hf:ORG/NAME[@REV] or a save_pretrained folder (transformers; a PEFT adapter: audit --base overrides its "
+               "base), timm:NAME [--weights FILE].")
 
 
 @main.command()

@@ -275,7 +275,14 @@ def risk_block(probe: Probe, m_model, m_floor, chance: float, seed: int, n_test_
 
 
 def model_block(encoder) -> dict:
-    return {"spec": encoder.spec, "name": encoder.name, "fingerprint": encoder.fingerprint}
+    """Who the encoder is: spec, name, fingerprint, the library that loaded it, what its backend
+    records (preprocessing, adapter, zero-shot) and, for an adapted model, its base."""
+    block = {"spec": encoder.spec, "name": encoder.name, "fingerprint": encoder.fingerprint,
+             "library": getattr(encoder, "library", "plugin")}
+    block.update(getattr(encoder, "details", None) or {})
+    if getattr(encoder, "base", None) is not None:
+        block["base"] = model_block(encoder.base)
+    return block
 
 
 _FIRST = ("id", "title", "capability", "policy", "reference", "risk_level", "risk_reason", "risk_rule", "risk_axis",
@@ -386,6 +393,8 @@ def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, t
     for i, enc in enumerate(encoders):
         named[f"model{i}"] = enc
         named[f"floor{i}"] = enc.floor
+        if getattr(enc, "base", None) is not None:  # an adapted model: its base on the same images and splits
+            named[f"base{i}"], named[f"basefloor{i}"] = enc.base, enc.base.floor
     settings.log(f"{tag}{probe.id}: {len(pd.images)} images; embedding with {len(encoders)} model(s) and floor(s)")
     feats = embed(named, pd, settings)
     t_embed = time.perf_counter() - t0
@@ -424,6 +433,12 @@ def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, t
         block.update(risk_block(probe, m, f, header["chance"], settings.seed, per_class))
         block["metrics"] = m.to_json()
         block["control"] = {**model_block(enc.floor), "metrics": f.to_json()}
+        if f"base{i}" in named:
+            from .adaptation import adaptation_block
+
+            block["adaptation"] = adaptation_block(
+                ProbeResult(probe, header, ls, splits, [ModelResult(enc, m, f, block)]), enc.base,
+                metrics_of(f"base{i}"), metrics_of(f"basefloor{i}"), settings.seed, per_class)
         block["timings"] = {"embed_s": round(t_embed, 3), "attacks_s": round(time.perf_counter() - t1, 3),
                             "cache": {name: {s: feats[f"{name}{i}"].stats[s] for s in ("n_embedded", "n_cache_hits")}
                                       for name in ("model", "floor")}}
@@ -452,6 +467,9 @@ def run(encoders: list, probes: list[Probe], settings: Settings):
         out.append(run_probe(probe, pd, encoders, settings, tag))
         levels = ", ".join(m.block["risk_level"] for m in out[-1].models)
         settings.log(f"{tag}{probe.id}: done in {time.perf_counter() - t0:.0f} s (level: {levels})")
+    from .adaptation import adjust_across_probes
+
+    adjust_across_probes(out)
     return out, not_run
 
 

@@ -8,6 +8,8 @@ An encoder has ``name``, ``spec``, ``fingerprint`` (stable id of its weights), `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 from ..errors import ModelUnavailable
 
@@ -65,17 +67,79 @@ def same_path(path) -> str:
     return rel if not rel.startswith(os.pardir) else full
 
 
-def resolve_encoder(spec: str, *, weights=None, device="cpu", cache_dir=None):
+@dataclass(frozen=True)
+class Form:
+    """A way of naming a MODEL beyond the open_clip ones: ``matches(spec)`` says whether a spec is of
+    this form; ``load(spec, weights, device, base)`` builds it (``base``: an encoder or None). The
+    backends behind them (transformers, PEFT, timm) are imported only when such a MODEL is used."""
+
+    name: str
+    example: str
+    matches: Callable[[str], bool]
+    load: Callable
+
+
+def _no_weights(form: str, weights) -> None:
+    if weights:
+        raise ModelUnavailable(f"--weights goes with an open_clip architecture or timm:NAME; {form} holds its own "
+                               "weights")
+
+
+def _load_hf_hub(spec, weights, device, base):
+    from . import hf
+
+    _no_weights("an hf: checkpoint", weights)
+    return hf.from_hub(spec, device=device, base=base)
+
+
+def _load_folder(spec, weights, device, base):
+    from . import hf
+
+    _no_weights("a transformers or PEFT folder", weights)
+    return hf.from_folder(Path(spec), device=device, spec=spec, base=base)
+
+
+def _load_timm(spec, weights, device, base):
+    from .timm_backend import from_timm
+
+    return from_timm(spec, weights=weights, device=device)
+
+
+FORMS: list[Form] = [
+    Form("transformers or PEFT checkpoint on the Hugging Face Hub", "hf:ORG/NAME[@REVISION]",
+         lambda s: s.startswith("hf:"), _load_hf_hub),
+    Form("timm backbone (pretrained, or local weights)", "timm:NAME [--weights FILE]",
+         lambda s: s.startswith("timm:"), _load_timm),
+    Form("transformers save_pretrained folder, or PEFT adapter folder", "PATH/TO/FOLDER",
+         lambda s: s not in ALIASES and Path(s).is_dir(), _load_folder),
+]
+
+
+def resolve_encoder(spec: str, *, weights=None, device="cpu", cache_dir=None, base: str | None = None):
     """MODEL string (+ optional local weights) -> encoder.
 
     Forms: an alias (``clip-vit-b32``), ``ARCH:TAG``, ``ARCH --weights FILE``, ``hf-hub:ORG/NAME``,
-    ``py:MODULE:CALLABLE``.
+    ``py:MODULE:CALLABLE``, and ``FORMS``: ``hf:ORG/NAME[@REV]``, ``timm:NAME``, a local folder.
+    ``base``: a MODEL the result is audited against (its ``adaptation`` block); for a PEFT adapter it
+    replaces the base named in adapter_config.json.
     """
+    base_encoder = resolve_encoder(base, device=device, cache_dir=cache_dir) if base else None
+    encoder = _resolve(spec.strip(), weights, device, cache_dir, base_encoder)
+    if base_encoder is not None and getattr(encoder, "base", None) is None:
+        from .hf import attach_base
+
+        attach_base(encoder, base_encoder)
+    return encoder
+
+
+def _resolve(spec: str, weights, device, cache_dir, base):
     from . import openclip
     from .plugin import load_plugin
 
-    spec = spec.strip()
     weights = same_path(weights) if weights else weights
+    for form in FORMS:
+        if form.matches(spec):
+            return form.load(spec, weights, device, base)
     if spec.startswith("py:"):
         if weights:
             raise ModelUnavailable("--weights is for open_clip architectures; a py: plug-in loads its own weights")
@@ -106,9 +170,9 @@ def resolve_encoder(spec: str, *, weights=None, device="cpu", cache_dir=None):
     close = difflib.get_close_matches(spec, list(ALIASES), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ModelUnavailable(
-        f"unknown model '{spec}': use an alias (creepscan models), ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME "
-        f"or py:MODULE:CALLABLE.{hint}"
+        f"unknown model '{spec}': use an alias (creepscan models), ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME, "
+        f"hf:ORG/NAME, timm:NAME, a save_pretrained folder or py:MODULE:CALLABLE.{hint}"
     )
 
 
-__all__ = ["ALIASES", "Alias", "PixelEncoder", "has_text", "resolve_encoder"]
+__all__ = ["ALIASES", "Alias", "FORMS", "Form", "PixelEncoder", "has_text", "resolve_encoder"]

@@ -92,6 +92,8 @@ class OpenClipEncoder:
     GPU), and ``compile`` (``torch.compile`` of the image tower; batches are padded to one shape so
     it compiles once). The floor gets the same settings and settles ``auto`` for its own weights."""
 
+    library = "open_clip"  # who loaded the weights (the report's model block)
+
     def __init__(self, model, preprocess, tokenizer, *, name, spec, fingerprint, device, arch, floor_factory=None):
         self.model = model.eval().requires_grad_(False)
         self.preprocess = preprocess

@@ -16,6 +16,8 @@ from ..errors import ModelUnavailable, error_summary
 class PluginEncoder:
     """Adapter that checks a plug-in object at the door and normalises what it returns."""
 
+    library = "plugin"
+
     def __init__(self, obj, spec: str, *, is_floor: bool = False):
         for attr in ("preprocess", "encode_images"):
             if not callable(getattr(obj, attr, None)):
@@ -79,6 +81,7 @@ class PixelEncoder:
     name = "pixels 16x16"
     spec = "raw pixels, 16x16 RGB (no model)"
     fingerprint = "pixels-16x16-v1"
+    library = "creepscan"  # no model: creepscan's own pixel baseline
     preprocess_id = "resize16"
     floor = None
 

@@ -50,6 +50,9 @@ class LocalEngine:
 
         encoder = settings.configure(resolve_encoder(spec, weights=weights, device=settings.device, cache_dir=cache_dir))
         self.remember(encoder, spec, weights, settings)
+        base = getattr(encoder, "base", None)
+        if base is not None:  # an adapted model's base runs too: its spec (a folder, hf:, an alias) rebuilds it
+            self.remember(base, base.spec, None, settings)
         return encoder
 
     def remember(self, encoder, spec: str, weights, settings) -> None:

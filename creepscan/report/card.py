@@ -137,6 +137,7 @@ def _view(report: dict, spec_block: dict, sha: str) -> dict:
     probes = [as_dict(p.get("b")) if compare else p for p in as_list(report.get("probes")) if isinstance(p, dict)]
     timings = as_dict(report.get("timings"))
     return {
+        "report": report,
         "block": block,
         "baseline": baseline,
         "baseline_model": _model_facts(as_dict(report.get("model_a"))) if compare else {},
@@ -257,6 +258,23 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [_row(header), "|" + "|".join(" --- " for _ in header) + "|"] + [_row(r) for r in rows]
 
 
+def adaptation_lines(report: dict, probe_id: Any) -> list[str]:
+    """For an adapted model (a PEFT adapter, or audited with --base): whether the adaptation raised,
+    kept or lowered this probe's level, against the base's level, with the paired test's verdict."""
+    for p in as_list(report.get("probes")):
+        a = as_dict(as_dict(p).get("adaptation"))
+        if as_dict(p).get("id") == probe_id and a:
+            base = as_dict(a.get("base"))
+            sig = "a significant change" if a.get("significant") else "no significant change"
+            p_adj = a.get("p_adjusted")
+            p_text = f"{p_adj:.3g}" if isinstance(p_adj, (int, float)) else NA
+            name = md(base.get("spec") or base.get("name"))
+            return [f"- The adaptation {md(a.get('change'))} this risk: base {name} "
+                    f"rates {md(a.get('base_level'))}, the adapted model {md(a.get('level'))} ({sig} in the paired "
+                    f"test, p = {p_text} after Holm across probes)"]
+    return []
+
+
 def _result_line(b: dict) -> str:
     n = len(b["clauses"])
     if b.get("passed"):
@@ -375,6 +393,7 @@ def _evidence_section(v: dict) -> list[str]:
         if base:
             bc = as_dict(base.get(f"prohibited {c.get('probe')}"))
             lines.append(f"- Baseline (model A): {md(bc.get('measured_level'))}, {md(bc.get('verdict'))}")
+        lines += adaptation_lines(v["report"], c.get("probe"))
         lines.append("")
     return lines
 

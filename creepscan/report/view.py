@@ -218,8 +218,17 @@ def _model_pairs(model: Any, label: str = "Model") -> list:
     m = F.as_dict(model)
     name = m.get("name")
     extra = muted(f"({F.text(name)})") if name and name != m.get("spec") else None
-    return [(label, cell(F.text(m.get("spec") or name), extra)),
-            (f"{label} fingerprint", cell(F.text(m.get("fingerprint"))))]
+    pairs = [(label, cell(F.text(m.get("spec") or name), extra)),
+             (f"{label} fingerprint", cell(F.text(m.get("fingerprint"))))]
+    if m.get("library"):
+        pairs.append((f"{label} loaded by", cell(F.text(m.get("library")))))
+    base = F.as_dict(m.get("base"))
+    if base:
+        pairs.append((f"{label} adapted from", cell(F.text(base.get("spec") or base.get("name")),
+                                                    muted(F.short_fp(base.get("fingerprint"))))))
+    if m.get("zero_shot"):
+        pairs.append((f"{label} zero-shot", cell(F.text(m.get("zero_shot")))))
+    return pairs
 
 
 def _tool_cell(result: dict) -> Cell:
@@ -520,6 +529,38 @@ def _figures(p: dict, caption_floor: str) -> Figures:
     return Figures(figs)
 
 
+def adaptation_blocks(p: dict) -> list:
+    """What the adaptation changed on this probe (an adapted model's ``adaptation`` block): the
+    base's level and the adapted model's, whether the adaptation raised, kept or lowered it, and
+    adapted minus base per attack with its paired test."""
+    a = F.as_dict(p.get("adaptation"))
+    if not a:
+        return []
+    base = F.as_dict(a.get("base"))
+    head = F.as_dict(a.get("headline"))
+    sig = a.get("significant")
+    rows = []
+    tests, delta = F.as_dict(a.get("tests")), F.as_dict(a.get("delta"))
+    named = [("Linear probe", delta.get("linear_probe"), tests.get("linear_probe"))]
+    if tests.get("zero_shot"):
+        named.append(("Zero-shot", delta.get("zero_shot"), tests.get("zero_shot")))
+    for k, t in F.as_dict(tests.get("few_shot")).items():
+        named.append((f"Few-shot k={F.text(k)}", F.get(delta, "few_shot", k), t))
+    for label, d, t in named:
+        rows.append([cell(Fixed(label)), cell(F.pp(d)), *_test_cells(t)])
+    return [
+        Subheading(cell(Fixed("What the adaptation changed (against its base)"))),
+        Para(cell(strong(Fixed("Adaptation:")), Span(f"{F.text(a.get('change'))} the level", "strong"),
+                  Fixed("(base"), badge(a.get("base_level")), Fixed("-> adapted"), badge(a.get("level")), tight(")."),
+                  Fixed(f"Headline: {F.text(head.get('metric'))} {F.pp(head.get('change'))}, p ="),
+                  F.p_value(a.get("p_adjusted")), Fixed("after Holm across probes:"),
+                  Fixed("a significant change." if sig else "no significant change." if sig is False else ""),
+                  muted(f"Base: {F.text(base.get('spec') or base.get('name'))}"))),
+        table([Fixed(h) for h in ("Metric", "Adapted minus base", "95% CI", "p (paired test)")], rows,
+              (1, 2, 3)),
+    ]
+
+
 def _audit_probe(i: int, p: dict) -> Section:
     ctrl = F.as_dict(p.get("control"))
     level = F.level_name(p.get("risk_level"))
@@ -543,6 +584,7 @@ def _audit_probe(i: int, p: dict) -> Section:
     blocks += [b for b in (uplift_tests_table(p), power_para(p)) if b]
     blocks += [Subheading(cell(Fixed("Metrics (balanced accuracy on held-out test images, 95% CI)"))),
                metrics_table(p)]
+    blocks += adaptation_blocks(p)
     blocks += cost_blocks(p)
     blocks += _data_blocks(p)
     return Section(anchor(i, p.get("id")), F.text(p.get("title") or p.get("id")), blocks,
@@ -841,6 +883,16 @@ def _sweep_probe(i: int, sp: dict, models: list, order: Any = "given") -> Sectio
     blocks.append(table([Fixed(h) for h in ("Order", "Model", "Level", "Best skill (95% CI)",
                                             "Uplift over floor (95% CI)", "Delta vs previous", "p vs previous",
                                             "Level rose", "Why")], rows, (0, 3, 4, 5, 6), "metrics sweep", row_css))
+    adapted = [(j, F.as_dict(F.as_dict(p).get("adaptation"))) for j, p in enumerate(per_model)]
+    adapted = [(j, a) for j, a in adapted if a]
+    if adapted:
+        blocks.append(Subheading(cell(Fixed("What each adaptation changed (against its base)"))))
+        blocks.append(Items([cell(strong(F.model_label(F.get(models, j), j)), tight(":"),
+                                  Fixed(f"{F.text(a.get('change'))} the level (base"), badge(a.get("base_level")),
+                                  Fixed("->"), badge(a.get("level")), tight(");"),
+                                  Fixed(f"headline {F.text(F.get(a, 'headline', 'metric'))} "
+                                        f"{F.pp(F.get(a, 'headline', 'change'))}, p ="), F.p_value(a.get("p_adjusted")),
+                                  muted(f"base {F.text(F.get(a, 'base', 'spec'))}")) for j, a in adapted]))
     others = [F.as_dict(x) for x in per_model[1:]]
     if all(F.same_data(first, o) for o in others):
         blocks += _data_blocks(first, heading=Fixed("Data (the same for every model)"))
