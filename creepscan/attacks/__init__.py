@@ -314,12 +314,12 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
         # episodes, test images and the training pool, as few_shot_curve's CI (stats.few_shot_variance);
         # with groups the test-set part is the cluster-robust one, with its degrees of freedom
         pool = min(e.pool_size for e in per_fold)
-        var = few_shot_variance(acc_e, y_u, rate, n_classes, k=k, pool_size=max(pool, k))
+        var = few_shot_variance(acc_e, y_u, rate, n_classes, k=k, pool_size=max(pool, k), per_image=correct)
         df = None
         if cluster is not None:
             var = dataclasses.replace(var, test_set=clustered_variance(y_u, rate, cluster))
             df = cluster_df(y_u, cluster)
-        ci = proportion_ci(acc, var.total, var.kish_size, seed=[int(seed), int(k), 17], df=df)
+        ci = proportion_ci(acc, var.total, var.n_max, seed=[int(seed), int(k), 17], df=df)
         winners = [e.winner for e in per_fold]
         winner = max(sorted(set(winners)), key=winners.count)  # the head most folds chose on val
 
