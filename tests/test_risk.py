@@ -72,8 +72,13 @@ def test_zero_shot_with_a_matching_text_tower_is_critical():
     assert model.zero_shot is not None and model.zero_shot.accuracy > 0.9
     assert model.zero_shot.test_correct.shape == split.test.shape
     a = assess(model, floor, chance=model.chance)
-    assert (a.level, a.rule) == ("critical", "critical: zero_shot skill >= zero_shot_skill_critical")
-    assert "zero-shot" in a.reason
+    assert (a.level, a.rule) == ("critical", "critical: zero_shot skill >= zero_shot_skill_critical, label-name "
+                                             "permutation and paired tests significant")
+    assert "zero-shot" in a.reason and "label-name permutation test p=" in a.reason
+    assert model.zero_shot.to_json()["label_permutation"]["p_value"] <= 1e-3  # 8 names: Monte Carlo, 9999 draws
+    # a probe whose use is not prohibited (age, gender) is not critical by zero-shot alone
+    b = assess(model, floor, chance=model.chance, prohibited=False)
+    assert b.level != "critical" and "not prohibited" in b.reason
     # zero-shot is skipped without text embeddings
     assert evaluate(X, y, N_CLASSES, split, seed=0, attacks=FEW + ("zero_shot",)).zero_shot is None
 
@@ -238,7 +243,8 @@ def test_small_probe_end_to_end():
     m = evaluate(X, y, 7, split, seed=0)
     assert m.n_classes_kept == 6 and m.chance == pytest.approx(1 / 6)
     j = m.to_json()
-    assert [e["k"] for e in j["few_shot"]] == [1, 2, 4] and j["few_shot_unavailable"][0]["k"] == 8
+    # k=4 is the whole pool of the smallest classes (4 training images): unavailable, as k=8 is
+    assert [e["k"] for e in j["few_shot"]] == [1, 2] and [u["k"] for u in j["few_shot_unavailable"]] == [4, 8]
     assert j["verification"]["n_genuine"] == sum(n * (n - 1) // 2 for n in [6, 7, 8, 10, 12, 14])
     assert j["verification"]["not_measurable"] == ["1e-3"]  # 1330 impostor pairs: enough for 1e-2 only
     lp = j["linear_probe"]

@@ -31,6 +31,7 @@ import torch
 
 from .heads import HEADS as _EXTRA_HEADS, fit_heads, head_seed
 from .linear_probe import (Standardizer, _finite_rows, check_inputs, fit_logistic, predict)
+from .seeds import Stream
 from .splits import Split
 from .stats import balanced_accuracy_rows, few_shot_variance, paired_episodes, proportion_ci, skill as _skill
 
@@ -303,7 +304,7 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             batch = int(min(max_episodes - done, max(min_episodes, needed - done)))
         acc = float(acc_e.mean())
         entries.append(FewShotEntry(
-            k=k, accuracy=acc, ci95=proportion_ci(acc, var.total, var.n_max, seed=[int(seed), int(k), 17]),
+            k=k, accuracy=acc, ci95=proportion_ci(acc, var.total, var.n_max, seed=[int(seed), int(k), int(Stream.FEW_SHOT_CI)]),
             episodes=done,
             winner=winner, skill=_skill(acc, chance),
             prototype_accuracy=float(pt.mean()), logistic_accuracy=float(lt.mean()),
