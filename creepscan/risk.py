@@ -221,7 +221,7 @@ def uplift_tests(model: Metrics, floor: Metrics, chance: float, seed: int = 0, f
                                    paired_bootstrap(pm.test_labels, pf.test_correct, pm.test_correct, n_classes,
                                                     seed=stream(seed, Stream.UPLIFT_FINETUNE, i),
                                                     clusters=getattr(pm, "test_clusters", None)),
-                                   scale, _offset(pf.accuracy, chance)))
+                                   scale, _offset(getattr(pf, "accuracy", None), chance)))
     if model.few_shot is not None and floor.few_shot is not None:
         for k in sorted(set(model.few_shot.ks) & set(floor.few_shot.ks)):
             # episodes share one test set: the test includes its sampling noise too, or a small,
