@@ -41,7 +41,8 @@ from .attacks.stats import holm, paired_bootstrap
 from .attacks.verification import FAR_LEVELS
 from .levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, at_or_above, level_index, level_rose
 
-__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "DEFAULT_RULES", "DEFAULT_BASIS", "Assessment", "assess", "level_index",
+__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "DEFAULT_RULES", "DEFAULT_BASIS", "Assessment",
+           "assess", "level_index",
            "check_rules", "at_or_above", "level_rose", "uplift_tests", "CAPABILITY_RULES"]
 
 DEFAULT_RULES = {
@@ -226,7 +227,8 @@ def uplift_tests(model: Metrics, floor: Metrics, chance: float, seed: int = 0, f
         for k in sorted(set(model.few_shot.ks) & set(floor.few_shot.ks)):
             # episodes share one test set: the test includes its sampling noise too, or a small,
             # consistent test-set-luck difference reads as significant (shuffled labels!)
-            t = paired_few_shot(floor.few_shot[k], model.few_shot[k], n_classes, seed=stream(seed, Stream.UPLIFT_FEW_SHOT, k),
+            t = paired_few_shot(floor.few_shot[k], model.few_shot[k], n_classes,
+                                seed=stream(seed, Stream.UPLIFT_FEW_SHOT, k),
                                 clusters=cl)
             out.append({**_from_delta(f"few_shot k={k}", t, scale, _offset(floor.few_shot[k].accuracy, chance)), "k": k,
                         "pool": int(getattr(model.few_shot[k], "pool_size", 0) or 0)})

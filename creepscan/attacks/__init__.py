@@ -294,7 +294,8 @@ def _base_fields(obj, cls) -> dict:
 
 def _merge_linear(lps: list[LinearProbeResult], positions, y_u, n_classes: int, seed: int,
                   chance: float, cluster) -> LinearProbeResult:
-    correct, pred, acc, ci = _scatter(lps, positions, y_u, n_classes, cluster, seed=stream(seed, Stream.LINEAR_PROBE_CI))
+    correct, pred, acc, ci = _scatter(lps, positions, y_u, n_classes, cluster,
+                                      seed=stream(seed, Stream.LINEAR_PROBE_CI))
     if len(lps) == 1:  # one split, only the CI changes
         return dataclasses.replace(lps[0], ci95=ci)
     fold_C = [float(lp.C) for lp in lps]

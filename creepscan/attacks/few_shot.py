@@ -304,7 +304,8 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             batch = int(min(max_episodes - done, max(min_episodes, needed - done)))
         acc = float(acc_e.mean())
         entries.append(FewShotEntry(
-            k=k, accuracy=acc, ci95=proportion_ci(acc, var.total, var.n_max, seed=[int(seed), int(k), int(Stream.FEW_SHOT_CI)]),
+            k=k, accuracy=acc,
+            ci95=proportion_ci(acc, var.total, var.n_max, seed=[int(seed), int(k), int(Stream.FEW_SHOT_CI)]),
             episodes=done,
             winner=winner, skill=_skill(acc, chance),
             prototype_accuracy=float(pt.mean()), logistic_accuracy=float(lt.mean()),

@@ -569,7 +569,8 @@ def run_head(name: str, X, y, n_classes: int, split: Split, *, seed: int, device
         pred = classes[f.pred[0, n_val:].cpu().numpy()]
         correct = pred == y_te
         acc = balanced_accuracy(y_te, pred, n_classes)
-        ci = bootstrap_ci(y_te, correct, n_classes, seed=stream(seed, Stream.HEAD_CI, HEADS.index(name), tag), n_boot=n_boot)
+        ci = bootstrap_ci(y_te, correct, n_classes, seed=stream(seed, Stream.HEAD_CI, HEADS.index(name), tag),
+                          n_boot=n_boot)
         return pred, correct, acc, ci
 
     pred, correct, acc, ci = scored(fit, 0)

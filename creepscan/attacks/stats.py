@@ -41,7 +41,8 @@ __all__ = [
     "balanced_accuracy", "balanced_accuracy_rows", "balanced_accuracy_var", "bootstrap_ci",
     "proportion_ci", "difference_interval", "paired_bootstrap", "paired_episodes", "FewShotVariance",
     "few_shot_variance", "sign_flip_test", "sign_flip_p", "minimum_detectable_effect",
-    "images_needed_per_class", "holm", "skill", "POSTERIOR_DRAWS", "clopper_pearson", "clustered_variance", "clustered_ci", "cluster_df", "t_quantile",
+    "images_needed_per_class", "holm", "skill", "POSTERIOR_DRAWS", "clopper_pearson",
+    "clustered_variance", "clustered_ci", "cluster_df", "t_quantile",
 ]
 
 POSTERIOR_DRAWS = 20000    # draws behind each interval: quantile error ~2% of the half-width
