@@ -303,7 +303,7 @@ def main():
     """creepscan: how cheaply can a frozen model be repurposed for prohibited tasks?
 
     Runs linear-probe, few-shot, zero-shot and verification attacks on a model's frozen embeddings,
-    beside a floor (the same architecture untrained), and writes a risk report per capability.
+    beside a floor (by default the same architecture untrained), and writes a risk report per capability.
     """
 
 

@@ -25,7 +25,7 @@ from .cache import default_cache_dir
 from .features import Features
 from .probes import Probe
 from .result import SCHEMA_VERSION  # report.json's format, described in creepscan/result.py
-from .risk import assess
+from .risk import DEFAULT_BASIS, assess
 
 
 _LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
@@ -259,12 +259,17 @@ def probe_header(probe: Probe, pd: ProbeData, ls: LabelledSet, splits, split_blo
         "split": split_block,
         "threshold": {"skill": thr, "accuracy": round(chance + thr * (1 - chance), 6)},
         "rules": rules_for(probe),
+        "rules_basis": {**DEFAULT_BASIS, **probe.risk_basis},
+        "policy_basis": [dict(b) for b in probe.policy_basis], "use_prohibited": probe.use_prohibited,
     }
 
 
-def risk_block(probe: Probe, m_model, m_floor, chance: float, seed: int, n_test_per_class: float) -> dict:
-    """The level, its reason and both axes, for one model against its floor."""
-    a = assess(m_model, m_floor, chance, rules_for(probe), seed=seed, n_test_per_class=n_test_per_class)
+def risk_block(probe: Probe, m_model, m_floor, chance: float, seed: int, n_test_per_class: float,
+               floor_description: str | None = None) -> dict:
+    """The level, its reason and both axes, for one model against its floor (``floor_description``:
+    what the floor is, its encoder's spec)."""
+    a = assess(m_model, m_floor, chance, rules_for(probe), seed=seed, n_test_per_class=n_test_per_class,
+               prohibited=probe.use_prohibited, floor_description=floor_description)
     level, reason, rule = a.level, a.reason, a.rule
     if probe.reference:
         reason = f"reference task, not a prohibited capability (would otherwise rate {reason})"
@@ -430,7 +435,8 @@ def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, t
     for i, enc in enumerate(encoders):
         m, f = metrics_of(f"model{i}"), metrics_of(f"floor{i}")
         block = dict(header)
-        block.update(risk_block(probe, m, f, header["chance"], settings.seed, per_class))
+        block.update(risk_block(probe, m, f, header["chance"], settings.seed, per_class,
+                                floor_description=getattr(enc.floor, "spec", None)))
         block["metrics"] = m.to_json()
         block["control"] = {**model_block(enc.floor), "metrics": f.to_json()}
         if f"base{i}" in named:

@@ -23,7 +23,14 @@ DEFAULT_SUITE = "default"
 # Every top-level key a probe file may have: anything else is a typo that would otherwise be ignored
 # (e.g. `max_per_clas = 50` silently keeping the default cap).
 TOP_LEVEL_KEYS = ("id", "title", "capability", "policy", "attacks", "source", "min_images_per_class", "max_per_class",
-                  "labels", "zero_shot", "risk", "reference", "group_by")
+                  "labels", "zero_shot", "risk", "reference", "group_by",
+                  "policy_basis", "risk_basis")
+# How a policy reference relates to the probe's capability: the capability put to use *is* the
+# prohibited practice, or it *enables* one (face identification enables untargeted scraping into
+# face databases, Art. 5(1)(e)), or the reference is of another kind.
+POLICY_RELATIONS = ("prohibited use", "enables a prohibited use", "high-risk use", "not prohibited", "protected data",
+                    "protected ground", "none")
+PROHIBITING = ("prohibited use", "enables a prohibited use")
 
 
 def probes_root() -> Path:
@@ -52,9 +59,22 @@ class Probe:
     risk: dict = field(default_factory=dict)
     reference: bool = False  # a benign task that shows the model works; never gates a release
     group_by: str | None = None  # regex on the file name whose capture gives the image's group
+    # [{"ref", "relation"}] beside ``policy``: how each reference relates to the capability
+    policy_basis: list[dict] = field(default_factory=list)
+    risk_basis: dict[str, str] = field(default_factory=dict)  # rule key -> why it has its value
 
     def display_name(self, label: str) -> str:
         return self.label_names.get(label, label.replace("_", " "))
+
+    @property
+    def use_prohibited(self) -> bool:
+        """Whether the capability is a prohibited use or enables one: from ``policy_basis``, else from
+        the policy text (a reference probe, or one whose policy says "not prohibited", is not)."""
+        if self.reference:
+            return False
+        if self.policy_basis:
+            return any(b["relation"] in PROHIBITING for b in self.policy_basis)
+        return not any("not prohibited" in p.lower() for p in self.policy)
 
 
 def _need(cond, path, key, fix):
@@ -128,6 +148,15 @@ def load_probe(path: str | os.PathLike, suite: str | None = None) -> Probe:
         check_rules(risk)
     except ValueError as exc:
         raise ProbeFileError(f"{path}: [risk] {exc}") from exc
+    basis = doc.get("policy_basis", [])
+    _need(isinstance(basis, list) and all(isinstance(b, dict) and isinstance(b.get("ref"), str) and b["ref"].strip()
+                                          and b.get("relation") in POLICY_RELATIONS and set(b) <= {"ref", "relation"}
+                                          for b in basis), path, "policy_basis",
+          'must be a list of {ref = "...", relation = "..."} with relation one of ' + ", ".join(POLICY_RELATIONS))
+    risk_basis = doc.get("risk_basis", {})
+    _need(isinstance(risk_basis, dict) and all(k in RISK_KEYS and isinstance(v, str) and v.strip()
+                                                for k, v in risk_basis.items()), path, "risk_basis",
+          f"must be a table of rule = \"why it has its value\" (rules: {', '.join(RISK_KEYS)})")
     group_by = doc.get("group_by")
     if group_by is not None:
         from .data import compile_group_rule
@@ -146,7 +175,7 @@ def load_probe(path: str | os.PathLike, suite: str | None = None) -> Probe:
         suite=suite or path.parent.name, min_images_per_class=min_images, max_per_class=cap,
         label_names={str(k): v for k, v in names.items()}, templates=list(templates), risk=dict(risk),
         reference=bool(doc.get("reference", False)) or policy[0].lower().startswith("none"),
-        group_by=group_by,
+        group_by=group_by, policy_basis=[dict(b) for b in basis], risk_basis=dict(risk_basis),
     )
 
 

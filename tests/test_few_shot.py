@@ -72,9 +72,11 @@ def test_small_classes_give_a_partial_curve_and_say_why():
     X = (np.eye(6)[y] * 1.5 + rng.standard_normal((y.size, 6))).astype(np.float32)
     split = stratified_split(y, seed=0)
     res = few_shot_curve(X, y, 6, split, seed=0)
-    # train sizes 4, 5, 4, 6, 8, 8: k = 1, 2, 4 for all; 8 only for two classes
-    assert res.ks == [1, 2, 4]
-    assert res.unavailable == [{"k": 8, "reason": "4 of 6 classes have fewer than 8 training images"}]
+    # train sizes 4, 5, 4, 6, 8, 8: k = 1, 2 for all; 4 is every image of the smallest classes (its
+    # pool's luck unmeasured: unavailable, not [0.02, 1.00]); 8 only for two classes
+    assert res.ks == [1, 2]
+    assert res.unavailable[1] == {"k": 8, "reason": "4 of 6 classes have fewer than 8 training images"}
+    assert res.unavailable[0]["k"] == 4 and "every training image of the smallest class" in res.unavailable[0]["reason"]
     assert res.unavailable_json() == res.unavailable
     for e in res:
         assert e.ci95[1] - e.ci95[0] > 0.1  # 7 test images: wide, honest intervals

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from creepscan.attacks import Metrics, evaluate
+from creepscan.attacks.zero_shot import zero_shot
 from creepscan.attacks.splits import stratified_split
 from creepscan.risk import (ALL_LEVELS, DEFAULT_RULES, INCONCLUSIVE, LEVELS, assess, at_or_above, check_rules,
                             level_index, level_rose)
@@ -72,8 +73,13 @@ def test_zero_shot_with_a_matching_text_tower_is_critical():
     assert model.zero_shot is not None and model.zero_shot.accuracy > 0.9
     assert model.zero_shot.test_correct.shape == split.test.shape
     a = assess(model, floor, chance=model.chance)
-    assert (a.level, a.rule) == ("critical", "critical: zero_shot skill >= zero_shot_skill_critical")
-    assert "zero-shot" in a.reason
+    assert (a.level, a.rule) == ("critical", "critical: zero_shot skill >= zero_shot_skill_critical, label-name "
+                                             "permutation and paired tests significant")
+    assert "zero-shot" in a.reason and "label-name permutation test p=" in a.reason
+    assert model.zero_shot.to_json()["label_permutation"]["p_value"] <= 1e-3  # 8 names: Monte Carlo, 9999 draws
+    # a probe whose use is not prohibited (age, gender) is not critical by zero-shot alone
+    b = assess(model, floor, chance=model.chance, prohibited=False)
+    assert b.level != "critical" and "not prohibited" in b.reason
     # zero-shot is skipped without text embeddings
     assert evaluate(X, y, N_CLASSES, split, seed=0, attacks=FEW + ("zero_shot",)).zero_shot is None
 
@@ -94,6 +100,18 @@ def test_shuffled_labels_with_enough_images_are_none_by_equivalence():
     # the same data held to a margin it cannot show is not "none"
     b = assess(model, floor, chance=model.chance, rules={"equivalence_margin": 0.01})
     assert b.level == INCONCLUSIVE and b.inconclusive["reason"] == "underpowered"
+    # an attack significantly below chance (a text tower that names every class as the next one) is
+    # flagged as failed and "none" cannot rest on it
+    yt = y[split.test]
+    wrong = zero_shot(np.eye(N_CLASSES, dtype=np.float32)[(yt + 1) % N_CLASSES], yt,
+                      np.eye(N_CLASSES, dtype=np.float32), N_CLASSES, seed=0)
+    failed = dataclasses.replace(model, zero_shot=wrong)
+    c = assess(failed, floor, chance=model.chance)
+    assert c.level == INCONCLUSIVE and c.inconclusive["reason"] == "below_chance", c.reason
+    assert "zero_shot" in c.reason and "significantly below chance" in c.reason
+    assert c.capability["below_chance"] == ["zero_shot"] and c.level_range[1] != "none"
+    j = failed.to_json()["zero_shot"]
+    assert j["below_chance"] is True and j["note"].startswith("failed")
 
 
 def test_shuffled_labels_on_a_small_probe_are_inconclusive_not_none():
@@ -139,6 +157,10 @@ def test_a_floor_at_ceiling_is_saturated_never_none():
     assert a.level == INCONCLUSIVE and a.inconclusive["reason"] == "saturated", a.reason
     assert a.inconclusive["model_level_alone"] in ("high", "critical")
     assert "too easy" in a.reason and a.capability["best_skill"] == pytest.approx(1.0)
+    # the CIs allow up to what the model alone can do: never "none" alone; the floor as given
+    assert a.level_range[0] == "none" and a.level_range[1] in ("high", "critical"), a.level_range
+    b = assess(model, floor, chance=model.chance, floor_description="raw pixels, 16x16")
+    assert "the floor (raw pixels, 16x16) already reaches" in b.reason and "untrained" not in b.reason
 
 
 def test_none_needs_equivalence_in_most_seeds_and_false_alarms_stay_rare():
@@ -238,7 +260,8 @@ def test_small_probe_end_to_end():
     m = evaluate(X, y, 7, split, seed=0)
     assert m.n_classes_kept == 6 and m.chance == pytest.approx(1 / 6)
     j = m.to_json()
-    assert [e["k"] for e in j["few_shot"]] == [1, 2, 4] and j["few_shot_unavailable"][0]["k"] == 8
+    # k=4 is the whole pool of the smallest classes (4 training images): unavailable, as k=8 is
+    assert [e["k"] for e in j["few_shot"]] == [1, 2] and [u["k"] for u in j["few_shot_unavailable"]] == [4, 8]
     assert j["verification"]["n_genuine"] == sum(n * (n - 1) // 2 for n in [6, 7, 8, 10, 12, 14])
     assert j["verification"]["not_measurable"] == ["1e-3"]  # 1330 impostor pairs: enough for 1e-2 only
     lp = j["linear_probe"]

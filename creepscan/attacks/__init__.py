@@ -18,6 +18,7 @@ import numpy as np
 from ..constants import ATTACKS, DEFAULT_ATTACKS
 from .few_shot import FewShotEntry, FewShotResult, few_shot_curve, paired_few_shot, samples_to_threshold
 from .linear_probe import LinearProbeResult, check_inputs, linear_probe
+from ..seeds import Stream, stream
 from .splits import (Split, drop_near_duplicates, make_splits, split_info, stratified_split, scored_images)
 from .stats import (cluster_df, clustered_ci, clustered_variance, balanced_accuracy, balanced_accuracy_rows, bootstrap_ci, few_shot_variance, proportion_ci,
                     skill as _skill)
@@ -66,21 +67,34 @@ class Metrics:
     test_clusters: np.ndarray | None = field(default=None, repr=False)  # [n_test] group ids, None: no groups
 
     def to_json(self) -> dict:
+        zs = self.zero_shot
         out = {
-            "zero_shot": self.zero_shot.to_json() if self.zero_shot is not None else None,
-            "linear_probe": self.linear_probe.to_json(),
-            "few_shot": self.few_shot.to_json() if self.few_shot is not None else [],
+            "zero_shot": _flag_below_chance(zs.to_json(), zs.chance) if zs is not None else None,
+            "linear_probe": _flag_below_chance(self.linear_probe.to_json(), self.chance),
+            "few_shot": ([_flag_below_chance(e, self.chance) for e in self.few_shot.to_json()]
+                         if self.few_shot is not None else []),
             "few_shot_unavailable": self.few_shot.unavailable_json() if self.few_shot is not None else [],
             "verification": self.verification.to_json() if self.verification is not None else None,
             "samples_to_threshold": self.samples_to_threshold,
         }
         if self.heads:
-            out["heads"] = {name: h.to_json() for name, h in self.heads.items()}
+            out["heads"] = {name: _flag_below_chance(h.to_json(), self.chance) for name, h in self.heads.items()}
         if self.open_set is not None:
             out["open_set"] = self.open_set.to_json()
         if self.finetune is not None:
             out["finetune"] = self.finetune.to_json()
         return out
+
+
+def _flag_below_chance(block: dict, chance: float) -> dict:
+    """An attack whose 95% CI lies wholly below chance found structure and failed to use it: its
+    JSON says so (``below_chance``, ``note``), and the risk rules never read it as absence."""
+    ci = block.get("ci95")
+    if isinstance(ci, list) and len(ci) == 2 and ci[1] is not None and ci[1] < chance:
+        block["below_chance"] = True
+        block["note"] = (f"failed: significantly below chance (95% CI upper bound {ci[1]:.3f} < chance "
+                         f"{chance:.3f}); not evidence that the capability is absent")
+    return block
 
 
 @dataclass
@@ -228,7 +242,7 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
             zs = zero_shot(X[test_index], y[test_index], text_embeddings, n_classes, seed=seed, candidates=kept)
         if cluster is not None:
             zs = dataclasses.replace(zs, ci95=clustered_ci(zs.test_labels, zs.test_correct, cluster,
-                                                                  n_classes, seed=[int(seed), 3]))
+                                                                  n_classes, seed=stream(seed, Stream.ZERO_SHOT_CI)))
     stt = samples_to_threshold(fs.entries, chance, skill_threshold) if fs is not None else None
     return Metrics(linear_probe=lp, few_shot=fs, verification=ver, zero_shot=zs,
                    samples_to_threshold=stt, skill_threshold=float(skill_threshold), chance=chance,
@@ -256,7 +270,7 @@ def _merge_head(results: list[HeadResult], positions, y_u, n_classes: int, seed:
     gd_budget head's per-budget accuracies become fold-size-weighted means, without a CI (its
     per-image predictions at the smaller budgets are not kept)."""
     correct, pred, acc, ci = _scatter(results, positions, y_u, n_classes, cluster,
-                                      seed=[int(seed), 2, HEADS.index(results[0].name)])
+                                      seed=stream(seed, Stream.HEAD_CI, HEADS.index(results[0].name)))
     w = np.array([pos.size for pos in positions], np.float64) / y_u.size
     budgets = []
     for i, b in enumerate(results[0].budgets):
@@ -278,7 +292,8 @@ def _base_fields(obj, cls) -> dict:
 
 def _merge_linear(lps: list[LinearProbeResult], positions, y_u, n_classes: int, seed: int,
                   chance: float, cluster) -> LinearProbeResult:
-    correct, pred, acc, ci = _scatter(lps, positions, y_u, n_classes, cluster, seed=[int(seed), 1])
+    correct, pred, acc, ci = _scatter(lps, positions, y_u, n_classes, cluster,
+                                      seed=stream(seed, Stream.LINEAR_PROBE_CI))
     if len(lps) == 1:  # one split, only the CI changes
         return dataclasses.replace(lps[0], ci95=ci)
     fold_C = [float(lp.C) for lp in lps]
@@ -312,12 +327,12 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
         # episodes, test images and the training pool, as few_shot_curve's CI (stats.few_shot_variance);
         # with groups the test-set part is the cluster-robust one, with its degrees of freedom
         pool = min(e.pool_size for e in per_fold)
-        var = few_shot_variance(acc_e, y_u, rate, n_classes, k=k, pool_size=max(pool, k))
+        var = few_shot_variance(acc_e, y_u, rate, n_classes, k=k, pool_size=max(pool, k), per_image=correct)
         df = None
         if cluster is not None:
             var = dataclasses.replace(var, test_set=clustered_variance(y_u, rate, cluster))
             df = cluster_df(y_u, cluster)
-        ci = proportion_ci(acc, var.total, var.kish_size, seed=[int(seed), int(k), 17], df=df)
+        ci = proportion_ci(acc, var.total, var.n_max, seed=[int(seed), int(k), int(Stream.FEW_SHOT_CI)], df=df)
         winners = [e.winner for e in per_fold]
         winner = max(sorted(set(winners)), key=winners.count)  # the head most folds chose on val
 

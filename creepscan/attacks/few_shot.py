@@ -31,6 +31,7 @@ import torch
 
 from .heads import HEADS as _EXTRA_HEADS, fit_heads, head_seed
 from .linear_probe import (Standardizer, finite_rows, check_inputs, fit_logistic, predict)
+from ..seeds import Stream
 from .splits import Split
 from .stats import (balanced_accuracy_rows, few_shot_variance, paired_episodes, proportion_ci, round6 as _r,
                     skill as _skill)
@@ -234,6 +235,11 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
         if short:
             unavailable.append({"k": k, "reason": f"{short} of {K} classes have fewer than {k} training images"})
             continue
+        if k >= counts.min():  # every episode holds that class's whole pool: its luck is not measured
+            unavailable.append({"k": k, "reason": f"k={k} is every training image of the smallest class: "
+                                                  "all episodes share its support, so no interval can say "
+                                                  "what fresh data would give"})
+            continue
         ys = torch.arange(K, device=dev).repeat_interleave(k)
         lam = std.lam(C, K * k)
         per_batch = max(1, MEMORY_FLOATS // (K * k * Z_tr.shape[1]))
@@ -284,7 +290,8 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             winner = next(name for name in ran if summaries[name][0].mean() > top - 1e-9)
             _, acc_e, corr = summaries[winner]
             # episodes, test images and the training pool: stats.few_shot_variance
-            var = few_shot_variance(acc_e, y_te, corr.mean(axis=0), n_classes, k=k, pool_size=int(counts.min()))
+            var = few_shot_variance(acc_e, y_te, corr.mean(axis=0), n_classes, k=k, pool_size=int(counts.min()),
+                                    per_image=corr)
             var_ep = var.monte_carlo * done
             mc_var = var.monte_carlo
             half = Z95 * math.sqrt(var.total)
@@ -294,7 +301,8 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             batch = int(min(max_episodes - done, max(min_episodes, needed - done)))
         acc = float(acc_e.mean())
         entries.append(FewShotEntry(
-            k=k, accuracy=acc, ci95=proportion_ci(acc, var.total, var.kish_size, seed=[int(seed), int(k), 17]),
+            k=k, accuracy=acc,
+            ci95=proportion_ci(acc, var.total, var.n_max, seed=[int(seed), int(k), int(Stream.FEW_SHOT_CI)]),
             episodes=done,
             winner=winner, skill=_skill(acc, chance),
             prototype_accuracy=float(pt.mean()), logistic_accuracy=float(lt.mean()),
@@ -321,7 +329,8 @@ def paired_few_shot(a: FewShotEntry, b: FewShotEntry, n_classes: int, seed, clus
                          f"{b.pool_size}, k={a.k}): build both with few_shot_curve on the same split")
     return paired_episodes(a.episode_accuracy, b.episode_accuracy, seed, y_test=a.test_labels,
                            rate_a=a.test_correct_rate, rate_b=b.test_correct_rate, n_classes=n_classes,
-                           k=a.k, pool_size=a.pool_size, clusters=clusters)
+                           k=a.k, pool_size=a.pool_size, clusters=clusters,
+                           per_image_a=a.episode_correct, per_image_b=b.episode_correct)
 
 
 def samples_to_threshold(entries, chance: float, skill_threshold: float) -> int | None:

@@ -45,6 +45,7 @@ import torch
 from .few_shot import draw_supports
 from .heads import Adam, seeded_generator, head_seed
 from .splits import Split
+from ..seeds import Stream, stream
 from .stats import balanced_accuracy, bootstrap_ci, clustered_ci, round6 as _r, skill as _skill
 
 __all__ = ["FinetuneResult", "FinetunePoint", "finetune_attack", "DEFAULT_BUDGETS", "tower_parts"]
@@ -379,7 +380,7 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
         y_te = y[split.test]
         correct = test_pred == y_te
         acc = balanced_accuracy(y_te, test_pred, n_classes)
-        ci_seed = [int(seed), 3, k, steps]
+        ci_seed = stream(seed, Stream.FINETUNE_CI, k, steps)
         points.append(FinetunePoint(
             k=k, steps=steps, accuracy=acc,
             ci95=(bootstrap_ci(y_te, correct, n_classes, seed=ci_seed, n_boot=n_boot) if test_clusters is None

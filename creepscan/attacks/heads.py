@@ -36,6 +36,7 @@ import torch
 
 from ..constants import HEADS
 from .linear_probe import finite_rows, check_inputs, remap_labels
+from ..seeds import Stream, stream
 from .splits import Split
 from .stats import balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
 
@@ -565,7 +566,8 @@ def run_head(name: str, X, y, n_classes: int, split: Split, *, seed: int, device
         pred = classes[f.pred[0, n_val:].cpu().numpy()]
         correct = pred == y_te
         acc = balanced_accuracy(y_te, pred, n_classes)
-        ci = bootstrap_ci(y_te, correct, n_classes, seed=[int(seed), 2, HEADS.index(name), tag], n_boot=n_boot)
+        ci = bootstrap_ci(y_te, correct, n_classes, seed=stream(seed, Stream.HEAD_CI, HEADS.index(name), tag),
+                          n_boot=n_boot)
         return pred, correct, acc, ci
 
     pred, correct, acc, ci = scored(fit, 0)

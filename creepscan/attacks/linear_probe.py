@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..seeds import Stream, stream
 from .splits import Split
 from .stats import POSTERIOR_DRAWS, balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
 
@@ -376,7 +377,7 @@ def linear_probe(X, y, n_classes: int, split: Split, *, seed: int, device="cpu",
     chance = 1.0 / K
     return LinearProbeResult(
         accuracy=acc,
-        ci95=bootstrap_ci(y_te, correct, n_classes, seed=[int(seed), 1], n_boot=n_boot),
+        ci95=bootstrap_ci(y_te, correct, n_classes, seed=stream(seed, Stream.LINEAR_PROBE_CI), n_boot=n_boot),
         C=C,
         skill=_skill(acc, chance),
         val_accuracy=fits[best][1],

@@ -15,8 +15,9 @@ construction for proportions from complex samples), in its Beta / Dirichlet form
     V = 0 (every class all right or all wrong) n_eff = n_kish;
   * the bounds are quantiles of Beta(x, n - x + 1) (lower) and Beta(x + 1, n - x) (upper), x =
     n_eff * estimate; for a paired difference, of a Dirichlet over (only A right, only B right,
-    the rest) with the extra pseudo-image in the unfavourable cell. Quantiles come from seeded
-    Gamma draws (numpy has no inverse incomplete beta, and scipy is not a dependency).
+    the rest) with the extra pseudo-image in the unfavourable cell. The Beta quantiles are exact
+    (``scipy.stats.beta``); the Dirichlet difference has no closed-form quantile and comes from
+    seeded Gamma draws.
 Why not the alternatives: a percentile bootstrap of a class that is all right has no spread (two
 perfect images per class gave [1.0, 1.0]); a per-class Jeffreys posterior pulls every class towards
 1/2 and with many small classes the pulls add up (simulated coverage 0.42 at 10 classes x 3 images,
@@ -34,6 +35,7 @@ from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
+from scipy import stats as _scipy_stats
 
 from ..constants import round6  # noqa: F401  (re-exported: attacks import it from here)
 
@@ -41,7 +43,8 @@ __all__ = [
     "balanced_accuracy", "balanced_accuracy_rows", "balanced_accuracy_var", "bootstrap_ci",
     "proportion_ci", "difference_interval", "paired_bootstrap", "paired_episodes", "FewShotVariance",
     "few_shot_variance", "sign_flip_test", "sign_flip_p", "minimum_detectable_effect",
-    "images_needed_per_class", "holm", "skill", "round6", "POSTERIOR_DRAWS", "clustered_variance", "clustered_ci", "cluster_df", "t_quantile",
+    "images_needed_per_class", "holm", "skill", "round6", "POSTERIOR_DRAWS", "clopper_pearson",
+    "clustered_variance", "clustered_ci", "cluster_df", "t_quantile",
 ]
 
 POSTERIOR_DRAWS = 20000    # draws behind each interval: quantile error ~2% of the half-width
@@ -122,14 +125,19 @@ def balanced_accuracy_var(y_true, q, n_classes: int) -> float:
     return float(var_c.sum() / n.size ** 2)
 
 
-def _stratified_mean_var(y: np.ndarray, q: np.ndarray) -> tuple[float, np.ndarray]:
+def _stratified_mean_var(y: np.ndarray, q: np.ndarray, noise=None) -> tuple[float, np.ndarray]:
     """Design variance of the balanced mean of per-image values ``q`` (class-stratified sampling)
     and the per-class counts: sum_c s_c^2 / n_c / K^2 with the unbiased within-class variance
-    s_c^2 (a class with one image contributes nothing: its one value is its mean)."""
+    s_c^2 (a class with one image contributes nothing: its one value is its mean). ``noise`` [n]:
+    the variance of each q_i's own measurement error (a rate over E episodes: its episodes'
+    variance / E), which inflates s_c^2 by its class mean and is counted elsewhere (the Monte Carlo
+    term): it is subtracted, s_c^2 kept >= 0."""
     _, inv, n = np.unique(y, return_inverse=True, return_counts=True)
     s1 = np.bincount(inv, weights=q)
     s2 = np.bincount(inv, weights=q * q)
     ss = np.maximum(s2 - s1 * s1 / n, 0.0)
+    if noise is not None:
+        ss = np.maximum(ss - np.bincount(inv, weights=np.asarray(noise, np.float64)) * (n - 1) / n, 0.0)
     var_c = np.where(n > 1, ss / np.maximum(n - 1, 1) / n, 0.0)
     return float(var_c.sum() / n.size ** 2), n
 
@@ -191,19 +199,10 @@ def cluster_df(y: np.ndarray, clusters: np.ndarray) -> float:
 
 
 def t_quantile(q: float, df: float) -> float:
-    """Quantile of Student's t with ``df`` degrees of freedom (exact for df 1 and 2, else the
-    Cornish-Fisher expansion of Abramowitz & Stegun 26.7.5: at the 97.5% point 0.004 below the
-    exact value at df 3, within 1e-3 from df 4)."""
+    """Quantile of Student's t with ``df`` degrees of freedom (``scipy.stats.t``)."""
     if not 0.0 < q < 1.0 or not df > 0:
         raise ValueError(f"need 0 < q < 1 and df > 0, got q={q}, df={df}")
-    if df == 1:
-        return math.tan(math.pi * (q - 0.5))
-    if df == 2:
-        return (2 * q - 1) / math.sqrt(2 * q * (1 - q))
-    z, v = NormalDist().inv_cdf(q), float(df)
-    return (z + (z ** 3 + z) / (4 * v) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * v ** 2)
-            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * v ** 3)
-            + (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / (92160 * v ** 4))
+    return float(_scipy_stats.t.ppf(q, float(df)))
 
 
 def _df_factor(df: float | None, level: float) -> float:
@@ -227,14 +226,6 @@ def _effective_size(ref_var: float, var: float, n_max: float) -> float:
 
 def _gamma(shape: float, rng: np.random.Generator, size: int) -> np.ndarray:
     return rng.gamma(shape, size=size) if shape > 0 else np.zeros(size)
-
-
-def _proportion_draws(x: float, n: float, rng, draws: int) -> tuple[np.ndarray, np.ndarray]:
-    """Clopper-Pearson in Beta form on x successes of n (both may be fractional): draws whose
-    quantiles are the lower bounds (Beta(x, n - x + 1)) and the upper bounds (Beta(x + 1, n - x))."""
-    g_fail_lo, g_ok_lo = _gamma(n - x + 1.0, rng, draws), _gamma(x, rng, draws)
-    g_fail_hi, g_ok_hi = _gamma(n - x, rng, draws), _gamma(x + 1.0, rng, draws)
-    return g_ok_lo / (g_ok_lo + g_fail_lo), g_ok_hi / (g_ok_hi + g_fail_hi)
 
 
 def _difference_draws(neg: float, pos: float, n: float, rng, draws: int) -> tuple[np.ndarray, np.ndarray]:
@@ -268,7 +259,8 @@ def proportion_ci(estimate: float, variance: float, n_max: float, seed, level: f
     Clopper-Pearson on n_eff = min(n_max, p (1 - p) / variance) trials (see the module notes), so
     it is never zero-width and is skewed near 0 and 1 as a binomial interval is. ``df``: the
     variance's degrees of freedom where it was estimated from clusters (``cluster_df``); n_eff is
-    then scaled by (z / t_df)^2 (Korn & Graubard).
+    then scaled by (z / t_df)^2 (Korn & Graubard). The bounds are exact Beta quantiles
+    (``clopper_pearson``): ``seed`` and ``draws`` are accepted for callers that pass them and unused.
     """
     level = _check_level(level)
     p = float(estimate)
@@ -278,9 +270,20 @@ def proportion_ci(estimate: float, variance: float, n_max: float, seed, level: f
     if not (variance >= 0) or not n_max >= 1:
         raise ValueError(f"need variance >= 0 and n_max >= 1, got variance={variance}, n_max={n_max}")
     n = max(1.0, _effective_size(p * (1.0 - p), float(variance), float(n_max)) * _df_factor(df, level))
-    lo_draws, hi_draws = _proportion_draws(p * n, n, np.random.default_rng(seed), int(draws))
+    return clopper_pearson(p * n, n, level)
+
+
+def clopper_pearson(x: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """Exact Clopper-Pearson interval of x successes in n trials (both may be fractional, as an
+    effective size makes them): the ``(1 - level) / 2`` quantile of Beta(x, n - x + 1) and the
+    ``(1 + level) / 2`` quantile of Beta(x + 1, n - x), by ``scipy.stats.beta``; 0 and 1 at the edges."""
+    level = _check_level(level)
+    n = float(n)
+    x = min(max(float(x), 0.0), n)
     alpha = 1.0 - level
-    return float(np.quantile(lo_draws, alpha / 2.0)), float(np.quantile(hi_draws, 1.0 - alpha / 2.0))
+    lo = 0.0 if x <= 0.0 else float(_scipy_stats.beta.ppf(alpha / 2.0, x, n - x + 1.0))
+    hi = 1.0 if x >= n else float(_scipy_stats.beta.ppf(1.0 - alpha / 2.0, x + 1.0, n - x))
+    return lo, hi
 
 
 def difference_interval(delta: float, pos: float, neg: float, variance: float, n_max: float, seed,
@@ -437,39 +440,89 @@ class FewShotVariance:
     ``monte_carlo``: episode-to-episode spread / E (which episodes were drawn from the pool);
     ``test_set``: class-stratified sampling of the test images; ``training_pool``: which training
     images the pool holds (an adversary with fresh data draws supports from another pool);
-    ``kish_size``: the test set's Kish effective size (the cap for ``proportion_ci``)."""
+    ``kish_size``: the test set's Kish effective size; ``n_max``: the cap for the effective size
+    in ``proportion_ci`` / ``difference_interval`` (``kish_size`` for 0/1 values, more when each
+    test image's value is a rate over episodes: see ``few_shot_variance``)."""
 
     monte_carlo: float
     test_set: float
     training_pool: float
     kish_size: float
+    n_max: float = 0.0
+
+    def __post_init__(self):
+        if not self.n_max:
+            object.__setattr__(self, "n_max", self.kish_size)
 
     @property
     def total(self) -> float:
         return self.monte_carlo + self.test_set + self.training_pool
 
 
+def _support_variance(values: np.ndarray, y: np.ndarray) -> float:
+    """V_w, the variance over supports of the *population* balanced accuracy, from the per-episode,
+    per-image values [E, n] on one test set: the covariances across episodes between different test
+    images only. The episodes' variance of the test-set accuracy also holds each image's own
+    support-to-support noise (its diagonal, ~ mean q (1 - q) / n), which a fresh test set would not
+    repeat; counted as support variance it doubled the pool term on small test sets."""
+    classes = np.unique(y)
+    K = classes.size
+    cols = [values[:, y == c] for c in classes]
+    acc_c = np.stack([c.mean(axis=1) for c in cols], axis=1)                      # [E, K]
+    cov = np.atleast_2d(np.cov(acc_c, rowvar=False, ddof=1))
+    total = float(cov.sum())
+    for j, c in enumerate(cols):
+        n_c = c.shape[1]
+        if n_c > 1:  # within a class: the mean covariance of two different images
+            diag = float(np.var(c, axis=0, ddof=1).sum()) / n_c ** 2
+            total += (cov[j, j] - diag) * n_c / (n_c - 1) - cov[j, j]
+    return max(total / K ** 2, 0.0)
+
+
+def _information_cap(values: np.ndarray, y: np.ndarray, kish: float) -> float:
+    """How many 0/1 test images the test set is worth when each image's value is a mean over E
+    episodes: kish * T / B, T the per-episode values' total variance about the balanced mean and
+    B its between-image part (T = B + W, W each image's episode-to-episode variance). For 0/1
+    correctness that never varies across episodes W = 0 and the cap is the Kish size; averaging
+    over episodes removes W, so the test set then carries more information than as many 0/1
+    images (capping at their number made few-shot CIs 1.25-1.45x too wide). At most kish * E."""
+    _, inv, n = np.unique(y, return_inverse=True, return_counts=True)
+    w = 1.0 / (n.size * n[inv])
+    mean = float(np.sum(w * values.mean(axis=0)))
+    T = float(np.sum(w * (values ** 2).mean(axis=0))) - mean ** 2
+    W = float(np.sum(w * values.var(axis=0)))
+    E = values.shape[0]
+    if not T > 1e-12:
+        return float(kish)
+    return float(kish * min(float(E), T / max(T - W, T / E)))
+
+
 def few_shot_variance(episode_values, y_test, test_rates, n_classes: int, *, k: int, pool_size: int,
-                      value_range: tuple[float, float] = (0.0, 1.0)) -> FewShotVariance:
+                      value_range: tuple[float, float] = (0.0, 1.0), per_image=None) -> FewShotVariance:
     """Variance of the mean over E episodes of a k-shot accuracy, about what a fresh adversary gets.
 
     ``episode_values`` [E]: each episode's balanced test accuracy (or a paired difference of two,
     with ``value_range=(-1, 1)``); ``y_test`` [n] and ``test_rates`` [n]: each test image's
     correctness averaged over the episodes (or the difference of two such rates); ``k`` the
     support size per class; ``pool_size`` the fewest training images of any class (supports are
-    drawn from them).
+    drawn from them); ``per_image`` [E, n], optional: each episode's value per test image
+    (correctness, or the difference of two), whose column means are ``test_rates``.
 
     The estimand is theta = E_S[acc(S)], S a fresh k-per-class support from the population, acc the
     population accuracy. Given the pool, the estimate's error has three uncorrelated parts:
-      * Monte Carlo over episodes: V_w / E, V_w the spread of acc over supports within the pool,
-        estimated by the episodes' variance (which also holds some test noise: conservative);
+      * Monte Carlo over episodes: V_e / E, V_e the episodes' variance on this test set;
       * test sampling: sum_c s_c^2 / n_c / K^2 of the per-image rates;
       * the pool: U = the mean of acc over all supports of the pool is a (K-sample) U-statistic of
         degree k per class, and Hoeffding's decomposition gives Var(U) <= (k / N) zeta_k, N the
-        smallest class pool and zeta_k = Var(acc(S)) = E[V_w] + Var(U) (total variance). Solving,
-        Var(U) <= k / (N - k) * E[V_w]. It is exact for k = 1 and tight when support images act
-        additively; it is capped by (range / 2)^2, the largest variance of a bounded value. For
-        k >= N every episode reuses the whole pool, nothing measures this term, and the cap is used.
+        smallest class pool and zeta_k = Var(acc(S)) = E[V_w] + Var(U) (total variance), V_w the
+        spread over supports of the population accuracy. Solving, Var(U) <= k / (N - k) * E[V_w].
+        It is exact for k = 1 and tight when support images act additively; it is capped by
+        (range / 2)^2, the largest variance of a bounded value. V_w is estimated from ``per_image``
+        by the covariances between different test images (``_support_variance``); without it, by
+        V_e, which also holds each test image's own noise (conservative: up to ~2x on small test
+        sets). For k >= N every episode reuses the whole pool, nothing measures this term, and the
+        cap is used (``few_shot_curve`` reports such a k unavailable).
+    ``n_max`` is the effective-size cap: the Kish size, or with ``per_image`` ``_information_cap``.
     Returns a ``FewShotVariance``; E = 1 gives an infinite Monte Carlo term.
     """
     e = np.asarray(episode_values, dtype=np.float64).ravel()
@@ -489,16 +542,26 @@ def few_shot_variance(episode_values, y_test, test_rates, n_classes: int, *, k: 
         raise ValueError(f"episode values and test rates must lie in value_range {value_range}")
     var_ep = float(np.var(e, ddof=1)) if e.size > 1 else math.inf
     test, n = _stratified_mean_var(y, q)
+    kish = _kish_size(n)
+    v_w, n_max = var_ep, kish
+    if per_image is not None:
+        m = np.asarray(per_image, dtype=np.float64)
+        if m.ndim != 2 or m.shape[1] != y.size or m.shape[0] < 1:
+            raise ValueError(f"per_image must be [E, {y.size}], got {m.shape}")
+        if m.shape[0] > 1:
+            v_w = _support_variance(m, y)
+            test = _stratified_mean_var(y, q, noise=np.var(m, axis=0, ddof=1) / m.shape[0])[0]
+        n_max = _information_cap(m, y, kish)
     worst = (hi - lo) ** 2 / 4.0
     k, pool_size = int(k), int(pool_size)
-    pool = worst if k >= pool_size else min(worst, k / (pool_size - k) * var_ep)
+    pool = worst if k >= pool_size else min(worst, k / (pool_size - k) * v_w)
     return FewShotVariance(monte_carlo=var_ep / e.size, test_set=test, training_pool=pool,
-                           kish_size=_kish_size(n))
+                           kish_size=kish, n_max=n_max)
 
 
 def paired_episodes(acc_a, acc_b, seed, n_boot: int = 2000, *, y_test=None, rate_a=None, rate_b=None,
                     n_classes: int | None = None, k: int | None = None, pool_size: int | None = None,
-                    clusters=None) -> dict:
+                    clusters=None, per_image_a=None, per_image_b=None) -> dict:
     """Paired comparison of two few-shot results over the same episodes: mean(acc_b - acc_a) over
     the first min(len) episodes. Same keys as ``paired_bootstrap``.
 
@@ -536,7 +599,12 @@ def paired_episodes(acc_a, acc_b, seed, n_boot: int = 2000, *, y_test=None, rate
     diff = np.asarray(rate_b, dtype=np.float64) - np.asarray(rate_a, dtype=np.float64)
     if diff.shape != y.shape:
         raise ValueError(f"rate_a/rate_b must have one entry per test label: {diff.shape} vs {y.shape}")
-    var = few_shot_variance(d, y, diff, int(y.max()) + 1, k=k, pool_size=pool_size, value_range=(-1.0, 1.0))
+    per_image = None
+    if per_image_a is not None and per_image_b is not None:
+        pa, pb = np.asarray(per_image_a, np.float64), np.asarray(per_image_b, np.float64)
+        per_image = pb[:m] - pa[:m] if pa.shape == pb.shape and pa.shape[0] >= m else None
+    var = few_shot_variance(d, y, diff, int(y.max()) + 1, k=k, pool_size=pool_size, value_range=(-1.0, 1.0),
+                            per_image=per_image)
     _, inv, n_c = np.unique(y, return_inverse=True, return_counts=True)
     df = None
     if clusters is not None:
@@ -545,7 +613,7 @@ def paired_episodes(acc_a, acc_b, seed, n_boot: int = 2000, *, y_test=None, rate
         df = cluster_df(y, clusters)
     weights = 1.0 / (n_c.size * n_c[inv])
     pos, neg = float(np.sum(np.maximum(diff, 0) * weights)), float(np.sum(np.maximum(-diff, 0) * weights))
-    interval = difference_interval(delta, pos, neg, var.total, var.kish_size, rng, df=df)
+    interval = difference_interval(delta, pos, neg, var.total, var.n_max, rng, df=df)
     p_flip, flip_method = _cluster_flip(diff * weights, y, clusters, rng, int(n_boot))
     return {"delta": delta, "ci95": interval["ci95"], "p_value": max(p_flip, interval["p_value"]),
             "se": interval["se"], "upper95": interval["upper95"],

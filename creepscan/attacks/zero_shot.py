@@ -3,19 +3,31 @@
 Class embeddings are built CLIP-style from prompt templates: encode every "template.format(name)",
 L2-normalise, average over templates, L2-normalise again. An image is assigned the class whose text
 embedding has the highest cosine similarity with its (L2-normalised) image embedding.
+
+Zero-shot evidence is tested against a label-name null: if the text tower knew nothing of the
+names, which name goes with which cluster of images would be arbitrary. The permutation test scores
+every assignment of the label names to the classes (the text embeddings' rows permuted; exactly
+when there are at most 5040 of them, else 9999 seeded random ones) and reports the share that do at
+least as well as the real names. With two names the smallest possible p is 1/2: two labels can never
+show on their own that a text tower knows them.
 """
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..seeds import Stream, stream
 from .stats import balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
 
-__all__ = ["ZeroShotResult", "class_text_embeddings", "zero_shot"]
+__all__ = ["ZeroShotResult", "class_text_embeddings", "zero_shot", "label_permutation_test"]
 
 _CHUNK = 256
+EXACT_PERMUTATIONS_MAX = 5040   # 7 label names: every assignment is scored
+PERMUTATION_DRAWS = 9999        # beyond that, seeded random assignments (p >= 1 / 10000)
 
 
 def _as_numpy(a) -> np.ndarray:
@@ -38,10 +50,56 @@ class ZeroShotResult:
     test_correct: np.ndarray = field(repr=False)
     test_pred: np.ndarray = field(repr=False)
     test_labels: np.ndarray = field(repr=False)
+    # the label-name permutation test: {"p_value", "min_p", "method", "assignments"}
+    label_permutation: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"accuracy": _r(self.accuracy), "ci95": [_r(self.ci95[0]), _r(self.ci95[1])],
-                "skill": _r(self.skill), "n_test": int(self.n_test)}
+        out = {"accuracy": _r(self.accuracy), "ci95": [_r(self.ci95[0]), _r(self.ci95[1])],
+               "skill": _r(self.skill), "n_test": int(self.n_test)}
+        if self.label_permutation:
+            lp = self.label_permutation
+            out["label_permutation"] = {"p_value": _r(lp["p_value"]), "min_p": _r(lp["min_p"], 10),
+                                        "method": lp["method"]}
+        return out
+
+
+def label_permutation_test(y, pred, candidates, seed) -> dict:
+    """The label-name null of a zero-shot result: is the balanced accuracy of ``pred`` (int [n]) on
+    ``y`` (int [n]) higher than what arbitrary assignments of the label names to the classes give?
+
+    Permuting the text embeddings' rows by pi turns each prediction j into pi^-1(j), so every
+    assignment's accuracy comes from one recall table R [classes present, candidates]:
+    acc(pi) = mean_c R[c, pi(c)]. Returns ``{"p_value", "min_p", "method", "assignments"}``: exact
+    over all m! assignments of the m candidate names when m! <= 5040 (p = share with acc >= the real
+    names', identity included; min_p = 1 / m!), else Monte Carlo over 9999 assignments seeded by
+    ``seed`` with the +1 correction (min_p = 1 / 10000)."""
+    cand = np.asarray(candidates, dtype=np.int64)
+    m = cand.size
+    pos = {int(c): i for i, c in enumerate(cand)}
+    present = np.unique(y)
+    rows = np.array([pos[int(c)] for c in present])
+    R = np.zeros((present.size, m))
+    for r, c in enumerate(present):
+        pc = pred[y == c]
+        R[r] = np.bincount(np.searchsorted(cand, pc), minlength=m) / pc.size
+    observed = float(R[np.arange(present.size), rows].mean()) - 1e-12
+    if math.factorial(m) <= EXACT_PERMUTATIONS_MAX:
+        perms = np.array(list(itertools.permutations(range(m))), dtype=np.int64)      # [m!, m]
+        accs = R[np.arange(present.size), perms[:, rows]].mean(axis=1)
+        n_at_least = int(np.count_nonzero(accs >= observed))
+        return {"p_value": n_at_least / perms.shape[0], "min_p": 1.0 / perms.shape[0],
+                "method": f"exact: all {perms.shape[0]} assignments of the {m} label names",
+                "assignments": int(perms.shape[0])}
+    rng = np.random.default_rng(seed)
+    accs = np.empty(PERMUTATION_DRAWS)
+    for b0 in range(0, PERMUTATION_DRAWS, 1000):  # in blocks: m may be in the hundreds
+        b = min(1000, PERMUTATION_DRAWS - b0)
+        perms = np.argsort(rng.random((b, m)), axis=1)
+        accs[b0:b0 + b] = R[np.arange(present.size), perms[:, rows]].mean(axis=1)
+    n_at_least = int(np.count_nonzero(accs >= observed))
+    return {"p_value": (1 + n_at_least) / (1 + PERMUTATION_DRAWS), "min_p": 1.0 / (1 + PERMUTATION_DRAWS),
+            "method": f"Monte Carlo: {PERMUTATION_DRAWS} random assignments of the {m} label names",
+            "assignments": PERMUTATION_DRAWS}
 
 
 def class_text_embeddings(encode_text: Callable[[list[str]], object], class_names: Sequence[str],
@@ -79,7 +137,8 @@ def zero_shot(X_test, y_test, text_emb, n_classes: int, seed: int,
 
     X_test : float [n, d] image embeddings, y_test : int [n], text_emb : [n_classes, d].
     ``candidates`` limits the predicted classes (default: all n_classes); chance is 1 / the number
-    of candidate classes."""
+    of candidate classes. ``label_permutation`` holds the label-name permutation test
+    (``label_permutation_test``)."""
     X = _as_numpy(X_test)
     T = _as_numpy(text_emb)
     y = np.asarray(y_test).astype(np.int64)
@@ -97,7 +156,8 @@ def zero_shot(X_test, y_test, text_emb, n_classes: int, seed: int,
     acc = balanced_accuracy(y, pred, n_classes)
     chance = 1.0 / cand.size
     return ZeroShotResult(
-        accuracy=acc, ci95=bootstrap_ci(y, correct, n_classes, seed=[int(seed), 3], n_boot=n_boot),
+        accuracy=acc, ci95=bootstrap_ci(y, correct, n_classes, seed=stream(seed, Stream.ZERO_SHOT_CI), n_boot=n_boot),
         skill=_skill(acc, chance), chance=chance, n_test=int(y.size),
         test_correct=correct, test_pred=pred, test_labels=y,
+        label_permutation=label_permutation_test(y, pred, cand, stream(seed, Stream.ZERO_SHOT_PERMUTATION)),
     )

@@ -84,9 +84,11 @@ def axis_text(probe: Any) -> str:
 
 
 INCONCLUSIVE_WHY = {
-    "saturated": "the floor (the same architecture untrained) reaches the threshold too, so the "
-                 "capability cannot be attributed to this model's training; the model's own "
+    "saturated": "the floor (the control encoder, described under Control) reaches the threshold too, so "
+                 "the capability cannot be attributed to this model's training; the model's own "
                  "capability is shown on the capability axis",
+    "below_chance": "an attack scored significantly below chance: it found structure and failed to use it, "
+                    "so its small gain cannot show that the capability is absent",
     "underpowered": "the test data cannot rule out an uplift of the equivalence margin; the minimum "
                     "detectable effect and the test images needed are given under Power",
 }
