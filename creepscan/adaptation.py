@@ -10,9 +10,10 @@ the adaptation raised, kept or lowered the level.
 from __future__ import annotations
 
 from .attacks.stats import holm
-from .compare import compare_row
 from .levels import level_rose
-from .pipeline import DEFAULT_RULES, ModelResult, ProbeResult, risk_block
+from .constants import DEFAULT_RULES
+from .evaluation import ModelResult, ProbeResult, risk_block
+from .paired import compare_row
 
 __all__ = ["change_word", "adaptation_block", "adjust_across_probes"]
 

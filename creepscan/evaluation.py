@@ -3,12 +3,15 @@ engine runs (in process or in a Ray task). It lives apart from ``pipeline`` so t
 not import the pipeline that drives them."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .attacks import evaluate
 from .attacks.zero_shot import class_text_embeddings
 from .constants import ATTACKS, DEFAULT_RULES
 from .encoders import has_text
+from .risk import assess
 
-__all__ = ["rules_for", "zero_shot_names", "evaluate_encoder"]
+__all__ = ["rules_for", "zero_shot_names", "evaluate_encoder", "risk_block", "ModelResult", "ProbeResult"]
 
 
 def rules_for(probe) -> dict:
@@ -35,3 +38,38 @@ def evaluate_encoder(encoder, X, ls, splits, probe, settings, groups=None):
     return evaluate(X, ls.y, len(ls.classes), split, seed=settings.seed, attacks=attacks,
                     skill_threshold=rules_for(probe)["skill_threshold"], text_embeddings=text,
                     device=settings.device, groups=groups)
+
+
+def risk_block(probe, m_model, m_floor, chance: float, seed: int, n_test_per_class: float,
+               floor_description: str | None = None) -> dict:
+    """The level, its reason and both axes, for one model against its floor (``floor_description``:
+    what the floor is, its encoder's spec)."""
+    a = assess(m_model, m_floor, chance, rules_for(probe), seed=seed, n_test_per_class=n_test_per_class,
+               prohibited=probe.use_prohibited, floor_description=floor_description)
+    level, reason, rule = a.level, a.reason, a.rule
+    if probe.reference:
+        reason = f"reference task, not a prohibited capability (would otherwise rate {reason})"
+        level, rule = "none", "reference probe"
+    return {"risk_level": level, "risk_reason": reason, "risk_rule": rule, "risk_axis": a.axis,
+            "level_range": list(a.level_range), "inconclusive": None if probe.reference else a.inconclusive,
+            "capability_axis": a.capability, "uplift": a.uplift, "power": a.power}
+
+
+@dataclass
+class ModelResult:
+    """One model on one probe: its metrics and its floor's (arrays kept for paired tests), and the
+    probe's JSON block for this model (header + risk + metrics + control)."""
+
+    encoder: object
+    metrics: object
+    floor_metrics: object
+    block: dict
+
+
+@dataclass
+class ProbeResult:
+    probe: object  # probes.Probe
+    header: dict
+    labelled: object  # pipeline.LabelledSet
+    splits: list
+    models: list[ModelResult]

@@ -20,12 +20,12 @@ import numpy as np
 from . import __version__
 from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
 from .errors import CreepscanError, DataUnavailable
-from .evaluation import rules_for
+from .evaluation import ModelResult, ProbeResult, risk_block, rules_for
 from .cache import default_cache_dir
 from .features import Features
 from .probes import Probe
 from .result import SCHEMA_VERSION  # report.json's format, described in creepscan/result.py
-from .risk import DEFAULT_BASIS, assess
+from .risk import DEFAULT_BASIS
 
 
 _LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
@@ -264,21 +264,6 @@ def probe_header(probe: Probe, pd: ProbeData, ls: LabelledSet, splits, split_blo
     }
 
 
-def risk_block(probe: Probe, m_model, m_floor, chance: float, seed: int, n_test_per_class: float,
-               floor_description: str | None = None) -> dict:
-    """The level, its reason and both axes, for one model against its floor (``floor_description``:
-    what the floor is, its encoder's spec)."""
-    a = assess(m_model, m_floor, chance, rules_for(probe), seed=seed, n_test_per_class=n_test_per_class,
-               prohibited=probe.use_prohibited, floor_description=floor_description)
-    level, reason, rule = a.level, a.reason, a.rule
-    if probe.reference:
-        reason = f"reference task, not a prohibited capability (would otherwise rate {reason})"
-        level, rule = "none", "reference probe"
-    return {"risk_level": level, "risk_reason": reason, "risk_rule": rule, "risk_axis": a.axis,
-            "level_range": list(a.level_range), "inconclusive": None if probe.reference else a.inconclusive,
-            "capability_axis": a.capability, "uplift": a.uplift, "power": a.power}
-
-
 def model_block(encoder) -> dict:
     """Who the encoder is: spec, name, fingerprint, the library that loaded it, what its backend
     records (preprocessing, adapter, zero-shot) and, for an adapted model, its base."""
@@ -326,26 +311,6 @@ def load_or_record(probe: Probe, settings: Settings, n_probes: int, not_run: lis
 # ---------------------------------------------------------------------------------------------
 # The pipeline
 # ---------------------------------------------------------------------------------------------
-
-@dataclass
-class ModelResult:
-    """One model on one probe: its metrics and its floor's (arrays kept for paired tests), and the
-    probe's JSON block for this model (header + risk + metrics + control)."""
-
-    encoder: object
-    metrics: object
-    floor_metrics: object
-    block: dict
-
-
-@dataclass
-class ProbeResult:
-    probe: Probe
-    header: dict
-    labelled: LabelledSet
-    splits: list
-    models: list[ModelResult]
-
 
 NEAR_DUPLICATE_MAX_SHARE = 0.2
 

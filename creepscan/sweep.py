@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .attacks.stats import holm
-from .compare import compare_row
+from .paired import compare_row
 from .constants import DEFAULT_RULES
 from .errors import CreepscanError
 from .pipeline import Settings, model_block, report_head, run, run_date

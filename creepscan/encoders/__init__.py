@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ModelUnavailable
+from .protocol import has_text
 
 # The backends (open_clip, plug-ins) import torch: they load on first use, so that `creepscan models`
 # and `creepscan probes`, which only read ALIASES and probe files, start in a fraction of a second.
@@ -46,14 +47,6 @@ ALIASES: dict[str, Alias] = {
     "datacomp-vit-b16": Alias("ViT-B-16", "datacomp_xl_s13b_b90k", "DataComp-XL ViT-B/16"),
     "metaclip-vit-b32": Alias("ViT-B-32-quickgelu", "metaclip_400m", "MetaCLIP 400M ViT-B/32"),
 }
-
-
-def has_text(encoder) -> bool:
-    from .plugin import PluginEncoder
-
-    if isinstance(encoder, PluginEncoder):
-        return encoder.has_text
-    return callable(getattr(encoder, "encode_text", None))
 
 
 def same_path(path) -> str:

@@ -22,7 +22,8 @@ import torch
 
 from ..errors import ModelUnavailable
 from .module import ModuleEncoder, embedding_dim, seeded
-from .weights import _short, fingerprint_state, load_state_dict
+from ..errors import error_summary
+from .weights import fingerprint_state, load_state_dict
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLED_WEIGHTS = "pytorch_model.bin"
@@ -200,7 +201,7 @@ def _borrow_reason(enc: ModuleEncoder, base) -> str | None:
     """Why ``enc`` cannot use ``base``'s text tower, or None when it can."""
     if not getattr(enc, "joint", False):
         return "the checkpoint's embedding has no projection into an image-text space"
-    from . import has_text
+    from .protocol import has_text
 
     if not has_text(base):
         return f"the base ({base.spec}) has no text tower"
@@ -238,7 +239,7 @@ def load_preprocess(folder: Path, what: str) -> ProcessorPreprocess:
         processor = _transformers().AutoImageProcessor.from_pretrained(str(folder), local_files_only=True,
                                                                        backend="pil")
     except Exception as exc:
-        raise ModelUnavailable(f"cannot read the image processor of {what} ({_short(exc)}); re-save it with "
+        raise ModelUnavailable(f"cannot read the image processor of {what} ({error_summary(exc, 160)}); re-save it with "
                                "AutoImageProcessor.save_pretrained") from exc
     return ProcessorPreprocess(processor)
 
@@ -255,7 +256,7 @@ def read_config(folder: Path, what: str):
     try:
         return _transformers().AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except Exception as exc:
-        raise ModelUnavailable(f"cannot read {what}/config.json as a transformers config ({_short(exc)}); custom model "
+        raise ModelUnavailable(f"cannot read {what}/config.json as a transformers config ({error_summary(exc, 160)}); custom model "
                                "code is never run: audit such a model through a py: plug-in") from exc
 
 
@@ -313,13 +314,13 @@ def load_model(arch: Arch, config, folder: Path, what: str):
             try:
                 model, info = cls.from_pretrained(str(folder), use_safetensors=True, **kwargs)
             except Exception as exc:
-                raise ModelUnavailable(f"cannot load the weights of {what} ({_short(exc)})") from exc
+                raise ModelUnavailable(f"cannot load the weights of {what} ({error_summary(exc, 160)})") from exc
         elif (folder / PICKLED_WEIGHTS).is_file():
             state = load_state_dict(folder / PICKLED_WEIGHTS)  # refuses anything that would run code
             try:
                 model, info = cls.from_pretrained(None, state_dict=state, **kwargs)
             except Exception as exc:
-                raise ModelUnavailable(f"cannot load {what}/{PICKLED_WEIGHTS} ({_short(exc)})") from exc
+                raise ModelUnavailable(f"cannot load {what}/{PICKLED_WEIGHTS} ({error_summary(exc, 160)})") from exc
         else:
             raise ModelUnavailable(f"{what} holds no weights (model.safetensors or {PICKLED_WEIGHTS}); pass a folder "
                                    "saved by save_pretrained")
@@ -419,7 +420,7 @@ def from_adapter(folder: Path, *, device="cpu", spec: str | None = None, base=No
     try:
         raw = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"cannot read {what}/adapter_config.json ({_short(exc)})") from None
+        raise ModelUnavailable(f"cannot read {what}/adapter_config.json ({error_summary(exc, 160)})") from None
     if base is None:
         base = resolve_base(raw.get("base_model_name_or_path"), raw.get("revision"), folder, what, device)
     if not isinstance(base, ModuleEncoder) or base.library != "transformers":
@@ -460,7 +461,7 @@ def _merge(base: ModuleEncoder, folder: Path, state: dict, what: str):
             model = get_peft_model(copy.deepcopy(base.model).cpu(), config)
         except Exception as exc:
             raise ModelUnavailable(f"the adapter {what} does not apply to its base {base.spec} "
-                                   f"({_short(exc)})") from exc
+                                   f"({error_summary(exc, 160)})") from exc
         expected = set(get_peft_model_state_dict(model))
         lacking = sorted(expected - set(state))
         result = set_peft_model_state_dict(model, state)
@@ -499,9 +500,9 @@ def download(repo: str, revision: str | None, spec: str) -> Path:
     safetensors weights), through huggingface_hub's cache."""
     from huggingface_hub import snapshot_download
 
-    from .openclip import _offline_if_unreachable
+    from .openclip import offline_if_unreachable
 
-    _offline_if_unreachable()
+    offline_if_unreachable()
     try:
         folder = Path(snapshot_download(repo, revision=revision, allow_patterns=HUB_FILES, ignore_patterns=["*/*"]))
         if not any((folder / f).is_file() for f in (*SAFE_WEIGHTS, ADAPTER_SAFE)):
@@ -509,7 +510,7 @@ def download(repo: str, revision: str | None, spec: str) -> Path:
                                             ignore_patterns=["*/*"]))
     except Exception as exc:  # network, offline mode, missing repository or revision
         raise ModelUnavailable(
-            f"could not fetch {spec} from the Hugging Face Hub ({_short(exc)}); offline? download it where there is "
+            f"could not fetch {spec} from the Hugging Face Hub ({error_summary(exc, 160)}); offline? download it where there is "
             f"internet (hf download {repo} --local-dir DIR) and pass the folder: creepscan audit DIR") from exc
     return folder
 

@@ -279,7 +279,7 @@ def _floor_factory(arch: str, preprocess, tokenizer, device, model_name: str | N
     return build
 
 
-def _offline_if_unreachable(host: str = "huggingface.co") -> None:
+def offline_if_unreachable(host: str = "huggingface.co") -> None:
     """Without a network, huggingface_hub retries each request for about a minute before giving up.
     If the hub's name does not even resolve, switch it to offline mode: weights already in the local
     cache still load, and missing ones fail at once."""
@@ -307,7 +307,7 @@ def from_pretrained(arch: str, tag: str | None, *, device="cpu", spec=None, cach
             close = difflib.get_close_matches(tag, tags, n=3)
             hint = f"did you mean {', '.join(close)}?" if close else f"known tags: {', '.join(tags) or 'none'}"
             raise ModelUnavailable(f"open_clip has no pretrained tag '{tag}' for {arch}; {hint}")
-    _offline_if_unreachable()
+    offline_if_unreachable()
     try:
         model, _, preprocess = oc.create_model_and_transforms(arch, pretrained=tag, cache_dir=cache_dir)
     except Exception as exc:  # network, hub and file errors come in many types
@@ -317,7 +317,7 @@ def from_pretrained(arch: str, tag: str | None, *, device="cpu", spec=None, cach
 
 def from_hf_hub(spec: str, *, device="cpu") -> OpenClipEncoder:
     oc = _open_clip()
-    _offline_if_unreachable()
+    offline_if_unreachable()
     try:
         model, _, preprocess = oc.create_model_and_transforms(spec)
     except Exception as exc:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..errors import ModelUnavailable
 from .module import ModuleEncoder, seeded
-from .weights import _short, check_fits, fingerprint_state, load_state_dict
+from ..errors import error_summary
+from .weights import check_fits, fingerprint_state, load_state_dict
 
 
 def _timm():
@@ -65,14 +66,14 @@ def from_timm(spec: str, *, weights=None, device="cpu") -> ModuleEncoder:
         model.load_state_dict(state, strict=True)
         full_spec, label = f"{spec} --weights {weights}", f"{name} ({Path(weights).name})"
     else:
-        from .openclip import _offline_if_unreachable
+        from .openclip import offline_if_unreachable
 
-        _offline_if_unreachable()
+        offline_if_unreachable()
         try:
             model = _create(name, pretrained=True)
         except Exception as exc:  # network, offline mode, a name without pretrained weights
             raise ModelUnavailable(
-                f"could not fetch the pretrained weights of {spec} ({_short(exc)}); offline? pass a local file: "
+                f"could not fetch the pretrained weights of {spec} ({error_summary(exc, 160)}); offline? pass a local file: "
                 f"creepscan audit {spec} --weights FILE.safetensors") from exc
         full_spec, label = spec, name
     transform, data_config = _preprocess(model)
