@@ -327,7 +327,7 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
         # episodes, test images and the training pool, as few_shot_curve's CI (stats.few_shot_variance);
         # with groups the test-set part is the cluster-robust one, with its degrees of freedom
         pool = min(e.pool_size for e in per_fold)
-        var = few_shot_variance(acc_e, y_u, rate, n_classes, k=k, pool_size=max(pool, k), per_image=correct)
+        var = few_shot_variance(acc_e, y_u, rate, n_classes, k=k, pool_size=max(pool, k))
         df = None
         if cluster is not None:
             var = dataclasses.replace(var, test_set=clustered_variance(y_u, rate, cluster))

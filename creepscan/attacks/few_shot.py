@@ -290,8 +290,7 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             winner = next(name for name in ran if summaries[name][0].mean() > top - 1e-9)
             _, acc_e, corr = summaries[winner]
             # episodes, test images and the training pool: stats.few_shot_variance
-            var = few_shot_variance(acc_e, y_te, corr.mean(axis=0), n_classes, k=k, pool_size=int(counts.min()),
-                                    per_image=corr)
+            var = few_shot_variance(acc_e, y_te, corr.mean(axis=0), n_classes, k=k, pool_size=int(counts.min()))
             var_ep = var.monte_carlo * done
             mc_var = var.monte_carlo
             half = Z95 * math.sqrt(var.total)
@@ -329,8 +328,7 @@ def paired_few_shot(a: FewShotEntry, b: FewShotEntry, n_classes: int, seed, clus
                          f"{b.pool_size}, k={a.k}): build both with few_shot_curve on the same split")
     return paired_episodes(a.episode_accuracy, b.episode_accuracy, seed, y_test=a.test_labels,
                            rate_a=a.test_correct_rate, rate_b=b.test_correct_rate, n_classes=n_classes,
-                           k=a.k, pool_size=a.pool_size, clusters=clusters,
-                           per_image_a=a.episode_correct, per_image_b=b.episode_correct)
+                           k=a.k, pool_size=a.pool_size, clusters=clusters)
 
 
 def samples_to_threshold(entries, chance: float, skill_threshold: float) -> int | None:
