@@ -14,6 +14,11 @@ peak host memory (the child's peak resident set, see ``peak_host_mib``) belongs 
   encoder, once per device (cpu, and cuda when there is one). The three parts are timed inside
   that one call by wrapping the functions ``evaluate`` calls. On cuda the clock stops after
   ``torch.cuda.synchronize()`` and peak device memory is ``torch.cuda.max_memory_allocated()``.
+  Every attack chooses a label-free transform on validation (``attacks.preprocess``) and
+  verification adds the learned metric, as in an audit.
+* ``creepscan cpu, raw features``: the same call with ``preprocess=None`` (raw features, raw
+  cosine only): the difference is what the preprocessing costs (``agreement.preprocessing_cost``),
+  and this row, with no preprocessing either, is the one compared with scikit-learn.
 * ``sklearn cpu``: the same protocol written plainly with scikit-learn, numpy and nothing of
   creepscan's solver:
     - linear probe: ``LogisticRegression(C, max_iter=1000)`` (lbfgs, multinomial) fitted from
@@ -128,9 +133,13 @@ def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 # Child: creepscan on one device
 # ---------------------------------------------------------------------------------------------
 
-def row_creepscan(args, device: str) -> dict:
+def row_creepscan(args, spec: str) -> dict:
+    """``spec``: a device, or DEVICE:raw for the attacks on the raw features only (no label-free
+    preprocessing, no learned verification metric: the cost the preprocessing adds)."""
     import torch
     from creepscan.attacks import evaluate, few_shot_curve, linear_probe, stratified_split, verification
+
+    device, _, variant = spec.partition(":")
 
     dev = torch.device(device)
     cuda = dev.type == "cuda"
@@ -172,19 +181,21 @@ def row_creepscan(args, device: str) -> dict:
 
     sync()
     t, cpu = time.perf_counter(), time.process_time()
-    m = evaluate(X, y, args.classes, split, seed=args.seed, attacks=ATTACK_SET, device=device, timer=timer)
+    m = evaluate(X, y, args.classes, split, seed=args.seed, attacks=ATTACK_SET, device=device, timer=timer,
+                 preprocess=None if variant == "raw" else "auto")
     sync()
     total, cpu = time.perf_counter() - t, time.process_time() - cpu
 
     ver = m.verification
     out = {
-        "row": f"creepscan {device}",
+        "row": f"creepscan {device}" + (", raw features" if variant == "raw" else ""),
         "seconds": {"total": total, **parts, "warmup": warmup},
         "cpu_seconds": cpu,
         "peak_host_mib": peak_host_mib(),
         "host_mib_before_timed_work": host_before,
         "torch_threads": torch.get_num_threads(),
         "linear_probe": {"accuracy": m.linear_probe.accuracy, "C": m.linear_probe.C,
+                         "preprocess": m.linear_probe.preprocess,
                          "val_accuracy": m.linear_probe.val_accuracy,
                          "c_search": [[float(c), float(a)] for c, a in m.linear_probe.c_search]},
         "few_shot": [{"k": e.k, "episodes": e.episodes, "winner": e.winner, "accuracy": e.accuracy,
@@ -567,7 +578,10 @@ def main(argv=None) -> int:
 
     load_before = os.getloadavg()
     rows = [child(args, f"creepscan:{d}") for d in devices]
-    cs = next((r for r in rows if r["row"] == "creepscan cpu"), rows[0])
+    # the attacks without the preprocessing: what it costs, and the row the scikit-learn protocol
+    # (which has none) is compared with
+    rows += [child(args, f"creepscan:{d}:raw") for d in devices if d == "cpu"]
+    cs = next((r for r in rows if r["row"] == "creepscan cpu, raw features"), rows[0])
     sk = None
     if not args.skip_sklearn:
         with tempfile.TemporaryDirectory() as tmp:
@@ -585,6 +599,15 @@ def main(argv=None) -> int:
     if sk is not None:
         agreement["creepscan_vs_sklearn"] = {"creepscan_row": cs["row"], **compare(cs, sk)}
     cpu_row = next((r for r in rows if r["row"] == "creepscan cpu"), None)
+    if cpu_row is not None and cs is not cpu_row:
+        agreement["preprocessing_cost"] = {
+            "seconds": cpu_row["seconds"]["total"] - cs["seconds"]["total"],
+            "ratio": cpu_row["seconds"]["total"] / cs["seconds"]["total"],
+            "parts": {k: cpu_row["seconds"][k] - cs["seconds"][k]
+                      for k in ("linear_probe", "few_shot", "verification")},
+            "linear_probe_preprocess": cpu_row["linear_probe"]["preprocess"],
+            "linear_probe_accuracy_diff_points":
+                100 * (cpu_row["linear_probe"]["accuracy"] - cs["linear_probe"]["accuracy"])}
     gpu_row = next((r for r in rows if r["row"].startswith("creepscan cuda")), None)
     if cpu_row is not None and gpu_row is not None:
         agreement["creepscan_cpu_vs_cuda"], failures = device_check(cpu_row, gpu_row)

@@ -41,3 +41,30 @@ def blind():
     enc = Blind()
     enc.floor = Blind()
     return enc
+
+
+class Lookup(Colour):
+    """Rows of the .npy table named by $CS_TEST_FEATS; each image carries its row index in its
+    first two pixels (tests/test_reparam.py: features multiplied by an invertible matrix)."""
+
+    name = "test-lookup"
+
+    def __init__(self):
+        import hashlib
+        import os
+
+        self._feats = np.load(os.environ["CS_TEST_FEATS"])
+        self.fingerprint = "test-lookup-" + hashlib.sha256(self._feats.tobytes()).hexdigest()[:16]
+
+    def preprocess(self, img):
+        a = np.asarray(img.convert("RGB"), dtype=np.int64)
+        return torch.tensor([a[0, 0, 0] * 256 + a[0, 0, 1]], dtype=torch.int64)
+
+    def encode_images(self, batch):
+        return self._feats[torch.as_tensor(batch).reshape(-1).numpy()]
+
+
+def lookup():
+    enc = Lookup()
+    enc.floor = Blind()
+    return enc

@@ -119,7 +119,7 @@ def test_episode_budget_json_and_determinism():
                            target_halfwidth=1e-6)
     assert json.dumps(res.to_json()) == json.dumps(again.to_json())
     assert set(res.to_json()[0]) == {"k", "accuracy", "ci95", "episodes", "winner", "skill",
-                                     "prototype_accuracy", "logistic_accuracy"}
+                                     "prototype_accuracy", "logistic_accuracy", "preprocess"}
     with pytest.raises(ValueError, match="min_episodes"):
         few_shot_curve(X, y, 8, split, seed=0, min_episodes=0)
 

@@ -208,7 +208,8 @@ def test_json_and_determinism():
     a = linear_probe(X, y, 10, split, seed=0).to_json()
     b = linear_probe(X, y, 10, split, seed=0).to_json()
     assert json.dumps(a) == json.dumps(b)
-    assert set(a) == {"accuracy", "ci95", "C", "skill", "val_accuracy", "n_train", "n_val", "n_test", "c_search"}
+    assert set(a) == {"accuracy", "ci95", "C", "skill", "val_accuracy", "n_train", "n_val", "n_test", "c_search",
+                      "preprocess"}
     json.dumps(a, allow_nan=False)
 
 

@@ -214,7 +214,7 @@ def test_metrics_json_shape_and_no_delta_keys():
     assert j["open_set"]["measurable"] and 0.0 <= j["open_set"]["rank1"] <= 1.0
     assert j["zero_shot"] is None
     assert set(j["linear_probe"]) == {"accuracy", "ci95", "C", "skill", "val_accuracy", "n_train", "n_val",
-                                      "n_test", "c_search"}
+                                      "n_test", "c_search", "preprocess", "preprocess_search"}
     assert [e["k"] for e in j["few_shot"]] == [1, 2, 4, 8, 16]
     assert j["few_shot_unavailable"] == []
     assert set(j["verification"]) >= {"tar_at_far", "auc", "n_genuine", "n_impostor", "not_measurable", "roc",

@@ -19,10 +19,12 @@ from ..constants import ATTACKS, DEFAULT_ATTACKS
 from .few_shot import FewShotEntry, FewShotResult, few_shot_curve, paired_few_shot, samples_to_threshold
 from .linear_probe import LinearProbeResult, check_inputs, linear_probe
 from ..seeds import Stream, stream
+from .preprocess import CANDIDATES, INVARIANT, Transform, fit_candidates
 from .splits import (Split, drop_near_duplicates, make_splits, split_info, stratified_split, scored_images)
 from .stats import (cluster_df, clustered_ci, clustered_variance, balanced_accuracy, balanced_accuracy_rows, bootstrap_ci, few_shot_variance, proportion_ci,
                     skill as _skill)
-from .verification import VerificationResult, verification
+from .metric import CrossFitMetric, within_identity_white
+from .verification import VerificationResult, seed_entropy, verification
 from .zero_shot import ZeroShotResult, class_text_embeddings, zero_shot
 
 __all__ = [
@@ -65,6 +67,19 @@ class Metrics:
     open_set: object = None                     # attacks.open_set.OpenSetResult (identity probes)
     finetune: object = None                     # attacks.finetune.FinetuneResult (fold 0), set by the pipeline
     test_clusters: np.ndarray | None = field(default=None, repr=False)  # [n_test] group ids, None: no groups
+    # verification and open-set identification with the learned metric (attacks.metric), same pairs
+    verification_learned: VerificationResult | None = None
+    open_set_learned: object = None
+
+    def verification_candidates(self) -> list[tuple[str, object, str]]:
+        """(result attribute, verification result, metric label) for each metric that ran."""
+        return [(a, r, lab) for a, lab in (("verification", ""), ("verification_learned", " (learned metric)"))
+                if (r := getattr(self, a, None)) is not None]
+
+    def open_set_candidates(self) -> list[tuple[str, object, str]]:
+        """(result attribute, open-set result, metric label) for each metric that ran."""
+        return [(a, r, lab) for a, lab in (("open_set", ""), ("open_set_learned", " (learned metric)"))
+                if (r := getattr(self, a, None)) is not None]
 
     def to_json(self) -> dict:
         zs = self.zero_shot
@@ -79,8 +94,12 @@ class Metrics:
         }
         if self.heads:
             out["heads"] = {name: _flag_below_chance(h.to_json(), self.chance) for name, h in self.heads.items()}
+        if self.verification_learned is not None:
+            out["verification_learned"] = self.verification_learned.to_json()
         if self.open_set is not None:
             out["open_set"] = self.open_set.to_json()
+        if self.open_set_learned is not None:
+            out["open_set_learned"] = self.open_set_learned.to_json()
         if self.finetune is not None:
             out["finetune"] = self.finetune.to_json()
         return out
@@ -106,11 +125,14 @@ class CrossFitLinearProbeResult(LinearProbeResult):
 
     fold_C: list = field(default_factory=list)
     fold_val_accuracy: list = field(default_factory=list)
+    fold_preprocess: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         out = super().to_json()
         out["folds"] = len(self.fold_C)
         out["C_per_fold"] = [float(f"{float(c):.6g}") for c in self.fold_C]
+        if self.fold_preprocess:
+            out["preprocess_per_fold"] = list(self.fold_preprocess)
         return out
 
 
@@ -123,13 +145,31 @@ class CrossFitFewShotEntry(FewShotEntry):
     test-fold size (a summary: only the winner's per-image results are pooled exactly)."""
 
     fold_winners: list = field(default_factory=list)
+    fold_preprocess: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         out = super().to_json()
         out["winner_per_fold"] = list(self.fold_winners)
+        if self.fold_preprocess:
+            out["preprocess_per_fold"] = list(self.fold_preprocess)
         return out
 
 
+
+
+def preprocess_candidates(X, train_rows, preprocess="auto") -> list:
+    """The candidate transforms of one fold, fitted on ``X[train_rows]`` (labels unused)."""
+    if preprocess is None:
+        return [Transform("none")]
+    names = CANDIDATES if preprocess == "auto" else ([preprocess] if isinstance(preprocess, str) else list(preprocess))
+    return fit_candidates(X, train_rows, names)
+
+
+def _few_shot_transforms(transforms: list, lp_choice: str) -> list:
+    """Few-shot's candidates: the identity, the unshrunk whitening (the one every invertible linear
+    map leaves unchanged) and the linear probe's choice, those of ``transforms``, in their order."""
+    keep = {"none", INVARIANT, lp_choice}
+    return [t for t in transforms if t.name in keep] or transforms[:1]
 
 
 def _check_disjoint(split: Split) -> None:
@@ -142,7 +182,7 @@ def _check_disjoint(split: Split) -> None:
 
 def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Sequence[str] = DEFAULT_ATTACKS,
              skill_threshold: float = 0.5, text_embeddings=None, device="cpu", groups=None,
-             timer=None) -> Metrics:
+             timer=None, preprocess="auto") -> Metrics:
     """Run the attacks on one encoder's features.
 
     X : float [n, d] features of every image, y : int [n] labels in 0..n_classes-1,
@@ -159,6 +199,13 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
     (all kept images with folds). ``samples_to_threshold`` is the smallest few-shot k whose skill
     reaches ``skill_threshold``. Splits depend on labels, groups and seed only, so two encoders
     evaluated with the same splits are paired image by image.
+
+    preprocess : "auto" (default: ``preprocess.CANDIDATES``), None (raw features only), or names
+        The label-free transforms every attack may apply first (``attacks.preprocess``), fitted per
+        fold on its training images only and chosen on validation: the linear probe by its coarse
+        C grid, each full-data head by its own validation accuracy, few-shot per k among the
+        identity, the unshrunk whitening and the probe's choice. Verification and open-set
+        identification add a learned metric (``verification(metric="whitened")``).
 
     timer : callable(part: str) -> context manager, optional
         Wraps each part ("linear_probe", "few_shot", "heads", "verification", "zero_shot") so a
@@ -209,15 +256,18 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
     lps, fss, hrs = [], [], {h: [] for h in head_names}
     for s in splits:
         with part("linear_probe"):
-            lp = linear_probe(X, y, n_classes, s, seed=seed, device=device)
+            # label-free transforms fitted on this fold's training images only, shared by its attacks
+            transforms = preprocess_candidates(X, s.train, preprocess)
+            lp = linear_probe(X, y, n_classes, s, seed=seed, device=device, preprocess=transforms)
         lps.append(lp)
         if "few_shot" in attacks:
             with part("few_shot"):
                 fss.append(few_shot_curve(X, y, n_classes, s, seed=seed, C=lp.C, device=device,
+                                          preprocess=_few_shot_transforms(transforms, lp.preprocess),
                                           **({"heads": fs_heads} if head_names else {})))
         for h in head_names:
             with part("heads"):
-                hrs[h].append(run_head(h, X, y, n_classes, s, seed=seed, device=device))
+                hrs[h].append(run_head(h, X, y, n_classes, s, seed=seed, device=device, preprocess=transforms))
     if len(splits) == 1 and cluster is None:
         lp, fs = lps[0], (fss[0] if fss else None)
     else:
@@ -229,13 +279,20 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
         heads = {h: r[0] for h, r in hrs.items()}
     else:
         heads = {h: _merge_head(r, positions, y_u, n_classes, seed, chance, cluster) for h, r in hrs.items()}
-    ver = open_set = None
+    ver = open_set = ver_l = open_set_l = None
     if "verification" in attacks:
         rows = np.flatnonzero(np.isin(y, kept))
         with part("verification"):
             ver = verification(X[rows], y[rows], seed=seed, device=device)
             # the 1:N search a face-recognition evaluation runs: gallery and non-mated identities disjoint
             open_set = open_set_identification(X[rows], y[rows], seed=seed, device=device)
+            # the learned metric: the same pairs and searches, cross-fitted over identities; left out
+            # when the within-identity covariance is white up to sampling (it could only add noise)
+            ids = np.unique(y[rows], return_inverse=True)[1].ravel()
+            if preprocess is not None and not within_identity_white(X[rows], ids):
+                cf = CrossFitMetric(X[rows], ids, int(ids.max()) + 1, seed_entropy(seed), device=device)
+                ver_l = verification(X[rows], y[rows], seed=seed, device=device, metric=cf)
+                open_set_l = open_set_identification(X[rows], y[rows], seed=seed, device=device, metric=cf)
     zs = None
     if "zero_shot" in attacks and text_embeddings is not None:
         with part("zero_shot"):
@@ -247,7 +304,8 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
     return Metrics(linear_probe=lp, few_shot=fs, verification=ver, zero_shot=zs,
                    samples_to_threshold=stt, skill_threshold=float(skill_threshold), chance=chance,
                    n_classes_kept=int(kept.size), test_index=test_index, n_folds=len(splits), heads=heads,
-                   open_set=open_set, test_clusters=cluster)
+                   open_set=open_set, test_clusters=cluster, verification_learned=ver_l,
+                   open_set_learned=open_set_l)
 
 
 def _scatter(results, positions, y_u, n_classes: int, cluster, seed):
@@ -304,8 +362,12 @@ def _merge_linear(lps: list[LinearProbeResult], positions, y_u, n_classes: int, 
         C=float(10.0 ** np.median(np.log10(fold_C))), skill=_skill(acc, chance),
         val_accuracy=float(np.mean([lp.val_accuracy for lp in lps])), c_search=c_search,
         n_test=int(y_u.size), chance=chance, test_correct=correct, test_pred=pred, test_labels=y_u)
+    fold_pre = [lp.preprocess for lp in lps]
+    merged.preprocess = max(sorted(set(fold_pre)), key=fold_pre.count)  # the transform most folds chose
+    merged.preprocess_search = []
     return CrossFitLinearProbeResult(**_base_fields(merged, LinearProbeResult), fold_C=fold_C,
-                                     fold_val_accuracy=[float(lp.val_accuracy) for lp in lps])
+                                     fold_val_accuracy=[float(lp.val_accuracy) for lp in lps],
+                                     fold_preprocess=fold_pre)
 
 
 def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, chance: float,
@@ -348,8 +410,11 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
             episode_accuracy=acc_e, prototype_episode_accuracy=wmean("prototype_episode_accuracy", E),
             logistic_episode_accuracy=wmean("logistic_episode_accuracy", E),
             test_correct_rate=rate, test_labels=y_u, episode_correct=correct)
+        pre = [e.preprocess for e in per_fold]
+        merged.preprocess = max(sorted(set(pre)), key=pre.count)  # the transform most folds chose
         entries.append(merged if len(fss) == 1 else
-                       CrossFitFewShotEntry(**_base_fields(merged, FewShotEntry), fold_winners=winners))
+                       CrossFitFewShotEntry(**_base_fields(merged, FewShotEntry), fold_winners=winners,
+                                            fold_preprocess=pre))
     unavailable = []
     every_k = sorted(set().union(*(set(fs.ks) | {int(u["k"]) for u in fs.unavailable} for fs in fss)) - set(common))
     for k in every_k:

@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from . import preprocess as _pre
 from .heads import HEADS as _EXTRA_HEADS, fit_heads, head_seed
 from .linear_probe import (Standardizer, finite_rows, check_inputs, fit_logistic, predict)
 from ..seeds import Stream
@@ -75,9 +76,14 @@ class FewShotEntry:
     head_accuracy: dict = field(default_factory=dict)
     head_val_accuracy: dict = field(default_factory=dict)
     head_episode_accuracy: dict = field(repr=False, default_factory=dict)
+    # the label-free transform chosen on validation for this k (first batch of episodes), and every
+    # candidate's best head validation accuracy on that batch when there were several
+    preprocess: str = "none"
+    preprocess_val_accuracy: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         out = self._base_json()
+        out["preprocess"] = self.preprocess
         if self.head_accuracy:
             out["heads"] = {name: _r(acc) for name, acc in self.head_accuracy.items()}
         return out
@@ -172,7 +178,7 @@ def _normalise(t: torch.Tensor) -> torch.Tensor:
 def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequence[int] | None = None,
                    C: float = 1.0, min_episodes: int = 10, max_episodes: int = 100,
                    target_halfwidth: float = 0.02, device="cpu", heads: Sequence[str] = DEFAULT_HEADS,
-                   head_settings: dict | None = None) -> FewShotResult:
+                   head_settings: dict | None = None, preprocess=None) -> FewShotResult:
     """Few-shot learning curve: for each k, the best of a prototype and a logistic head, and of the
     other ``heads`` asked for (any of ``FEW_SHOT_HEADS``; prototype and logistic always run).
     ``head_settings`` maps a head of ``heads.py`` to its settings (see ``heads.run_head``).
@@ -186,6 +192,10 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
     about the accuracy an adversary with fresh k-shot data would get: ``stats.few_shot_variance``
     (episodes, test images, and the finite training pool the supports come from) turned into an
     interval by ``stats.proportion_ci``; ``target_halfwidth`` uses its normal half-width.
+
+    preprocess : label-free transforms fitted on ``split.train`` (see ``linear_probe.linear_probe``).
+        With several, each runs the first ``min_episodes`` episodes of a k; the one whose best head
+        has the highest mean validation accuracy (ties: the earlier) runs the rest of that k.
     """
     X, y = check_inputs(X, y, n_classes, split)
     if not (C > 0 and math.isfinite(C)):
@@ -213,20 +223,19 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
     counts = np.array([np.count_nonzero(y_tr == c) for c in classes])
     chance = 1.0 / K
 
-    std = Standardizer(X[split.train], dev)
-    Z_tr = std.design(X[split.train])
     vt = np.concatenate([split.val, split.test])
-    Z_vt = std.design(X[vt])
-    Xn_tr = _normalise(torch.from_numpy(np.ascontiguousarray(X[split.train], dtype=np.float32)).to(dev))
-    Xn_vt = _normalise(torch.from_numpy(np.ascontiguousarray(X[vt], dtype=np.float32)).to(dev))
     n_val = split.val.size
     y_val, y_te = y[split.val], y[split.test]
     classes_t = torch.from_numpy(classes).to(dev)
     y_vt_t = torch.from_numpy(y[vt]).to(dev)
-    if extra:  # the heads of heads.py take the raw features and make their own choices on validation
-        X_tr_raw = torch.from_numpy(np.ascontiguousarray(X[split.train], dtype=np.float32)).to(dev)
-        X_vt_raw = torch.from_numpy(np.ascontiguousarray(X[vt], dtype=np.float32)).to(dev)
-        y_val_pos = torch.from_numpy(np.searchsorted(classes, y_val)).to(dev)
+    y_val_pos = torch.from_numpy(np.searchsorted(classes, y_val)).to(dev)
+    transforms = _pre.resolve(preprocess, X, split.train)
+    views: dict[int, _View] = {}
+
+    def view(i: int) -> "_View":
+        if i not in views:
+            views[i] = _View(transforms[i].apply(X), split, vt, dev, bool(extra))
+        return views[i]
 
     entries: list[FewShotEntry] = []
     unavailable: list[dict] = []
@@ -241,47 +250,58 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
                                                   "what fresh data would give"})
             continue
         ys = torch.arange(K, device=dev).repeat_interleave(k)
-        lam = std.lam(C, K * k)
-        per_batch = max(1, MEMORY_FLOATS // (K * k * Z_tr.shape[1]))
-        val_ok = {name: [] for name in ran}
-        test_ok = {name: [] for name in ran}
-        # a head of heads.py picks its own candidate per episode on validation, so its plain
-        # validation accuracy is a best-of-many; the winner is chosen with its cross-fitted estimate
-        val_est = {name: [] for name in extra}
 
-        def run(first: int, count: int) -> None:
+        def run(v: "_View", st: dict, first: int, count: int) -> None:
+            lam = v.std.lam(C, K * k)
+            per_batch = max(1, MEMORY_FLOATS // (K * k * v.Z_tr.shape[1]))
             for b0 in range(first, first + count, per_batch):
                 eps = range(b0, min(first + count, b0 + per_batch))
                 sup = torch.from_numpy(draw_supports(y_tr, classes, k, seed, eps)).to(dev)
                 E = sup.shape[0]
-                protos = _normalise(Xn_tr[sup].view(E, K, k, -1).mean(2))          # [E, K, D]
-                pred_p = (Xn_vt @ protos.reshape(E * K, -1).T).view(-1, E, K).argmax(-1).T  # [E, n_vt]
-                P, _ = fit_logistic(Z_tr[sup], ys.expand(E, -1), K, lam, max_iter=FS_MAX_ITER, gtol=FS_GTOL)
-                pred_l = predict(Z_vt, P)
+                protos = _normalise(v.Xn_tr[sup].view(E, K, k, -1).mean(2))          # [E, K, D]
+                pred_p = (v.Xn_vt @ protos.reshape(E * K, -1).T).view(-1, E, K).argmax(-1).T  # [E, n_vt]
+                P, _ = fit_logistic(v.Z_tr[sup], ys.expand(E, -1), K, lam, max_iter=FS_MAX_ITER, gtol=FS_GTOL)
+                pred_l = predict(v.Z_vt, P)
                 preds = [("prototype", pred_p), ("logistic", pred_l)]
                 for name in extra:
-                    fit = fit_heads(name, X_tr_raw[sup], ys.expand(E, -1), X_vt_raw, K, y_val_pos,
+                    fit = fit_heads(name, v.X_tr[sup], ys.expand(E, -1), v.X_vt, K, y_val_pos,
                                     [head_seed(seed, k, e, name) for e in eps], **head_settings.get(name, {}))
                     preds.append((name, fit.pred))
-                    val_est[name].append(fit.val_unbiased)
+                    st["val_est"][name].append(fit.val_unbiased)
                 for name, pred in preds:
                     ok = (classes_t[pred] == y_vt_t).cpu().numpy()
-                    val_ok[name].append(ok[:, :n_val])
-                    test_ok[name].append(ok[:, n_val:])
+                    st["val_ok"][name].append(ok[:, :n_val])
+                    st["test_ok"][name].append(ok[:, n_val:])
 
-        def summary(name: str):
-            v = np.concatenate(val_ok[name])
-            t = np.concatenate(test_ok[name])
-            va = np.concatenate(val_est[name]) if name in val_est else balanced_accuracy_rows(y_val, v, n_classes)
+        def fresh() -> dict:
+            # a head of heads.py picks its own candidate per episode on validation, so its plain
+            # validation accuracy is a best-of-many; the winner is chosen with its cross-fitted estimate
+            return {"val_ok": {name: [] for name in ran}, "test_ok": {name: [] for name in ran},
+                    "val_est": {name: [] for name in extra}}
+
+        def summary(st: dict, name: str):
+            v = np.concatenate(st["val_ok"][name])
+            t = np.concatenate(st["test_ok"][name])
+            va = (np.concatenate(st["val_est"][name]) if name in st["val_est"]
+                  else balanced_accuracy_rows(y_val, v, n_classes))
             ta = balanced_accuracy_rows(y_te, t, n_classes)
             return va, ta, t
 
-        done = 0
+        def top_val(st: dict) -> float:
+            return max(summary(st, name)[0].mean() for name in ran)
+
+        # the transform: every candidate runs the first batch; the best validation accuracy of any
+        # head decides (ties: the earlier candidate), and only that one continues
         batch = int(min_episodes)
+        tried = []
+        for i in range(len(transforms)):
+            st_i = fresh()
+            run(view(i), st_i, 0, batch)
+            tried.append((top_val(st_i) if len(transforms) > 1 else 0.0, i, st_i))
+        _, chosen, st = max(tried, key=lambda t: (t[0], -t[1]))
+        done = batch
         while True:
-            run(done, batch)
-            done += batch
-            summaries = {name: summary(name) for name in ran}
+            summaries = {name: summary(st, name) for name in ran}
             pv, pt, pc = summaries["prototype"]
             lv, lt, lc = summaries["logistic"]
             # ties (to rounding: means of the same accuracies in another order) go to the simpler
@@ -298,6 +318,8 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
                 break
             needed = math.ceil(var_ep * (2 * Z95 / target_halfwidth) ** 2) if math.isfinite(var_ep) else 0
             batch = int(min(max_episodes - done, max(min_episodes, needed - done)))
+            run(view(chosen), st, done, batch)
+            done += batch
         acc = float(acc_e.mean())
         entries.append(FewShotEntry(
             k=k, accuracy=acc,
@@ -312,8 +334,25 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             head_accuracy={n: float(summaries[n][1].mean()) for n in ran} if extra else {},
             head_val_accuracy={n: float(summaries[n][0].mean()) for n in ran} if extra else {},
             head_episode_accuracy={n: summaries[n][1] for n in ran} if extra else {},
+            preprocess=transforms[chosen].name,
+            preprocess_val_accuracy=({transforms[i].name: float(a) for a, i, _ in tried} if len(tried) > 1 else {}),
         ))
     return FewShotResult(entries=entries, unavailable=unavailable, chance=chance, C=float(C))
+
+
+class _View:
+    """One transformed feature matrix as the few-shot heads use it (torch, on the device):
+    standardised designs for the logistic head (``Z_tr``, ``Z_vt``; ``std``), L2-normalised rows for
+    the prototype (``Xn_tr``, ``Xn_vt``) and, for the heads of heads.py, the rows as they are."""
+
+    def __init__(self, Xt: np.ndarray, split: Split, vt: np.ndarray, dev, raw: bool):
+        self.std = Standardizer(Xt[split.train], dev)
+        self.Z_tr = self.std.design(Xt[split.train])
+        self.Z_vt = self.std.design(Xt[vt])
+        X_tr = torch.from_numpy(np.ascontiguousarray(Xt[split.train], dtype=np.float32)).to(dev)
+        X_vt = torch.from_numpy(np.ascontiguousarray(Xt[vt], dtype=np.float32)).to(dev)
+        self.Xn_tr, self.Xn_vt = _normalise(X_tr), _normalise(X_vt)
+        self.X_tr, self.X_vt = (X_tr, X_vt) if raw else (None, None)
 
 
 def paired_few_shot(a: FewShotEntry, b: FewShotEntry, n_classes: int, seed, clusters=None) -> dict:

@@ -37,6 +37,7 @@ import torch
 from ..constants import HEADS
 from .linear_probe import finite_rows, check_inputs, remap_labels
 from ..seeds import Stream, stream
+from . import preprocess as _pre
 from .splits import Split
 from .stats import balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
 
@@ -535,13 +536,16 @@ class HeadResult:
 
 
 def run_head(name: str, X, y, n_classes: int, split: Split, *, seed: int, device="cpu", n_boot: int = 2000,
-             **settings) -> HeadResult:
+             preprocess=None, **settings) -> HeadResult:
     """Fit head ``name`` (one of ``HEADS``) on ``split.train``, choose on ``split.val``, score ``split.test``.
 
     X : float [n, d] features, y : int [n] labels in 0..n_classes-1. Optional ``settings`` override
     the head's defaults (knn: ``ks``; mlp: ``hidden``, ``alphas``, ``lr``, ``batch``, ``max_epochs``,
     ``patience``; gd_budget: ``budgets``, ``scales``, ``batch``). Same inputs and seed give the same
-    result on one device. Test rows are never fitted on nor used for a choice.
+    result on one device. Test rows are never fitted on nor used for a choice. ``preprocess`` (see
+    ``linear_probe.linear_probe``): label-free transforms fitted on ``split.train``; with several the
+    head runs on each and keeps the one with the best cross-fitted validation accuracy
+    (``HeadFit.val_unbiased``; ties: the earlier), recorded in ``params["preprocess"]``.
     """
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; choose from {list(HEADS)}")
@@ -551,12 +555,22 @@ def run_head(name: str, X, y, n_classes: int, split: Split, *, seed: int, device
     dev = torch.device(device)
     classes = np.unique(y[split.train])
     K = classes.size
-    F = torch.from_numpy(np.ascontiguousarray(X[split.train], dtype=np.float32)).to(dev)[None]
     yF = torch.from_numpy(remap_labels(y[split.train], classes)).to(dev)[None]
     vt = np.concatenate([split.val, split.test])
-    Q = torch.from_numpy(np.ascontiguousarray(X[vt], dtype=np.float32)).to(dev)
     y_val_pos = torch.from_numpy(remap_labels(y[split.val], classes)).to(dev)
-    fit = fit_heads(name, F, yF, Q, K, y_val_pos, [head_seed(seed, name)], **settings)
+    fit, chosen, tried = None, None, []
+    for t in _pre.resolve(preprocess, X, split.train):
+        Xt = t.apply(X)
+        F = torch.from_numpy(np.ascontiguousarray(Xt[split.train])).to(dev)[None]
+        Q = torch.from_numpy(np.ascontiguousarray(Xt[vt])).to(dev)
+        f = fit_heads(name, F, yF, Q, K, y_val_pos, [head_seed(seed, name)], **settings)
+        score = float(f.val_unbiased[0] if f.val_unbiased is not None else f.val_accuracy[0])
+        tried.append([t.name, score])
+        if fit is None or score > tried[chosen][1] + 1e-12:
+            fit, chosen = f, len(tried) - 1
+    fit.params[0]["preprocess"] = tried[chosen][0]
+    if len(tried) > 1:
+        fit.params[0]["preprocess_search"] = [[n, _r(a)] for n, a in tried]
 
     n_val = split.val.size
     y_te = y[split.test]

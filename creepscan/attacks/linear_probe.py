@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..seeds import Stream, stream
+from . import preprocess as _pre
 from .splits import Split
 from .stats import POSTERIOR_DRAWS, balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
 
@@ -76,9 +77,13 @@ class LinearProbeResult:
     test_correct: np.ndarray = field(repr=False)
     test_pred: np.ndarray = field(repr=False)
     test_labels: np.ndarray = field(repr=False)
+    # the label-free transform chosen on validation (``preprocess.CANDIDATES``), and every candidate's
+    # best validation accuracy on the coarse C grid when there were several
+    preprocess: str = "none"
+    preprocess_search: list = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "accuracy": _r(self.accuracy),
             "ci95": [_r(self.ci95[0]), _r(self.ci95[1])],
             "C": _rc(self.C),
@@ -88,7 +93,11 @@ class LinearProbeResult:
             "n_val": int(self.n_val),
             "n_test": int(self.n_test),
             "c_search": [[_rc(c), _r(a)] for c, a in self.c_search],
+            "preprocess": self.preprocess,
         }
+        if self.preprocess_search:
+            out["preprocess_search"] = [[name, _r(a)] for name, a in self.preprocess_search]
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,83 +314,118 @@ def finite_rows(X: np.ndarray, idx: np.ndarray, what: str) -> None:
 
 
 def linear_probe(X, y, n_classes: int, split: Split, *, seed: int, device="cpu",
-                 n_boot: int = POSTERIOR_DRAWS) -> LinearProbeResult:
+                 n_boot: int = POSTERIOR_DRAWS, preprocess=None) -> LinearProbeResult:
     """CLIP-protocol linear probe: C chosen on ``split.val``, refit on train+val, scored on test.
 
     X : float [n, d] features, y : int [n] labels in 0..n_classes-1. Only ``split.train`` and
     ``split.val`` rows are fitted on or used to choose C; ``split.test`` rows are only scored.
     Balanced accuracy throughout; chance is 1 / (number of classes in the training split).
+
+    preprocess : None (the raw features), "auto" (``preprocess.CANDIDATES``), or names / fitted
+        ``preprocess.Transform`` objects: label-free transforms fitted on ``split.train`` only. With
+        several, each gets the coarse C grid; the one with the best validation accuracy there (ties:
+        the earlier) gets the fine C search, the refit and the test (``LinearProbeResult.preprocess``).
     """
     X, y = check_inputs(X, y, n_classes, split)
     fit_rows = np.concatenate([split.train, split.val])
     finite_rows(X, fit_rows, "train/val")
-    classes = np.unique(y[split.train])
-    K = classes.size
-    dev = torch.device(device)
-    std = Standardizer(X[split.train], dev)
-    designs: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+    transforms = _pre.resolve(preprocess, X, split.train)
+    searches = []
+    for t in transforms:
+        search = _CSearch(t.apply(X) if not t.identity else X, y, n_classes, split, device)
+        search.coarse()
+        searches.append((search, t))
+    search, chosen = max(searches, key=lambda st: st[0].best_coarse_acc())  # max keeps the first of ties
+    res = search.finish(seed, n_boot)
+    res.preprocess = chosen.name
+    if len(searches) > 1:
+        res.preprocess_search = [[t.name, float(s.best_coarse_acc())] for s, t in searches]
+    return res
 
-    def design(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+
+class _CSearch:
+    """The C search of one (transformed) feature matrix: ``coarse()`` fits ``COARSE_LOG10_C``;
+    ``finish()`` halves the steps around the best, refits on train+val and scores the test split."""
+
+    def __init__(self, X, y, n_classes: int, split: Split, device):
+        self.X, self.y, self.n_classes, self.split = X, y, n_classes, split
+        self.classes = np.unique(y[split.train])
+        self.dev = torch.device(device)
+        self.std = Standardizer(X[split.train], self.dev)
+        self.designs: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.y_tr = torch.from_numpy(remap_labels(y[split.train], self.classes)).to(self.dev)[None]
+        self.y_va = y[split.val]
+        self.n_tr = split.train.size
+        K = self.classes.size
+        self.P_start = initial_params(self.y_tr, K, X.shape[1])
+        self.g_ref = _loss_grad(self.design(torch.float32)[0], self.y_tr[..., None], self.P_start.clone(), 0.0,
+                                self.n_tr)[1].abs().amax((1, 2))
+        self.fits: dict[float, tuple[torch.Tensor, float]] = {}
+
+    def design(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(train [1, n, D+1], val [n_val, D+1]) in this precision, built on first use."""
-        if dtype not in designs:
-            designs[dtype] = (std.design(X[split.train], dtype)[None], std.design(X[split.val], dtype))
-        return designs[dtype]
+        if dtype not in self.designs:
+            X, sp = self.X, self.split
+            self.designs[dtype] = (self.std.design(X[sp.train], dtype)[None], self.std.design(X[sp.val], dtype))
+        return self.designs[dtype]
 
-    y_tr = torch.from_numpy(remap_labels(y[split.train], classes)).to(dev)[None]
-    y_va = y[split.val]
-    n_tr = split.train.size
-
-    P_start = initial_params(y_tr, K, X.shape[1])
-    g_ref = _loss_grad(design(torch.float32)[0], y_tr[..., None], P_start.clone(), 0.0, n_tr)[1].abs().amax((1, 2))
-    fits: dict[float, tuple[torch.Tensor, float]] = {}
-
-    def run(logc: float) -> float:
+    def run(self, logc: float) -> float:
+        fits = self.fits
         if logc not in fits:
             near = min(fits, key=lambda l: (abs(l - logc), l)) if fits else None
-            P0 = fits[near][0] if near is not None else P_start
-            lam = std.lam(10.0 ** logc, n_tr)
+            P0 = fits[near][0] if near is not None else self.P_start
+            lam = self.std.lam(10.0 ** logc, self.n_tr)
             dtype = solver_dtype(lam)
-            Z_tr, Z_va = design(dtype)
+            Z_tr, Z_va = self.design(dtype)
             cap = next(c for below, c in SEARCH_MAX_ITER if logc < below)
-            P, _ = fit_logistic(Z_tr, y_tr, K, lam, P0=P0.to(dtype), g_ref=g_ref.to(dtype), max_iter=cap)
-            pred = classes[predict(Z_va, P)[0].cpu().numpy()]
-            fits[logc] = (P, balanced_accuracy(y_va, pred, n_classes))
+            P, _ = fit_logistic(Z_tr, self.y_tr, self.classes.size, lam, P0=P0.to(dtype),
+                                g_ref=self.g_ref.to(dtype), max_iter=cap)
+            pred = self.classes[predict(Z_va, P)[0].cpu().numpy()]
+            fits[logc] = (P, balanced_accuracy(self.y_va, pred, self.n_classes))
         return fits[logc][1]
 
-    def best_of(cands):  # highest val accuracy; ties go to the smaller C (more regularised)
-        return max(sorted(cands), key=lambda l: (run(l), -l))
+    def best_of(self, cands):  # highest val accuracy; ties go to the smaller C (more regularised)
+        return max(sorted(cands), key=lambda l: (self.run(l), -l))
 
-    for logc in COARSE_LOG10_C:
-        run(logc)
-    best = best_of(COARSE_LOG10_C)
-    step = (COARSE_LOG10_C[1] - COARSE_LOG10_C[0]) / 2.0
-    lo, hi = COARSE_LOG10_C[0], COARSE_LOG10_C[-1]
-    for _ in range(N_HALVINGS):  # refine inside the searched range only
-        best = best_of([l for l in (best - step, best, best + step) if lo <= l <= hi])
-        step /= 2.0
-    C = 10.0 ** best
+    def coarse(self) -> None:
+        for logc in COARSE_LOG10_C:
+            self.run(logc)
 
-    # Refit on train + val at the chosen C, warm-started from the train-only fit.
-    designs.clear()
-    lam = std.lam(C, fit_rows.size)
-    dtype = solver_dtype(lam)
-    Z_fit = std.design(X[fit_rows], dtype)[None]
-    y_fit = torch.from_numpy(remap_labels(y[fit_rows], classes)).to(dev)[None]
-    P, _ = fit_logistic(Z_fit, y_fit, K, lam, P0=fits[best][0].to(dtype), gtol=REFIT_GTOL,
-                        max_iter=MAX_ITER if best < 4 else REFIT_MAX_ITER_LARGE_C)
-    del Z_fit
-    test_pred = classes[predict(std.design(X[split.test], dtype), P)[0].cpu().numpy()]
-    y_te = y[split.test]
-    correct = test_pred == y_te
-    acc = balanced_accuracy(y_te, test_pred, n_classes)
-    chance = 1.0 / K
-    return LinearProbeResult(
-        accuracy=acc,
-        ci95=bootstrap_ci(y_te, correct, n_classes, seed=stream(seed, Stream.LINEAR_PROBE_CI), n_boot=n_boot),
-        C=C,
-        skill=_skill(acc, chance),
-        val_accuracy=fits[best][1],
-        c_search=[[10.0 ** l, fits[l][1]] for l in sorted(fits)],
-        n_train=int(split.train.size), n_val=int(split.val.size), n_test=int(split.test.size),
-        chance=chance, test_correct=correct, test_pred=test_pred, test_labels=y_te,
-    )
+    def best_coarse_acc(self) -> float:
+        return max(self.fits[l][1] for l in COARSE_LOG10_C)
+
+    def finish(self, seed: int, n_boot: int) -> LinearProbeResult:
+        best = self.best_of(COARSE_LOG10_C)
+        step = (COARSE_LOG10_C[1] - COARSE_LOG10_C[0]) / 2.0
+        lo, hi = COARSE_LOG10_C[0], COARSE_LOG10_C[-1]
+        for _ in range(N_HALVINGS):  # refine inside the searched range only
+            best = self.best_of([l for l in (best - step, best, best + step) if lo <= l <= hi])
+            step /= 2.0
+        C = 10.0 ** best
+        X, y, split, fits, classes = self.X, self.y, self.split, self.fits, self.classes
+        fit_rows = np.concatenate([split.train, split.val])
+
+        # Refit on train + val at the chosen C, warm-started from the train-only fit.
+        self.designs.clear()
+        lam = self.std.lam(C, fit_rows.size)
+        dtype = solver_dtype(lam)
+        Z_fit = self.std.design(X[fit_rows], dtype)[None]
+        y_fit = torch.from_numpy(remap_labels(y[fit_rows], classes)).to(self.dev)[None]
+        P, _ = fit_logistic(Z_fit, y_fit, classes.size, lam, P0=fits[best][0].to(dtype), gtol=REFIT_GTOL,
+                            max_iter=MAX_ITER if best < 4 else REFIT_MAX_ITER_LARGE_C)
+        del Z_fit
+        test_pred = classes[predict(self.std.design(X[split.test], dtype), P)[0].cpu().numpy()]
+        y_te = y[split.test]
+        correct = test_pred == y_te
+        acc = balanced_accuracy(y_te, test_pred, self.n_classes)
+        chance = 1.0 / classes.size
+        return LinearProbeResult(
+            accuracy=acc,
+            ci95=bootstrap_ci(y_te, correct, self.n_classes, seed=stream(seed, Stream.LINEAR_PROBE_CI), n_boot=n_boot),
+            C=C,
+            skill=_skill(acc, chance),
+            val_accuracy=fits[best][1],
+            c_search=[[10.0 ** l, fits[l][1]] for l in sorted(fits)],
+            n_train=int(split.train.size), n_val=int(split.val.size), n_test=int(split.test.size),
+            chance=chance, test_correct=correct, test_pred=test_pred, test_labels=y_te,
+        )

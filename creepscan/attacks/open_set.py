@@ -139,6 +139,7 @@ class OpenSetResult:
     n_boot: int = N_BOOT
     _stats: _SearchStats | None = field(default=None, repr=False)
     _draws: dict = field(default_factory=dict, repr=False)
+    metric: str = "cosine"   # raw cosine, or the learned metric (metric.LEARNED_METRIC)
 
     def bootstrap_draws(self, seed, n_boot: int = N_BOOT) -> dict:
         """{"rank1": [n_boot], "fnir": {level: [n_boot]}} under the identity multiplicities of
@@ -169,6 +170,7 @@ class OpenSetResult:
             "n_nonmated_identities": int(self.n_nonmated_identities),
             "n_mated_searches": int(self.n_mated_searches),
             "n_nonmated_searches": int(self.n_nonmated_searches),
+            "metric": self.metric,
             "det": [[float(f"{f:.6g}"), _r(v)] for f, v in self.det],
             "protocol": (f"1:N open set: {self.n_gallery_identities} enrolled identities ({self.n_enrol} image(s) "
                          f"each, mean template), {self.n_nonmated_identities} never enrolled; rank-1 hit "
@@ -214,9 +216,30 @@ def _design(y: np.ndarray, seed, n_enrol: int, nonmated_fraction: float):
             np.concatenate(mated_pos), nm_search, nm_lookup[label_pos[nm_search]])
 
 
+def _scores(rows, n_metrics: int, enrol: np.ndarray, search: np.ndarray, dev,
+            which: np.ndarray | None = None) -> np.ndarray:
+    """Cosine of each search image against each template (float64 [n_search, n_gallery]); a
+    template is the renormalised mean of its enrolment rows. ``rows(m, idx)``: metric m's
+    L2-normalised features of images ``idx``; ``which`` [n_search, n_gallery] picks the metric of
+    each score (None: metric 0)."""
+    out = None
+    for m in range(n_metrics):
+        if which is not None and not (which == m).any():
+            continue
+        T = rows(m, torch.from_numpy(enrol).to(dev)).mean(dim=1)
+        T = T / T.norm(dim=1, keepdim=True).clamp_min(1e-12)           # [n_gallery, d]
+        S = (rows(m, torch.from_numpy(search).to(dev)) @ T.T).double().cpu().numpy()
+        out = S if out is None else np.where(which == m, S, out)
+    return out
+
+
 def open_set_identification(X, y, *, seed, n_enrol: int = 1, nonmated_fraction: float = 0.5,
-                            device="cpu", n_boot: int = N_BOOT) -> OpenSetResult:
+                            device="cpu", n_boot: int = N_BOOT, metric="cosine") -> OpenSetResult | None:
     """Open-set 1:N identification with the protocol of the module docstring.
+
+    ``metric``: "cosine" (raw cosine) or "learned" (``metric.CrossFitMetric``, a search scored
+    against a template by the metric fitted on neither identity's fold; None when it cannot be fitted),
+    or a ``CrossFitMetric`` already fitted on these rows.
 
     X : float [n, d] features of every image, y : int [n] identity labels. ``n_enrol`` images per
     enrolled identity form its template; ``nonmated_fraction`` of the identities (rounded, at least
@@ -247,17 +270,32 @@ def open_set_identification(X, y, *, seed, n_enrol: int = 1, nonmated_fraction: 
     gallery, nonmated, enrol, mated, mated_pos, nm_search, nm_pos = design
 
     dev = torch.device(device)
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
-    Xn = Xt / Xt.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    T = Xn[torch.from_numpy(enrol).to(dev)].mean(dim=1)
-    T = T / T.norm(dim=1, keepdim=True).clamp_min(1e-12)               # [n_gallery, d]
-    S = (Xn[torch.from_numpy(mated).to(dev)] @ T.T).double().cpu().numpy()   # [n_mated, n_gallery]
+    if not isinstance(metric, str) or metric == "learned":
+        from .metric import LEARNED_METRIC, CrossFitMetric
+
+        classes, ids = np.unique(y, return_inverse=True)
+        cf = metric if not isinstance(metric, str) else CrossFitMetric(X, ids.ravel(), classes.size, entropy,
+                                                                        device=dev)
+        if not cf.available:
+            return None
+        template_fold = cf.fold_of_identity[np.searchsorted(classes, gallery)]
+        S = _scores(cf.rows, len(cf.Z), enrol, mated, dev, cf.pair_map[cf.fold[mated]][:, template_fold])
+        S_nm = _scores(cf.rows, len(cf.Z), enrol, nm_search, dev, cf.pair_map[cf.fold[nm_search]][:, template_fold])
+        metric_name = LEARNED_METRIC
+    elif metric == "cosine":
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
+        Xn = Xt / Xt.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        S = _scores(lambda m, idx: Xn[idx], 1, enrol, mated, dev)
+        S_nm = _scores(lambda m, idx: Xn[idx], 1, enrol, nm_search, dev)
+        metric_name = "cosine"
+    else:
+        raise ValueError(f"metric must be 'cosine' or 'learned', got {metric!r}")
     rows = np.arange(mated.size)
     true = S[rows, mated_pos]
     S[rows, mated_pos] = -np.inf
     rank1 = true > S.max(axis=1)
     hit = np.where(rank1, true, -np.inf)                                # -inf: never above a threshold
-    top = (Xn[torch.from_numpy(nm_search).to(dev)] @ T.T).double().cpu().numpy().max(axis=1)
+    top = S_nm.max(axis=1)
 
     st = _SearchStats(hit, rank1, mated_pos, gallery.size, top, nm_pos, nonmated.size)
     one_g, one_n = np.ones((1, gallery.size)), np.ones((1, nonmated.size))
@@ -280,7 +318,7 @@ def open_set_identification(X, y, *, seed, n_enrol: int = 1, nonmated_fraction: 
         n_nonmated_identities=int(nonmated.size), n_mated_searches=int(mated.size),
         n_nonmated_searches=int(nm_search.size), n_eff_nonmated=st.n_eff_nonmated, det=st.det(),
         gallery_labels=gallery, nonmated_labels=nonmated, design_digest=h.hexdigest()[:32],
-        seed=entropy, n_boot=int(n_boot), _stats=st)
+        seed=entropy, n_boot=int(n_boot), _stats=st, metric=metric_name)
     draws = res.bootstrap_draws(entropy, n_boot)
     res.rank1_ci95 = identity_bootstrap_interval(draws["rank1"], res.rank1, gallery.size)
     n_units = min(gallery.size, nonmated.size)

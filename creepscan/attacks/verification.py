@@ -475,6 +475,7 @@ class VerificationResult:
     impostor_weight: np.ndarray = field(repr=False)
     _stats: _PairStats = field(repr=False)
     _draws: dict = field(default_factory=dict, repr=False)
+    metric: str = "cosine"   # how pairs were scored: raw cosine or the learned metric (metric.LEARNED_METRIC)
 
     def bootstrap_draws(self, seed, n_boot: int = N_BOOT) -> dict:
         """{"tar": {far: [n_boot]}, "auc": [n_boot]}: the statistics under the identity-level
@@ -502,6 +503,7 @@ class VerificationResult:
             "n_identities": int(self.n_identities),
             "n_genuine_identities": int(self.n_genuine_identities),
             "n_identity_pairs": int(self.n_identity_pairs),
+            "metric": self.metric,
             "weighting": "identity: each identity's genuine pairs, and each identity pair's impostor pairs, weigh equally",
             "ci_method": (f"identity-level bootstrap, {self.n_boot} draws (AUC: "
                           f"{'exact' if self.auc_ci_method == 'exact' else 'linearised'})"),
@@ -594,13 +596,15 @@ def _pair_indices(blocks: list, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ii), np.concatenate(jj)
 
 
-def _score_blocks(Xn: torch.Tensor, blocks: list) -> tuple[np.ndarray, np.ndarray]:
+def _score_blocks(Xn: torch.Tensor, blocks: list, scorer=None) -> tuple[np.ndarray, np.ndarray]:
+    """Cosines of the genuine and impostor pairs of ``blocks`` (in ``_pair_indices`` order), from
+    the L2-normalised rows ``Xn``, or from ``scorer(R, C) -> [m, p, q]`` (a learned metric)."""
     gen, imp = [], []
     dev = Xn.device
     for blk in blocks:
         R = torch.from_numpy(blk.rows).to(dev)
         C = torch.from_numpy(blk.cols).to(dev)
-        S = torch.bmm(Xn[R], Xn[C].transpose(1, 2))
+        S = torch.bmm(Xn[R], Xn[C].transpose(1, 2)) if scorer is None else scorer(R, C)
         for mask, out in ((blk.genuine, gen), (blk.impostor, imp)):
             if mask.any():
                 out.append(S[torch.from_numpy(mask).to(dev)].cpu().numpy())
@@ -621,8 +625,14 @@ def _digest(*arrays) -> str:
 # Public entry points
 # ---------------------------------------------------------------------------------------------
 
-def verification(X, y, *, seed, max_pairs: int = 2_000_000, device="cpu", n_boot: int = N_BOOT) -> VerificationResult:
+def verification(X, y, *, seed, max_pairs: int = 2_000_000, device="cpu", n_boot: int = N_BOOT,
+                 metric="cosine") -> VerificationResult | None:
     """Cosine-similarity verification of same-label vs different-label pairs, labels as identities.
+
+    ``metric``: "cosine" (raw cosine, nothing fitted) or "learned" (``metric.CrossFitMetric``: cosine
+    after within-identity whitening fitted on other identities, cross-fitted so that every pair of the
+    same design is scored; None when fewer than 3 identities leave nothing disjoint to fit on), or a
+    ``CrossFitMetric`` already fitted on these rows.
 
     X : float [n, d] (all images of the kept classes), y : int [n]. Returns identity-weighted TAR
     at FAR 1e-2 and 1e-3 (a level is measurable only with >= MIN_TAIL / FAR impostor pairs, counted
@@ -648,13 +658,28 @@ def verification(X, y, *, seed, max_pairs: int = 2_000_000, device="cpu", n_boot
     gi, gj = _pair_indices(blocks, "genuine")
     ii, ij = _pair_indices(blocks, "impostor")
     dev = torch.device(device)
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
-    Xn = Xt / Xt.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    gen, imp = _score_blocks(Xn, blocks)
+    if not isinstance(metric, str) or metric == "learned":
+        from .metric import LEARNED_METRIC, CrossFitMetric
+
+        # a CrossFitMetric built by the caller on these rows (shared with open-set identification)
+        cf = metric if not isinstance(metric, str) else CrossFitMetric(X, ids, classes.size, seed_entropy(seed),
+                                                                        device=dev)
+        if not cf.available:
+            return None
+        gen, imp = _score_blocks(cf.Z[0], blocks, cf.score)  # Z[0]: only its device is read
+        name = LEARNED_METRIC
+    elif metric == "cosine":
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
+        gen, imp = _score_blocks(Xt / Xt.norm(dim=1, keepdim=True).clamp_min(1e-12), blocks)
+        name = "cosine"
+    else:
+        raise ValueError(f"metric must be 'cosine' or 'learned', got {metric!r}")
     a, b = ids[ii], ids[ij]
-    return verification_from_pairs(
+    res = verification_from_pairs(
         gen, ids[gi], imp, np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), classes.size,
         seed=seed, n_boot=n_boot, sampled=sampled, pair_digest=_digest(ids, gi, gj, ii, ij))
+    res.metric = name
+    return res
 
 
 def verification_from_pairs(genuine_scores, genuine_identity, impostor_scores, impostor_identities,

@@ -338,7 +338,10 @@ def _fs_cell(row: Any) -> Cell:
 def _lp_cell(block: Any) -> Cell:
     s = F.acc_ci(block)
     c = F.get(block, "C")
-    return cell(s, muted(Fixed(f"C={F.num(c, 3)}"))) if s != NA and F.is_num(c) else cell(s)
+    pre = F.get(block, "preprocess")
+    # the label-free transform chosen on validation, when it is not the raw features
+    how = f", {pre}" if isinstance(pre, str) and pre != "none" else ""
+    return cell(s, muted(Fixed(f"C={F.num(c, 3)}{how}"))) if s != NA and F.is_num(c) else cell(s)
 
 
 def _head_rows(mm: dict, fm: dict) -> list:
@@ -384,6 +387,23 @@ def _open_set_rows(om: Any, of: Any) -> list:
     return rows
 
 
+def _learned_metric_rows(mm: dict, fm: dict) -> list:
+    """Verification TAR and open-set rank-1 with the learned metric (cosine after within-identity
+    whitening fitted on other identities), where it ran."""
+    rows = []
+    vm, vf = mm.get("verification_learned"), fm.get("verification_learned")
+    if isinstance(vm, dict) or isinstance(vf, dict):
+        for far, _ in F.far_items(F.get(vm, "tar_at_far") or F.get(vf, "tar_at_far")):
+            rows.append([cell(f"Verification TAR at FAR {F.text(far)}, learned metric"), cell(F.tar_text(vm, far)),
+                         cell(F.tar_text(vf, far))])
+    om, of = mm.get("open_set_learned"), fm.get("open_set_learned")
+    if isinstance(om, dict) or isinstance(of, dict):
+        rows.append([cell(Fixed("Open-set rank-1 identification, learned metric")),
+                     cell(F.with_ci(F.pct(F.get(om, "rank1")), F.ci_pct(F.get(om, "rank1_ci95")))),
+                     cell(F.with_ci(F.pct(F.get(of, "rank1")), F.ci_pct(F.get(of, "rank1_ci95"))))])
+    return rows
+
+
 def metrics_table(p: dict) -> Table:
     """Model vs floor: every attack's balanced accuracy on held-out test images, with its CI."""
     mm, fm = F.model_metrics(p), F.floor_metrics(p)
@@ -405,6 +425,7 @@ def metrics_table(p: dict) -> Table:
     om, of = mm.get("open_set"), fm.get("open_set")
     if isinstance(om, dict) or isinstance(of, dict):
         rows += _open_set_rows(om, of)
+    rows += _learned_metric_rows(mm, fm)
     rows.append([cell(Fixed("Samples per class to threshold")), cell(F.samples_text(mm)),
                  cell(F.samples_text(fm))])
     return Table([cell(Fixed("Attack")), cell(Fixed("Model")), cell(Fixed("Floor"))], rows, (1, 2), "metrics")
