@@ -78,6 +78,7 @@ def _sync(device: str):
 
 def row_head(args, head: str, device: str) -> dict:
     import torch
+
     from creepscan.attacks import stratified_split
     from creepscan.attacks.heads import run_head
 
@@ -110,6 +111,7 @@ def row_default_set(args, device: str, few_shot_heads: bool) -> dict:
     """The default attack set in one process: evaluate(linear_probe, few_shot) + run_head of every
     head; with ``few_shot_heads`` the few-shot curve also runs every head."""
     import torch
+
     from creepscan.attacks import evaluate, few_shot_curve, stratified_split
     from creepscan.attacks.heads import HEADS, run_head
 
@@ -390,6 +392,7 @@ def main(argv=None) -> int:
         return 0
 
     import torch
+
     from creepscan.attacks import stratified_split
 
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():

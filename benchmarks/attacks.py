@@ -137,6 +137,7 @@ def row_creepscan(args, spec: str) -> dict:
     """``spec``: a device, or DEVICE:raw for the attacks on the raw features only (no label-free
     preprocessing, no learned verification metric: the cost the preprocessing adds)."""
     import torch
+
     from creepscan.attacks import evaluate, few_shot_curve, linear_probe, stratified_split, verification
 
     device, _, variant = spec.partition(":")

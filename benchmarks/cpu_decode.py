@@ -37,12 +37,12 @@ def main() -> int:
 
     import numpy as np
     import torch
+    from extract import write_jpegs
 
     from creepscan.cpu import apply_threads, busy_cpus, cpu_model, machine_identity
     from creepscan.data import load_image_set
     from creepscan.encoders.openclip import random_init
     from creepscan.features import decode_plan, extract
-    from extract import write_jpegs
 
     warnings.filterwarnings("ignore")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -214,10 +214,9 @@ def row_creepscan(args, decode="auto", cached=False, precision="auto", floor=Fal
     floor together (``extract_many``: one decode, two models), as an audit embeds each probe."""
     import torch
 
+    from creepscan.cpu import apply_threads
     from creepscan.data import load_image_set
     from creepscan.features import decode_plan, extract_many
-
-    from creepscan.cpu import apply_threads
 
     apply_threads()  # as an audit does: threads from the usable CPUs and the load
     enc = _encoder(args, precision=precision)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: the shared data maker
 
 from attacks import make_data
+
 from creepscan.attacks.linear_probe import COARSE_LOG10_C, N_HALVINGS, linear_probe
 from creepscan.attacks.splits import stratified_split
 from creepscan.attacks.stats import balanced_accuracy

@@ -51,8 +51,8 @@ def child(args) -> None:
 
     threads, why = apply_threads()  # first, as the CLI does: the sample sees the load as it is now
     import torch
-
     from attacks import ATTACK_SET, WARMUP, make_data
+
     from creepscan.attacks import evaluate, stratified_split
 
     X, y = make_data(args.n, args.dim, args.classes, args.seed)

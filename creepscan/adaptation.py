@@ -10,9 +10,9 @@ the adaptation raised, kept or lowered the level.
 from __future__ import annotations
 
 from .attacks.stats import holm
-from .levels import level_rose
 from .constants import DEFAULT_RULES
 from .evaluation import ModelResult, ProbeResult, risk_block
+from .levels import level_rose
 from .paired import compare_row
 
 __all__ = ["change_word", "adaptation_block", "adjust_across_probes"]

@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader, Dataset
 from . import decode as _decode
 from .cache import CHUNK_ROWS, Claim, EmbeddingCache, check_cache_writable, encoder_cache_key, progress_bar, wait_for
 from .data import ImageSet, UnusableImage, content_hashes, decode_image
+from .decode import choose as choose_decode
+from .decode import plain_jpeg
 from .errors import error_summary
-from .decode import choose as choose_decode, plain_jpeg
 
 __all__ = ["Features", "extract", "extract_many", "decode_plan", "split_preprocess", "preprocess_image"]
 

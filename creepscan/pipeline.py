@@ -18,15 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cache import default_cache_dir
 from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
 from .errors import CreepscanError, DataUnavailable
 from .evaluation import ModelResult, ProbeResult, risk_block, rules_for
-from .cache import default_cache_dir
 from .features import Features
 from .probes import Probe
 from .result import SCHEMA_VERSION  # report.json's format, described in creepscan/result.py
 from .risk import DEFAULT_BASIS
-
 
 _LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 

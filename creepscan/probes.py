@@ -15,7 +15,8 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-from .constants import DEFAULT_RULES, FAR_LEVELS, PROBE_ATTACKS as ATTACKS
+from .constants import DEFAULT_RULES, FAR_LEVELS
+from .constants import PROBE_ATTACKS as ATTACKS
 from .errors import ProbeFileError
 
 RISK_KEYS = tuple(DEFAULT_RULES)

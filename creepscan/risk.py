@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .constants import DEFAULT_RULES, FAR_LEVELS, round6 as _r
+from .constants import DEFAULT_RULES, FAR_LEVELS
+from .constants import round6 as _r
 from .levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, at_or_above, level_index, level_rose
 from .seeds import Stream, stream
 

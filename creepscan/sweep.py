@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .attacks.stats import holm
-from .paired import compare_row
 from .constants import DEFAULT_RULES
 from .errors import CreepscanError
+from .paired import compare_row
 from .pipeline import Settings, model_block, report_head, run, run_date
 
 __all__ = ["ModelEntry", "SweepInputError", "ORDERS", "step_from_name", "read_models_file", "model_entries",

@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import make_folder
 
 from creepscan.cli import main
 from creepscan.encoders import resolve_encoder
-
-from conftest import make_folder
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_folder
 
 from creepscan import cache as cache_mod
 from creepscan import features as features_mod
@@ -21,8 +22,6 @@ from creepscan.data import load_image_set
 from creepscan.encoders.plugin import PixelEncoder
 from creepscan.errors import CreepscanError
 from creepscan.features import extract
-
-from conftest import make_folder
 
 BATCH, CHUNK = 2, 4
 N_FULL, N_HALF = 24, 12

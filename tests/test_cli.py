@@ -6,10 +6,9 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import TINY, make_folder
 
 from creepscan.cli import main
-
-from conftest import TINY, make_folder
 
 
 def run(*args):

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import make_folder
 
 from creepscan.cli import main
-
-from conftest import make_folder
 
 REPO = Path(__file__).resolve().parent.parent
 

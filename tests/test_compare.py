@@ -4,11 +4,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import make_folder
 
 from creepscan.attacks.stats import holm
 from creepscan.cli import main
-
-from conftest import make_folder
 
 
 def compare(tmp_path, a, b, data, out, *extra):

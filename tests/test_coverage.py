@@ -23,8 +23,13 @@ import torch
 from creepscan.attacks.few_shot import FS_GTOL, FS_MAX_ITER, few_shot_curve, paired_few_shot
 from creepscan.attacks.linear_probe import Standardizer, fit_logistic, linear_probe, predict
 from creepscan.attacks.splits import Split
-from creepscan.attacks.stats import (balanced_accuracy, balanced_accuracy_var, bootstrap_ci,
-                                     paired_bootstrap, proportion_ci)
+from creepscan.attacks.stats import (
+    balanced_accuracy,
+    balanced_accuracy_var,
+    bootstrap_ci,
+    paired_bootstrap,
+    proportion_ci,
+)
 
 K, DIM = 3, 4
 TRUTH_PER_CLASS = 4000

@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 
 from creepscan import cpu
 from creepscan.encoders import resolve_encoder
-
-from conftest import TINY
 
 
 @pytest.fixture(autouse=True)

@@ -3,15 +3,22 @@ import io
 
 import numpy as np
 import pytest
+from conftest import make_folder
 from PIL import Image
 
 from creepscan import data as data_mod
-from creepscan.data import (UnusableImage, apply_group_rule, cap_per_class, compile_group_rule, content_hashes,
-                            dataset_fingerprint, decode_image, load_image_set)
+from creepscan.data import (
+    UnusableImage,
+    apply_group_rule,
+    cap_per_class,
+    compile_group_rule,
+    content_hashes,
+    dataset_fingerprint,
+    decode_image,
+    load_image_set,
+)
 from creepscan.errors import DataUnavailable, ProbeFileError
 from creepscan.probes import load_probe
-
-from conftest import make_folder
 
 
 def _jpeg_bytes(size=(32, 24), color=(10, 200, 30), exif_orientation=None):

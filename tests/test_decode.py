@@ -11,14 +11,13 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from PIL import Image
 
 from creepscan import decode
 from creepscan.data import load_image_set
 from creepscan.encoders import resolve_encoder
 from creepscan.features import extract
-
-from conftest import TINY
 
 pytest.importorskip("torchvision.io")
 

@@ -5,13 +5,12 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from PIL import Image
 
 from creepscan.encoders import PixelEncoder, resolve_encoder
 from creepscan.encoders.openclip import random_init
 from creepscan.errors import ModelUnavailable
-
-from conftest import TINY
 
 
 def _embed(enc, color=(200, 30, 30)):
@@ -179,11 +178,11 @@ def test_plugin_by_module_and_by_path(tmp_path, monkeypatch):
 def test_fast_arithmetic_agrees_with_fp32(tiny_weights, tmp_path, settings):
     """The GPU's arithmetic choices, run here on the CPU, against the fp32 reference: cosine >
     0.999 per image, and never served from each other's cache entries."""
-    from creepscan.data import load_image_set
-    from creepscan.cache import encoder_cache_key
-    from creepscan.features import extract
-
     from conftest import make_folder
+
+    from creepscan.cache import encoder_cache_key
+    from creepscan.data import load_image_set
+    from creepscan.features import extract
 
     images = load_image_set(make_folder(tmp_path / "d", n_classes=3, per_class=5))
     ref = resolve_encoder(TINY, weights=tiny_weights["safetensors"]).configure(precision="fp32")

@@ -1,14 +1,13 @@
 """The embedding cache: hits, partial re-embedding, resume after interruption, skips."""
 import numpy as np
 import pytest
+from conftest import make_folder
 from PIL import Image
 
+from creepscan.cache import EmbeddingCache, encoder_cache_key
 from creepscan.data import load_image_set
 from creepscan.encoders.plugin import PixelEncoder
-from creepscan.cache import EmbeddingCache, encoder_cache_key
 from creepscan.features import extract
-
-from conftest import make_folder
 
 
 class Counting(PixelEncoder):

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, make_folder
 from PIL import Image
 
-from conftest import TINY, make_folder
 from creepscan.attacks import linear_probe
 from creepscan.attacks.finetune import finetune_attack
 from creepscan.attacks.splits import stratified_split

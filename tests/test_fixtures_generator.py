@@ -2,11 +2,11 @@
 import hashlib
 
 import numpy as np
+from conftest import load_fixture_generator
 from PIL import Image
 
 from creepscan.data import load_image_set
 from creepscan.data.synthetic import make_attribute, make_digits, make_identities
-from conftest import load_fixture_generator
 
 generate_cli = load_fixture_generator().main
 

@@ -4,8 +4,15 @@ import pytest
 
 from creepscan.attacks import Metrics, evaluate
 from creepscan.attacks import splits as splits_mod
-from creepscan.attacks.splits import (DEFAULT_N_FOLDS, FOLDS_MAX_IMAGES, drop_near_duplicates, make_splits,
-                                      split_info, stratified_split, scored_images)
+from creepscan.attacks.splits import (
+    DEFAULT_N_FOLDS,
+    FOLDS_MAX_IMAGES,
+    drop_near_duplicates,
+    make_splits,
+    scored_images,
+    split_info,
+    stratified_split,
+)
 from creepscan.attacks.stats import bootstrap_ci
 
 LP = ("linear_probe",)

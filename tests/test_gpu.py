@@ -11,14 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
+from test_decode import _awkward_folder
 
 from creepscan.attacks import evaluate, stratified_split
 from creepscan.data import load_image_set
 from creepscan.encoders import resolve_encoder
 from creepscan.features import extract
-
-from conftest import TINY
-from test_decode import _awkward_folder
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 

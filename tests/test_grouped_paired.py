@@ -4,8 +4,14 @@ the units are the groups, so the tests keep their false-positive rate and the up
 import numpy as np
 import pytest
 
-from creepscan.attacks.stats import (bootstrap_ci, clustered_ci, clustered_variance, paired_bootstrap,
-                                     paired_episodes, t_quantile)
+from creepscan.attacks.stats import (
+    bootstrap_ci,
+    clustered_ci,
+    clustered_variance,
+    paired_bootstrap,
+    paired_episodes,
+    t_quantile,
+)
 
 
 def grouped_pair(rng, classes=2, groups_per_class=8, photos=25, spread=0.35, shift=0.0):

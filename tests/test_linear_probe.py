@@ -5,8 +5,16 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from creepscan.attacks.linear_probe import (COARSE_LOG10_C, N_HALVINGS, REFIT_GTOL, Standardizer, fit_logistic,
-                                            linear_probe, predict, solver_dtype)
+from creepscan.attacks.linear_probe import (
+    COARSE_LOG10_C,
+    N_HALVINGS,
+    REFIT_GTOL,
+    Standardizer,
+    fit_logistic,
+    linear_probe,
+    predict,
+    solver_dtype,
+)
 from creepscan.attacks.splits import stratified_split
 from creepscan.attacks.stats import balanced_accuracy
 

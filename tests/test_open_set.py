@@ -3,8 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from creepscan.attacks.open_set import (FPIR_LEVELS, MIN_IDENTITIES, OpenSetResult, open_set_identification,
-                                        paired_open_set_test)
+from creepscan.attacks.open_set import (
+    FPIR_LEVELS,
+    MIN_IDENTITIES,
+    OpenSetResult,
+    open_set_identification,
+    paired_open_set_test,
+)
 
 
 def clusters(n_ids, per_id, dim=32, sep=1.0, seed=0):

@@ -96,9 +96,8 @@ def test_a_wheel_install_ships_the_suites(tmp_path):
     probe files live inside the package, not beside it in the repository."""
     import subprocess
     import sys
-    from pathlib import Path
-
     import zipfile
+    from pathlib import Path
 
     repo = Path(__file__).resolve().parent.parent
     # The installed setuptools builds it (no isolated build environment to download and set up: most of

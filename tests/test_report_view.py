@@ -13,8 +13,7 @@ import pytest
 
 from creepscan.levels import ALL_LEVELS, level_rose
 from creepscan.report import render_html, render_markdown, summary_text
-from creepscan.report.view import (LEVEL_COLOURS, Badge, Figures, Items, Pairs, Para, Subheading, Table,
-                                   build_view)
+from creepscan.report.view import LEVEL_COLOURS, Badge, Figures, Items, Pairs, Para, Subheading, Table, build_view
 
 DATA = Path(__file__).parent / "data"
 HOSTILE = "<script>alert(9)</script> | *x* [a](http://e)"

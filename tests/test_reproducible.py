@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import make_folder
 from threadpoolctl import threadpool_limits
 
 from creepscan import cpu
 from creepscan.attacks import evaluate
 from creepscan.attacks.splits import make_splits
 from creepscan.cli import main
-
-from conftest import make_folder
 
 
 def outside_timings(obj):

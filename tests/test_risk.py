@@ -6,10 +6,19 @@ import numpy as np
 import pytest
 
 from creepscan.attacks import Metrics, evaluate
-from creepscan.attacks.zero_shot import zero_shot
 from creepscan.attacks.splits import stratified_split
-from creepscan.risk import (ALL_LEVELS, DEFAULT_RULES, INCONCLUSIVE, LEVELS, assess, at_or_above, check_rules,
-                            level_index, level_rose)
+from creepscan.attacks.zero_shot import zero_shot
+from creepscan.risk import (
+    ALL_LEVELS,
+    DEFAULT_RULES,
+    INCONCLUSIVE,
+    LEVELS,
+    assess,
+    at_or_above,
+    check_rules,
+    level_index,
+    level_rose,
+)
 
 N_CLASSES = 8
 

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from creepscan.data import load_image_set
-from creepscan.data import public
+from creepscan.data import load_image_set, public
 from creepscan.errors import DataUnavailable
 
 

@@ -13,8 +13,17 @@ from creepscan.cli import main
 from creepscan.errors import CreepscanError
 from creepscan.probes import suites
 from creepscan.risk import INCONCLUSIVE, LEVELS, level_index
-from creepscan.spec import (compare_spec, evaluate_spec, format_verdicts, init_template, load_spec, parse_spec,
-                            probe_evidence, spec_probes, spec_schema)
+from creepscan.spec import (
+    compare_spec,
+    evaluate_spec,
+    format_verdicts,
+    init_template,
+    load_spec,
+    parse_spec,
+    probe_evidence,
+    spec_probes,
+    spec_schema,
+)
 
 DATA = Path(__file__).parent / "data"
 

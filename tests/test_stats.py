@@ -2,10 +2,22 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from creepscan.attacks.stats import (balanced_accuracy, balanced_accuracy_rows, balanced_accuracy_var,
-                                     bootstrap_ci, few_shot_variance, holm, images_needed_per_class,
-                                     minimum_detectable_effect, paired_bootstrap, paired_episodes,
-                                     proportion_ci, sign_flip_p, sign_flip_test, skill)
+from creepscan.attacks.stats import (
+    balanced_accuracy,
+    balanced_accuracy_rows,
+    balanced_accuracy_var,
+    bootstrap_ci,
+    few_shot_variance,
+    holm,
+    images_needed_per_class,
+    minimum_detectable_effect,
+    paired_bootstrap,
+    paired_episodes,
+    proportion_ci,
+    sign_flip_p,
+    sign_flip_test,
+    skill,
+)
 
 
 def sample(n=300, k=6, p=0.6, seed=0):

@@ -16,8 +16,7 @@ from click.testing import CliRunner
 from creepscan.attacks.stats import holm
 from creepscan.cli import main
 from creepscan.levels import level_rose
-from creepscan.sweep import (ModelEntry, SweepInputError, model_entries, order_entries, read_models_file,
-                             step_from_name)
+from creepscan.sweep import ModelEntry, SweepInputError, model_entries, order_entries, read_models_file, step_from_name
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = (0, 40, 80, 120)  # base, two interpolations, adapted: the file names carry the step
@@ -148,8 +147,8 @@ def swept(checkpoints, tmp_path_factory):
 
 def _encoder_keys(checkpoints) -> dict:
     """The cache key of each checkpoint and of the shared floor (as the pipeline computes them)."""
-    from creepscan.engines import get_engine
     from creepscan.cache import encoder_cache_key
+    from creepscan.engines import get_engine
     from creepscan.pipeline import Settings
 
     engine, settings = get_engine("local"), Settings()

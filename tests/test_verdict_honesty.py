@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import make_folder
 from conftest_plugins import Blind, Colour
+
 from creepscan.attacks import evaluate
 from creepscan.attacks.splits import stratified_split
 from creepscan.attacks.zero_shot import label_permutation_test

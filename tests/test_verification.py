@@ -6,8 +6,15 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from creepscan.attacks.verification import (N_BOOT, paired_verification_test, roc_auc, roc_curve_points,
-                                            tar_at_far, verification, verification_from_pairs)
+from creepscan.attacks.verification import (
+    N_BOOT,
+    paired_verification_test,
+    roc_auc,
+    roc_curve_points,
+    tar_at_far,
+    verification,
+    verification_from_pairs,
+)
 
 
 def clusters(n_classes, per_class, dim=16, sep=1.0, seed=0):

@@ -16,14 +16,23 @@ from typing import Sequence
 import numpy as np
 
 from ..constants import ATTACKS, DEFAULT_ATTACKS
+from ..seeds import Stream, stream
 from .few_shot import FewShotEntry, FewShotResult, few_shot_curve, paired_few_shot, samples_to_threshold
 from .linear_probe import LinearProbeResult, check_inputs, linear_probe
-from ..seeds import Stream, stream
-from .preprocess import CANDIDATES, INVARIANT, Transform, fit_candidates
-from .splits import (Split, drop_near_duplicates, make_splits, split_info, stratified_split, scored_images)
-from .stats import (cluster_df, clustered_ci, clustered_variance, balanced_accuracy, balanced_accuracy_rows, bootstrap_ci, few_shot_variance, proportion_ci,
-                    skill as _skill)
 from .metric import CrossFitMetric, within_identity_white
+from .preprocess import CANDIDATES, INVARIANT, Transform, fit_candidates
+from .splits import Split, drop_near_duplicates, make_splits, scored_images, split_info, stratified_split
+from .stats import (
+    balanced_accuracy,
+    balanced_accuracy_rows,
+    bootstrap_ci,
+    cluster_df,
+    clustered_ci,
+    clustered_variance,
+    few_shot_variance,
+    proportion_ci,
+)
+from .stats import skill as _skill
 from .verification import VerificationResult, seed_entropy, verification
 from .zero_shot import ZeroShotResult, class_text_embeddings, zero_shot
 

@@ -29,13 +29,15 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from . import preprocess as _pre
-from .heads import HEADS as _EXTRA_HEADS, fit_heads, head_seed
-from .linear_probe import (Standardizer, finite_rows, check_inputs, fit_logistic, predict)
 from ..seeds import Stream
+from . import preprocess as _pre
+from .heads import HEADS as _EXTRA_HEADS
+from .heads import fit_heads, head_seed
+from .linear_probe import Standardizer, check_inputs, finite_rows, fit_logistic, predict
 from .splits import Split
-from .stats import (balanced_accuracy_rows, few_shot_variance, paired_episodes, proportion_ci, round6 as _r,
-                    skill as _skill)
+from .stats import balanced_accuracy_rows, few_shot_variance, paired_episodes, proportion_ci
+from .stats import round6 as _r
+from .stats import skill as _skill
 
 __all__ = ["FewShotEntry", "FewShotResult", "few_shot_curve", "draw_supports", "samples_to_threshold",
            "paired_few_shot"]

@@ -42,11 +42,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .few_shot import draw_supports
-from .heads import Adam, seeded_generator, head_seed
-from .splits import Split
 from ..seeds import Stream, stream
-from .stats import balanced_accuracy, bootstrap_ci, clustered_ci, round6 as _r, skill as _skill
+from .few_shot import draw_supports
+from .heads import Adam, head_seed, seeded_generator
+from .splits import Split
+from .stats import balanced_accuracy, bootstrap_ci, clustered_ci
+from .stats import round6 as _r
+from .stats import skill as _skill
 
 __all__ = ["FinetuneResult", "FinetunePoint", "finetune_attack", "DEFAULT_BUDGETS", "tower_parts"]
 

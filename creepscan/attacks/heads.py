@@ -35,11 +35,13 @@ import numpy as np
 import torch
 
 from ..constants import HEADS
-from .linear_probe import finite_rows, check_inputs, remap_labels
 from ..seeds import Stream, stream
 from . import preprocess as _pre
+from .linear_probe import check_inputs, finite_rows, remap_labels
 from .splits import Split
-from .stats import balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
+from .stats import balanced_accuracy, bootstrap_ci
+from .stats import round6 as _r
+from .stats import skill as _skill
 
 __all__ = ["HEADS", "HeadResult", "HeadFit", "run_head", "fit_heads", "head_seed", "KNN_GRID", "MLP_HIDDEN",
            "MLP_ALPHAS", "MLP_LR", "MLP_BATCH", "MLP_MAX_EPOCHS", "MLP_PATIENCE", "GD_BUDGETS", "GD_BATCH",

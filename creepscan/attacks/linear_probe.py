@@ -32,7 +32,9 @@ import torch
 from ..seeds import Stream, stream
 from . import preprocess as _pre
 from .splits import Split
-from .stats import POSTERIOR_DRAWS, balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
+from .stats import POSTERIOR_DRAWS, balanced_accuracy, bootstrap_ci
+from .stats import round6 as _r
+from .stats import skill as _skill
 
 __all__ = ["LinearProbeResult", "linear_probe", "fit_logistic", "Standardizer", "COARSE_LOG10_C",
            "solver_dtype"]

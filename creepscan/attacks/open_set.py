@@ -33,8 +33,14 @@ import numpy as np
 import torch
 
 from .stats import round6 as _r
-from .verification import (MIN_TAIL, N_BOOT, identity_bootstrap_interval, identity_multipliers, paired_summary,
-                           seed_entropy)
+from .verification import (
+    MIN_TAIL,
+    N_BOOT,
+    identity_bootstrap_interval,
+    identity_multipliers,
+    paired_summary,
+    seed_entropy,
+)
 
 __all__ = ["OpenSetResult", "open_set_identification", "paired_open_set_test", "FPIR_LEVELS",
            "MIN_IDENTITIES"]

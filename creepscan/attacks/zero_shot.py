@@ -21,7 +21,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..seeds import Stream, stream
-from .stats import balanced_accuracy, bootstrap_ci, round6 as _r, skill as _skill
+from .stats import balanced_accuracy, bootstrap_ci
+from .stats import round6 as _r
+from .stats import skill as _skill
 
 __all__ = ["ZeroShotResult", "class_text_embeddings", "zero_shot", "label_permutation_test"]
 

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelUnavailable
+from ..errors import ModelUnavailable, error_summary
 from .module import ModuleEncoder, embedding_dim, seeded
-from ..errors import error_summary
 from .weights import fingerprint_state, load_state_dict
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")

@@ -9,9 +9,8 @@ import difflib
 import json
 from pathlib import Path
 
-from ..errors import ModelUnavailable
+from ..errors import ModelUnavailable, error_summary
 from .module import ModuleEncoder, seeded
-from ..errors import error_summary
 from .weights import check_fits, fingerprint_state, load_state_dict
 
 
