@@ -7,14 +7,13 @@ the model or its base has one, the text tower used by zero-shot.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import numpy as np
 import torch
 
 from ..errors import ModelUnavailable
-from .openclip import PRECISIONS, resolve_precision
+from .openclip import PRECISIONS, precision_autocast, resolve_precision
 
 FLOOR_SEED = 0
 
@@ -96,10 +95,7 @@ class ModuleEncoder:
         return self._floor
 
     def _autocast(self):
-        if self.precision.startswith("amp_"):
-            dtype = torch.bfloat16 if self.precision == "amp_bf16" else torch.float16
-            return torch.autocast(self.device.type, dtype=dtype)
-        return contextlib.nullcontext()
+        return precision_autocast(self.precision, self.device)
 
     def _prepare(self):
         if not self._ready:

@@ -39,6 +39,15 @@ def _no_random_init_warning():
         root.removeFilter(keep)
 
 
+def precision_autocast(precision: str, device):
+    """The autocast context of an ``amp_*`` precision on ``device`` (a no-op for fp32 and pure_bf16,
+    whose weights carry the dtype): one place for every backend's forward pass."""
+    if precision.startswith("amp_"):
+        dtype = torch.bfloat16 if precision == "amp_bf16" else torch.float16
+        return torch.autocast(torch.device(device).type, dtype=dtype)
+    return contextlib.nullcontext()
+
+
 def _open_clip():
     import open_clip
 
@@ -206,10 +215,7 @@ class OpenClipEncoder:
         return self._floor
 
     def _autocast(self):
-        if self.precision.startswith("amp_"):
-            dtype = torch.bfloat16 if self.precision == "amp_bf16" else torch.float16
-            return torch.autocast(self.device.type, dtype=dtype)
-        return contextlib.nullcontext()
+        return precision_autocast(self.precision, self.device)
 
     def encode_images(self, batch):
         # A compiled tower runs under no_grad: inference tensors would make it compile twice
