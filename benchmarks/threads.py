@@ -13,6 +13,9 @@ one of these thread settings:
                         usable CPU (before issue 23: minus those other processes kept busy);
   OMP_NUM_THREADS=1     the environment variable, which torch (and apply_threads) obey;
   all CPUs              ``OMP_NUM_THREADS`` = the CPUs this process may use (torch's own default);
+  spinning              the default's threads with ``OMP_WAIT_POLICY=ACTIVE``: idle OpenMP threads
+                        spin (torch's own behaviour) instead of sleeping (creepscan sets PASSIVE
+                        when it is imported, unless the variable is set);
 
 under two conditions: ``as found`` (no load added by this script; the machine's own background,
 measured, is in the table) and ``+N busy loops`` (``--busy`` Python processes spinning
@@ -39,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 BAR = 1.3  # the default's seconds / the best setting's, per condition
-SETTINGS = ("default", "OMP_NUM_THREADS=1", "all CPUs")
+SETTINGS = ("default", "OMP_NUM_THREADS=1", "all CPUs", "spinning")
 
 
 def child(args) -> None:
@@ -70,7 +73,10 @@ def child(args) -> None:
 def _run_child(args, setting: str, n_cpus: int) -> dict:
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)
-    if setting == "OMP_NUM_THREADS=1":
+    env.pop("OMP_WAIT_POLICY", None)  # creepscan's own (idle OpenMP threads sleep) unless a row says
+    if setting == "spinning":  # torch's own default: idle OpenMP threads spin for a while
+        env["OMP_WAIT_POLICY"] = "ACTIVE"
+    elif setting == "OMP_NUM_THREADS=1":
         env["OMP_NUM_THREADS"] = "1"
     elif setting == "all CPUs":
         env["OMP_NUM_THREADS"] = str(n_cpus)

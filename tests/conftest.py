@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
+# as creepscan/__init__.py does, before torch loads here: idle OpenMP threads sleep, so the test
+# processes (pytest-xdist runs two) do not spin against each other on a small machine
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # every report the tests write (a dict with a schema_version) is validated against report.json's
 # schema by creepscan.report.write_reports; dicts without one are renderer fixtures, not reports
 os.environ.setdefault("CREEPSCAN_CHECK_SCHEMA", "1")
@@ -49,10 +52,18 @@ def identity_checkpoints(tmp_path_factory) -> Path:
     """A folder with base.safetensors (the tiny model's random weights) and adapted.safetensors (120
     steps toward telling synthetic people apart: scripts/finetune_identity.py, the offline demo's own
     script), trained once per session for every module that audits them (read-only: copy to change)."""
-    out = tmp_path_factory.mktemp("identity-ckpt")
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "finetune_identity.py"), str(out), "--steps", "120"],
-                          check=True, capture_output=True, text=True)
-    (out.parent / f"{out.name}.stderr").write_text(proc.stderr)  # for the demo's progress-lines test
+    from filelock import FileLock
+
+    # pytest-xdist's workers share one run folder above their own: the first to get here trains, the
+    # others wait on the lock and read the same files
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "identity-ckpt"
+    with FileLock(str(shared / "identity-ckpt.lock")):
+        if not (out / "adapted.safetensors").exists():
+            proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "finetune_identity.py"), str(out),
+                                   "--steps", "120"], check=True, capture_output=True, text=True)
+            (out.parent / f"{out.name}.stderr").write_text(proc.stderr)  # for the demo's progress-lines test
     return out
 
 

@@ -48,6 +48,10 @@ FS_GTOL = 1e-4  # episode heads are averaged over many episodes: a looser stop i
 # every head a few-shot curve can use, simplest first: validation ties go to the earlier one
 FEW_SHOT_HEADS = ("prototype", "logistic", "prototype_cl2n", "knn", "gd_budget", "mlp")
 DEFAULT_HEADS = ("prototype", "logistic")
+# Stop adding episodes once they could narrow the interval by at most 5%: the test set and the
+# training pool then set its width (small probes: their half-width is ~0.1, and reaching an absolute
+# Monte Carlo target of 0.01 took 100 episodes per k where ~35 give the same interval to 5%).
+MC_SHARE = 1.05
 MEMORY_FLOATS = 1 << 25  # ~128 MiB of float32 for one batch's gathered support features
 
 
@@ -189,8 +193,9 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
     winner per k is chosen on ``split.val``; accuracies are on ``split.test``.
 
     Episodes are added in batches until the 95% CI half-width is below ``target_halfwidth``, or the
-    Monte-Carlo part of it (episode-to-episode spread) is below half of it (more episodes can't
-    shrink the part that comes from the test set's size), or ``max_episodes`` is reached. The CI is
+    Monte-Carlo part of it (episode-to-episode spread) is below half of it, or more episodes could
+    narrow the interval by at most ``MC_SHARE`` (5%: the test set's size and the training pool set
+    the rest), or ``max_episodes`` is reached. The CI is
     about the accuracy an adversary with fresh k-shot data would get: ``stats.few_shot_variance``
     (episodes, test images, and the finite training pool the supports come from) turned into an
     interval by ``stats.proportion_ci``; ``target_halfwidth`` uses its normal half-width.
@@ -316,9 +321,16 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             var_ep = var.monte_carlo * done
             mc_var = var.monte_carlo
             half = Z95 * math.sqrt(var.total)
-            if done >= max_episodes or half < target_halfwidth or Z95 * math.sqrt(mc_var) < target_halfwidth / 2:
+            floor_half = Z95 * math.sqrt(var.total - mc_var)  # the half-width with endless episodes
+            if (done >= max_episodes or half < target_halfwidth or Z95 * math.sqrt(mc_var) < target_halfwidth / 2
+                    or half <= MC_SHARE * floor_half):
                 break
-            needed = math.ceil(var_ep * (2 * Z95 / target_halfwidth) ** 2) if math.isfinite(var_ep) else 0
+            needed = 0
+            if math.isfinite(var_ep):  # the fewer episodes of the two Monte Carlo stopping rules above
+                needed = math.ceil(var_ep * (2 * Z95 / target_halfwidth) ** 2)
+                floor_var = var.total - mc_var
+                if floor_var > 0:
+                    needed = min(needed, math.ceil(var_ep / ((MC_SHARE ** 2 - 1) * floor_var)))
             batch = int(min(max_episodes - done, max(min_episodes, needed - done)))
             run(view(chosen), st, done, batch)
             done += batch
