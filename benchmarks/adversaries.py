@@ -176,7 +176,8 @@ def sk_knn(X, y, sp, grid):
 
     best = None
     for k in grid:  # ties go to the smaller k
-        clf = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute").fit(X[sp["train"]], y[sp["train"]])
+        knn = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")
+        clf = knn.fit(X[sp["train"]], y[sp["train"]])
         acc = _bacc(y[sp["val"]], clf.predict(X[sp["val"]]))
         if best is None or acc > best[0] + 1e-12:
             best = (acc, k, clf)
@@ -321,7 +322,7 @@ def child(args, row: str, plan: Path) -> dict:
     own0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     own1, wall, busy1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - t0, _busy_cpu_seconds()
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(ROW_MARK)]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(ROW_MARK)]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stdout)
         raise RuntimeError(f"row {row!r} failed (exit status {proc.returncode})")
@@ -432,7 +433,8 @@ def main(argv=None) -> int:
         cs, sk = by[("creepscan", head)], by[("sklearn", head)]
         for c in (c for c in checks if c["head"] == head):
             label = head + (f" @{c['budget']} steps" if "budget" in c else "")
-            lines.append(f"| {label} | {cs['seconds']:.2f} | {sk['seconds']:.2f} | {sk['seconds'] / cs['seconds']:.2f} | "
+            lines.append(f"| {label} | {cs['seconds']:.2f} | {sk['seconds']:.2f} | "
+                         f"{sk['seconds'] / cs['seconds']:.2f} | "
                          f"{100 * c['creepscan']:.2f}% | {100 * c['sklearn']:.2f}% | {c['diff_points']:+.2f} | "
                          f"{cs['peak_host_mib']:.0f} | {sk['peak_host_mib']:.0f} |")
     lines.append("")

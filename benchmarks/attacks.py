@@ -236,20 +236,20 @@ def sk_linear_probe(Z, y, split, coarse, n_halvings):
         return fits[logc][0]
 
     def best_of(cands):  # highest val accuracy; ties go to the smaller C
-        return max(sorted(cands), key=lambda l: (run(l), -l))
+        return max(sorted(cands), key=lambda logc: (run(logc), -logc))
 
     best = best_of(coarse)
     step = (coarse[1] - coarse[0]) / 2.0
     lo, hi = coarse[0], coarse[-1]
     for _ in range(n_halvings):
-        best = best_of([l for l in (best - step, best, best + step) if lo <= l <= hi])
+        best = best_of([logc for logc in (best - step, best, best + step) if lo <= logc <= hi])
         step /= 2.0
     C = 10.0 ** best
     clf = LogisticRegression(C=C * Z.c_factor, max_iter=1000).fit(
         np.concatenate([Z.train, Z.val]), np.concatenate([y[split["train"]], y[split["val"]]]))
     acc = _balanced_accuracy(y[split["test"]], clf.predict(Z.test))
     return {"accuracy": acc, "C": C, "val_accuracy": fits[best][0], "refit_n_iter": int(np.max(clf.n_iter_)),
-            "c_search": [[10.0 ** l, a, it, round(s, 3)] for l, (a, it, s) in sorted(fits.items())]}
+            "c_search": [[10.0 ** logc, a, it, round(s, 3)] for logc, (a, it, s) in sorted(fits.items())]}
 
 
 def sk_few_shot(X, Z, y, split, C, supports: dict[int, np.ndarray]):
@@ -334,8 +334,8 @@ def verification_pairs(X, y, seed: int, max_pairs: int):
     p_diff = 1.0 - float(np.sum((counts / n) ** 2))
     b = int(max(1, min(n // 2, round(budget / max(1e-9, p_diff) / (n / 2)))))
     while True:
-        S, I, J = _block_scores(Xn, np.arange(n), b, rng)
-        diff = y[I][:, :, None] != y[J][:, None, :]
+        S, rows, cols = _block_scores(Xn, np.arange(n), b, rng)
+        diff = y[rows][:, :, None] != y[cols][:, None, :]
         if int(diff.sum()) <= budget or b == 1:
             break
         b = max(1, int(b * 0.9))
@@ -440,7 +440,7 @@ def child(args, row: str, plan: Path | None = None) -> dict:
     busy0, own0, t0 = _busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # the child's stderr passes through
     busy1, own1, wall = _busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - t0
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(ROW_MARK)]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(ROW_MARK)]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stdout)
         raise RuntimeError(f"row {row!r} failed (exit status {proc.returncode})")

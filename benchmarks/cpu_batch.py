@@ -90,7 +90,8 @@ def main() -> int:
                     "torch_capability": cpu.torch_capability(), "platform": platform.platform(),
                     "torch": torch.__version__, "threads": threads, "threads_reason": why},
         "arch": args.arch, "images_per_measurement": args.images,
-        "images_per_s": {str(b): v for b, v in rates.items()}, "best_images_per_s": {str(b): v for b, v in best.items()},
+        "images_per_s": {str(b): v for b, v in rates.items()},
+        "best_images_per_s": {str(b): v for b, v in best.items()},
         "profiled_batch": top, "gemm_share_of_cpu_time": gemm / total,
         "heaviest_ops": [{"op": k, "share": v / total} for k, v in heaviest],
     }

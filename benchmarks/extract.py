@@ -317,7 +317,8 @@ def rows_for(device: str) -> list[tuple[str, str, dict]]:
         rows += [("reference fp32 (PIL)", "row_peer", {"reference": True}),
                  ("model-only amp_bf16", "row_model", {"precision": "amp_bf16", "channels_last": False}),
                  ("model-only pure_bf16", "row_model", {"precision": "pure_bf16", "channels_last": False}),
-                 ("model-only pure_bf16 + channels_last", "row_model", {"precision": "pure_bf16", "channels_last": True}),
+                 ("model-only pure_bf16 + channels_last", "row_model",
+                  {"precision": "pure_bf16", "channels_last": True}),
                  ("model-only pure_bf16 + compile", "row_model", {"precision": "pure_bf16", "compile": True}),
                  ("model-only fp32", "row_model", {"precision": "fp32", "channels_last": False}),
                  (PEER, "row_peer", {})]
@@ -338,7 +339,8 @@ def rows_for(device: str) -> list[tuple[str, str, dict]]:
              ("creepscan pil decode", "row_creepscan", {"decode": "pil"})]
     if not gpu:
         rows += [("creepscan fp32", "row_creepscan", {"precision": "fp32"}),
-                 ("creepscan fp32, decode in 2 worker processes", "row_creepscan", {"precision": "fp32", "num_workers": 2}),
+                 ("creepscan fp32, decode in 2 worker processes", "row_creepscan",
+                  {"precision": "fp32", "num_workers": 2}),
                  ("creepscan auto", "row_creepscan", {}),
                  ("creepscan model + floor, fp32", "row_creepscan", {"precision": "fp32", "floor": True}),
                  ("creepscan model + floor, auto", "row_creepscan", {"floor": True})]
@@ -437,7 +439,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=None, help="images per model call (default: creepscan's choice)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     ap.add_argument("--only", nargs="*", default=None,
-                    help="run only the rows whose names contain one of these words (the matmul and peer rows always run)")
+                    help="run only the rows whose names contain one of these words "
+                         "(the matmul and peer rows always run)")
     ap.add_argument("--reps", type=int, default=1,
                     help="passes over all rows (later ones in rotated order); each row reports its best pass")
     ap.add_argument("--out", default=None)
@@ -533,8 +536,9 @@ def main(argv=None) -> int:
               + "".join(f"; {dt} arithmetic limit {v:,.1f} images/s" for dt, v in limits.items()))
     limit_cols = [k for k in ("fraction_of_fp32_limit", "fraction_of_fp32_limit_here", "fraction_of_bf16_limit")
                   if any(k in r for r in table)]
-    heads = ["path", "images/s", "x peer"] + [f"of {k.split('_')[2]} limit" + (" (same process)" if k.endswith("here") else "")
-                                              for k in limit_cols] + [
+    heads = ["path", "images/s", "x peer"] + [
+        f"of {k.split('_')[2]} limit" + (" (same process)" if k.endswith("here") else "")
+        for k in limit_cols] + [
         "precision", "min cos vs fp32", "host MiB", "busy CPUs"] + (["device MiB"] if gpu else [])
     print("| " + " | ".join(heads) + " |")
     print("|" + " --- |" * len(heads))
@@ -560,7 +564,8 @@ def main(argv=None) -> int:
         verdict = {True: "holds", False: "MISSED", None: "not measured"}[b["holds"]]
         print(f"bar {b['bar']}: {verdict} ({b['row']}: {b['value']})")
 
-    bad = [r["path"] for r in table if r["min_cosine_vs_fp32_pil"] is not None and r["min_cosine_vs_fp32_pil"] <= COSINE_BOUND]
+    bad = [r["path"] for r in table
+           if r["min_cosine_vs_fp32_pil"] is not None and r["min_cosine_vs_fp32_pil"] <= COSINE_BOUND]
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"extract_{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({

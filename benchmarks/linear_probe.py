@@ -51,18 +51,18 @@ def sklearn_search(X, y, n_classes, split):
         return fits[logc][0]
 
     def best_of(cands):
-        return max(sorted(cands), key=lambda l: (run(l), -l))
+        return max(sorted(cands), key=lambda logc: (run(logc), -logc))
 
     best = best_of(COARSE_LOG10_C)
     step, lo, hi = 1.0, COARSE_LOG10_C[0], COARSE_LOG10_C[-1]
     for _ in range(N_HALVINGS):
-        best = best_of([l for l in (best - step, best, best + step) if lo <= l <= hi])
+        best = best_of([logc for logc in (best - step, best, best + step) if lo <= logc <= hi])
         step /= 2
     fit_rows = np.concatenate([split.train, split.val])
     m = LogisticRegression(C=10.0 ** best, max_iter=1000).fit(X[fit_rows], y[fit_rows])
     acc = balanced_accuracy(y[split.test], m.predict(X[split.test]), n_classes)
-    return 10.0 ** best, fits[best][0], acc, [[10.0 ** l, round(a, 6), round(s, 3), it]
-                                               for l, (a, s, it) in sorted(fits.items())]
+    return 10.0 ** best, fits[best][0], acc, [[10.0 ** logc, round(a, 6), round(s, 3), it]
+                                               for logc, (a, s, it) in sorted(fits.items())]
 
 
 def main(argv=None) -> dict:
@@ -94,7 +94,8 @@ def main(argv=None) -> dict:
         same_acc = balanced_accuracy(y[split.test], same_C.predict(X[split.test]), args.classes)
 
     result = {
-        "command": "python benchmarks/linear_probe.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
+        "command": ("python benchmarks/linear_probe.py"
+                    + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()),
         "data": {"n": args.n, "dim": args.dim, "classes": args.classes, "noise": 8.0, "dtype": "float32",
                  "split": split.sizes()},
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -140,7 +140,8 @@ def main() -> None:
                 rows.append(row)
     print(f"\n{args.arch}, CPU, {args.n} JPEGs {args.size}x{args.size}; load average before: "
           f"{load_before[0]:.1f} on {os.cpu_count()} cores (ratios are within one repeat)")
-    print(f"{'repeat':>6}  {'mode':<14} {'seconds':>8} {'x solo':>7}  {'embedded':<12} {'cache hits':<12} {'max|dX|':>8}")
+    print(f"{'repeat':>6}  {'mode':<14} {'seconds':>8} {'x solo':>7}  "
+          f"{'embedded':<12} {'cache hits':<12} {'max|dX|':>8}")
     for r in rows:
         print(f"{r['repeat']:>6}  {r['mode']:<14} {r['seconds']:>8.2f} {r['x_solo']:>7.2f}  "
               f"{'/'.join(map(str, r['n_embedded'])):<12} {'/'.join(map(str, r['n_cache_hits'])):<12} "

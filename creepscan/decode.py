@@ -4,11 +4,12 @@ transform run on tensors, on the device that runs the model.
 The reference path decodes each file with PIL and runs the encoder's own ``preprocess``: feeding a
 GPU in DataLoader worker processes, where at GPU speeds it needs one CPU core per ~500 images/s; on a
 CPU in this process's threads, taking turns with the model (``features._threaded_batches``). On the
-fast path the workers only read each file's bytes and check that it is a plain JPEG (a header parse, no decoding); the main
-process decodes a whole batch with ``torchvision.io.decode_jpeg`` (on the GPU when the model is
-there), resizes with torchvision's antialiased bicubic filter (the filter PIL uses; uint8
-arithmetic on a CPU, float32 then rounded on a GPU), crops and normalises. Pixels agree with the PIL path to within a few levels of 255 (mean
-well under one level), and embeddings to cosine > 0.999 per image (tests/test_decode.py).
+fast path the workers only read each file's bytes and check that it is a plain JPEG (a header parse,
+no decoding); the main process decodes a whole batch with ``torchvision.io.decode_jpeg`` (on the GPU
+when the model is there), resizes with torchvision's antialiased bicubic filter (the filter PIL
+uses; uint8 arithmetic on a CPU, float32 then rounded on a GPU), crops and normalises. Pixels agree
+with the PIL path to within a few levels of 255 (mean well under one level), and embeddings to
+cosine > 0.999 per image (tests/test_decode.py).
 
 Anything else — PNG, CMYK, an EXIF rotation, a file that does not end with the JPEG end marker, a
 preprocessing pipeline other than open_clip's standard one — takes the reference path for that
@@ -77,7 +78,8 @@ class TensorTransform:
                 or resize.interpolation != T.InterpolationMode.BICUBIC):
             return None
         rgb_name = getattr(rgb, "__name__", type(rgb).__name__)
-        if not (rgb_name == "_convert_to_rgb" or (type(rgb).__name__ == "MaybeConvertMode" and getattr(rgb, "mode", None) == "RGB")):
+        rgb_mode = type(rgb).__name__ == "MaybeConvertMode" and getattr(rgb, "mode", None) == "RGB"
+        if not (rgb_name == "_convert_to_rgb" or rgb_mode):
             return None
         if type(to_tensor).__name__ not in ("ToTensor", "MaybeToTensor"):
             return None

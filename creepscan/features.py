@@ -361,7 +361,8 @@ def decode_plan(encoder, decode: str = "auto", num_workers: int | None = None) -
     preprocess = getattr(encoder, "preprocess", None)
     transform = choose_decode(decode, preprocess, _device(encoder))
     if transform is not None:
-        return f"fast: batched JPEG decode and tensor transform on {_device(encoder).type}, files read by worker processes"
+        return (f"fast: batched JPEG decode and tensor transform on {_device(encoder).type}, "
+                "files read by worker processes")
     threads = _decode_threads(encoder, transform, num_workers)
     if threads:
         return f"pil: {threads} thread{'s' * (threads != 1)} in this process, taking turns with the model"

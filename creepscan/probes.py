@@ -198,7 +198,8 @@ def select(suite: str = DEFAULT_SUITE, probe_args=(), root: Path | None = None) 
     all_suites = suites(root)
     if not probe_args:
         if suite not in all_suites:
-            raise ProbeFileError(f"unknown suite '{suite}'; known: {', '.join(all_suites) or 'none'} (creepscan probes)")
+            raise ProbeFileError(f"unknown suite '{suite}'; known: {', '.join(all_suites) or 'none'} "
+                                 "(creepscan probes)")
         return all_suites[suite]
     chosen = []
     for arg in probe_args:
@@ -210,7 +211,8 @@ def select(suite: str = DEFAULT_SUITE, probe_args=(), root: Path | None = None) 
         found = next((p for s in order for p in all_suites.get(s, []) if p.id == arg), None)
         if found is None:
             known = sorted({p.id for ps in all_suites.values() for p in ps})
-            raise ProbeFileError(f"unknown probe '{arg}'; known ids: {', '.join(known)} (or give a path to a .toml probe file)")
+            raise ProbeFileError(f"unknown probe '{arg}'; known ids: {', '.join(known)} "
+                                 "(or give a path to a .toml probe file)")
         chosen.append(found)
     ids = [p.id for p in chosen]
     dup = {i for i in ids if ids.count(i) > 1}

@@ -43,8 +43,8 @@ from .seeds import Stream, stream
 if TYPE_CHECKING:
     from .attacks import Metrics
 
-__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "DEFAULT_RULES", "DEFAULT_BASIS", "Assessment", "assess", "level_index",
-           "check_rules", "at_or_above", "level_rose", "uplift_tests", "CAPABILITY_RULES"]
+__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "DEFAULT_RULES", "DEFAULT_BASIS", "Assessment", "assess",
+           "level_index", "check_rules", "at_or_above", "level_rose", "uplift_tests", "CAPABILITY_RULES"]
 
 # Why each threshold has its value: reported beside the rules (a probe file may give its own in
 # [risk_basis]).
@@ -113,7 +113,8 @@ def check_rules(rules: dict | None) -> dict:
     out["high_max_k"] = int(k)
     far = out["verification_far"]
     if not isinstance(far, str):
-        match = [name for name, v in FAR_LEVELS.items() if isinstance(far, (int, float)) and abs(float(far) - v) < 1e-12]
+        match = [name for name, v in FAR_LEVELS.items()
+                 if isinstance(far, (int, float)) and abs(float(far) - v) < 1e-12]
         far = match[0] if match else far
     if far not in FAR_LEVELS:
         raise ValueError(f"risk rule verification_far must be one of {', '.join(FAR_LEVELS)}, got {far!r}")
@@ -412,7 +413,8 @@ def few_shot_high(ev: Evidence, bound: str) -> dict | None:
 
 def full_data_medium(ev: Evidence, bound: str) -> dict | None:
     thr = ev.rules["skill_threshold"]
-    hits = [x for x in ev.measures if x["k"] is None and x["attack"] != "zero_shot" and _bounded(x, bound) >= thr - 1e-12]
+    hits = [x for x in ev.measures
+            if x["k"] is None and x["attack"] != "zero_shot" and _bounded(x, bound) >= thr - 1e-12]
     if not hits:
         return None
     x = max(hits, key=lambda x: _bounded(x, bound))
@@ -605,7 +607,8 @@ def assess(model: Metrics, floor: Metrics, chance: float, rules: dict | None = N
     if failed:
         capability["below_chance"] = [x["attack"] for x in failed]
     uplift["max_upper95"] = _r(max(t["upper95"] for t in equivalence_tests(tests)))
-    n_per_class = n_test_per_class if n_test_per_class is not None else lm.test_labels.size / max(1, np.unique(lm.test_labels).size)
+    n_per_class = (n_test_per_class if n_test_per_class is not None
+                   else lm.test_labels.size / max(1, np.unique(lm.test_labels).size))
     power = _power(ev, float(n_per_class))
     eq_tests = equivalence_tests(tests)
     hi_level = _capability_level(ev, "upper")[0] if ev.significant or uplift["max_upper95"] >= margin else "none"
@@ -660,5 +663,6 @@ def assess(model: Metrics, floor: Metrics, chance: float, rules: dict | None = N
               f"effect {power['mde']:.2f} at 80% power; about {power['images_needed_per_class']} test images per "
               f"class would be needed (now {power['test_images_per_class']:.1f})")
     return done(INCONCLUSIVE, f"no equivalence at margin {margin:g} (underpowered)", reason, "uplift", "none",
-                {"reason": "underpowered", "detail": f"MDE {power['mde']:.2f} > margin {margin:g}; "
-                                                     f"~{power['images_needed_per_class']} test images per class needed"})
+                {"reason": "underpowered",
+                 "detail": f"MDE {power['mde']:.2f} > margin {margin:g}; "
+                           f"~{power['images_needed_per_class']} test images per class needed"})

@@ -252,7 +252,8 @@ def finetune_attack(encoder, images, y, split: Split, *, budgets: Sequence[Seque
     _, y = check_inputs(dummy, y, n_classes, split)
     model = getattr(encoder, "model", None)
     if model is None or not hasattr(model, "visual"):
-        raise ValueError(f"finetune_attack needs an open_clip encoder (with .model.visual), got {type(encoder).__name__}")
+        raise ValueError("finetune_attack needs an open_clip encoder (with .model.visual), "
+                         f"got {type(encoder).__name__}")
     points_wanted = _check_budgets(budgets)
     if not (isinstance(batch, int) and batch >= 1):
         raise ValueError(f"batch must be an integer >= 1, got {batch!r}")

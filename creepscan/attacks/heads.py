@@ -15,10 +15,10 @@ widen the adversary:
   batch's mean cross-entropy) and the stopping epoch are chosen on validation.
 * ``gd_budget``: multinomial logistic regression by plain minibatch gradient descent from zero with
   a fixed budget of steps (``GD_BUDGETS``), features only centred and divided by one scalar (what
-  any attacker does), one scalar step size per run (a multiple of 1 / lambda_max of the features' second-moment matrix, the
-  textbook safe step, chosen on validation). No per-coordinate scaling and no preconditioning, on
-  purpose: the accuracy it reaches within the budget exposes features made slow to probe, where a
-  tuned L-BFGS fit or an MLP would not show it.
+  any attacker does), one scalar step size per run (a multiple of 1 / lambda_max of the features'
+  second-moment matrix, the textbook safe step, chosen on validation). No per-coordinate scaling
+  and no preconditioning, on purpose: the accuracy it reaches within the budget exposes features
+  made slow to probe, where a tuned L-BFGS fit or an MLP would not show it.
 
 Every head fits on ``split.train`` only; ``split.val`` chooses its hyper-parameters and stopping
 point; ``split.test`` is only scored. The same code fits a batch of few-shot episodes at once

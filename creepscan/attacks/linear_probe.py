@@ -374,7 +374,7 @@ class _CSearch:
     def run(self, logc: float) -> float:
         fits = self.fits
         if logc not in fits:
-            near = min(fits, key=lambda l: (abs(l - logc), l)) if fits else None
+            near = min(fits, key=lambda other: (abs(other - logc), other)) if fits else None
             P0 = fits[near][0] if near is not None else self.P_start
             lam = self.std.lam(10.0 ** logc, self.n_tr)
             dtype = solver_dtype(lam)
@@ -387,21 +387,21 @@ class _CSearch:
         return fits[logc][1]
 
     def best_of(self, cands):  # highest val accuracy; ties go to the smaller C (more regularised)
-        return max(sorted(cands), key=lambda l: (self.run(l), -l))
+        return max(sorted(cands), key=lambda logc: (self.run(logc), -logc))
 
     def coarse(self) -> None:
         for logc in COARSE_LOG10_C:
             self.run(logc)
 
     def best_coarse_acc(self) -> float:
-        return max(self.fits[l][1] for l in COARSE_LOG10_C)
+        return max(self.fits[logc][1] for logc in COARSE_LOG10_C)
 
     def finish(self, seed: int, n_boot: int) -> LinearProbeResult:
         best = self.best_of(COARSE_LOG10_C)
         step = (COARSE_LOG10_C[1] - COARSE_LOG10_C[0]) / 2.0
         lo, hi = COARSE_LOG10_C[0], COARSE_LOG10_C[-1]
         for _ in range(N_HALVINGS):  # refine inside the searched range only
-            best = self.best_of([l for l in (best - step, best, best + step) if lo <= l <= hi])
+            best = self.best_of([logc for logc in (best - step, best, best + step) if lo <= logc <= hi])
             step /= 2.0
         C = 10.0 ** best
         X, y, split, fits, classes = self.X, self.y, self.split, self.fits, self.classes
@@ -427,7 +427,7 @@ class _CSearch:
             C=C,
             skill=_skill(acc, chance),
             val_accuracy=fits[best][1],
-            c_search=[[10.0 ** l, fits[l][1]] for l in sorted(fits)],
+            c_search=[[10.0 ** logc, fits[logc][1]] for logc in sorted(fits)],
             n_train=int(split.train.size), n_val=int(split.val.size), n_test=int(split.test.size),
             chance=chance, test_correct=correct, test_pred=test_pred, test_labels=y_te,
         )

@@ -527,7 +527,8 @@ def split_info(splits, groups=None, n_dropped: int = 0, *, warn_ungrouped: bool 
     n_dropped = int(n_dropped)
     if n_dropped:
         n_test = sum(int(s.test.size) for s in splits)
-        warnings.append(f"{n_dropped} near-duplicate test images dropped ({n_dropped / max(1, n_test + n_dropped):.0%})")
+        share = n_dropped / max(1, n_test + n_dropped)
+        warnings.append(f"{n_dropped} near-duplicate test images dropped ({share:.0%})")
     first = splits[0]
     return {
         "folds": len(splits), "grouped": grouped, "n_groups": n_groups, "near_duplicates_dropped": n_dropped,

@@ -381,7 +381,8 @@ class _PairStats:
 
     def auc_exact_feasible(self, n_boot: int) -> bool:
         kg = self.gen_ids.size
-        return kg * self.imp_desc.size <= _EXACT_AUC_BUILD and kg * self.n_cells <= _EXACT_AUC_PER_DRAW * N_BOOT / n_boot
+        return (kg * self.imp_desc.size <= _EXACT_AUC_BUILD
+                and kg * self.n_cells <= _EXACT_AUC_PER_DRAW * N_BOOT / n_boot)
 
     def auc_exact(self, m: np.ndarray) -> np.ndarray:
         """AUC of each draw from the table A[a, c] = P(genuine of a > impostor of cell c)."""
@@ -504,7 +505,8 @@ class VerificationResult:
             "n_genuine_identities": int(self.n_genuine_identities),
             "n_identity_pairs": int(self.n_identity_pairs),
             "metric": self.metric,
-            "weighting": "identity: each identity's genuine pairs, and each identity pair's impostor pairs, weigh equally",
+            "weighting": ("identity: each identity's genuine pairs, and each identity pair's impostor pairs, "
+                          "weigh equally"),
             "ci_method": (f"identity-level bootstrap, {self.n_boot} draws (AUC: "
                           f"{'exact' if self.auc_ci_method == 'exact' else 'linearised'})"),
             "unweighted": {"tar_at_far": {k: _r(v) for k, v in self.unweighted["tar_at_far"].items()},
@@ -569,20 +571,20 @@ def _pair_design(y: np.ndarray, seed, max_pairs: int) -> tuple[list, bool]:
             b = max(1, min(mem.size // 2, int(round(want / max(1, mem.size // 2)))))
             if mem.size < 2:
                 continue
-            I, J = _shuffled_blocks(mem, b, rng)
-            keep = np.ones((I.shape[0], b, b), dtype=bool)
-            blocks.append(_Block(I, J, keep, np.zeros_like(keep)))
+            rows, cols = _shuffled_blocks(mem, b, rng)
+            keep = np.ones((rows.shape[0], b, b), dtype=bool)
+            blocks.append(_Block(rows, cols, keep, np.zeros_like(keep)))
             n_gen += keep.size
     imp_budget = max_pairs - n_gen
     p_diff = 1.0 - float(np.sum((counts / n) ** 2))
     b = int(max(1, min(n // 2, round(imp_budget / max(1e-9, p_diff) / (n / 2)))))
     while True:  # shrink b until the impostor pairs fit the budget
-        I, J = _shuffled_blocks(np.arange(n), b, rng)
-        diff = y[I][:, :, None] != y[J][:, None, :]
+        rows, cols = _shuffled_blocks(np.arange(n), b, rng)
+        diff = y[rows][:, :, None] != y[cols][:, None, :]
         if int(diff.sum()) <= imp_budget or b == 1:
             break
         b = max(1, int(b * 0.9))
-    blocks.append(_Block(I, J, np.zeros_like(diff), diff))
+    blocks.append(_Block(rows, cols, np.zeros_like(diff), diff))
     return blocks, True
 
 
@@ -696,7 +698,8 @@ def verification_from_pairs(genuine_scores, genuine_identity, impostor_scores, i
     g = np.asarray(genuine_scores, dtype=np.float64).ravel()
     gid = np.asarray(genuine_identity).astype(np.int64).ravel()
     i = np.asarray(impostor_scores, dtype=np.float64).ravel()
-    pairs = np.asarray(impostor_identities).astype(np.int64).reshape(-1, 2) if np.size(impostor_identities) else np.zeros((0, 2), np.int64)
+    pairs = (np.asarray(impostor_identities).astype(np.int64).reshape(-1, 2) if np.size(impostor_identities)
+             else np.zeros((0, 2), np.int64))
     if g.size == 0 or i.size == 0:
         raise ValueError(f"need at least one genuine and one impostor pair, got {g.size} and {i.size}")
     if gid.shape != g.shape or pairs.shape[0] != i.size:

@@ -79,7 +79,8 @@ def load_image_set(path: str | os.PathLike) -> ImageSet:
     have no group (see ``apply_group_rule`` to derive them from file names)."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise DataUnavailable(f"data path not found: {path} (give a folder with one sub-folder per label, or a CSV manifest path,label)")
+        raise DataUnavailable(f"data path not found: {path} "
+                              "(give a folder with one sub-folder per label, or a CSV manifest path,label)")
     if path.is_dir():
         return _from_folder(path)
     if path.suffix.lower() == ".csv":
@@ -91,7 +92,8 @@ def _from_folder(root: Path) -> ImageSet:
     root = root.resolve()
     label_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not label_dirs:
-        raise DataUnavailable(f"{root} has no sub-folders: put each label's images in a sub-folder named after the label")
+        raise DataUnavailable(f"{root} has no sub-folders: "
+                              "put each label's images in a sub-folder named after the label")
     paths, labels, empty, skipped = [], [], [], []
     for entry in sorted(root.iterdir()):
         reason = _unfollowable(entry)
@@ -164,7 +166,8 @@ def _from_csv(manifest: Path) -> ImageSet:
             reader = csv.DictReader(fh)
             fields = [f.strip().lower() for f in (reader.fieldnames or [])]
             if "path" not in fields or "label" not in fields:
-                raise DataUnavailable(f"{manifest}: a manifest needs a header with columns path,label[,group]; found {reader.fieldnames}")
+                raise DataUnavailable(f"{manifest}: a manifest needs a header with columns path,label[,group]; "
+                                      f"found {reader.fieldnames}")
             rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
     except UnicodeDecodeError as exc:
         raise DataUnavailable(f"{manifest} is not a UTF-8 CSV file") from exc
@@ -183,7 +186,8 @@ def _from_csv(manifest: Path) -> ImageSet:
         groups.append(row.get("group") or None)
     if not paths and not skipped:
         raise DataUnavailable(f"{manifest} lists no images")
-    return ImageSet(root=base, paths=paths, labels=labels, source=f"manifest {manifest}", groups=groups, skipped=skipped)
+    return ImageSet(root=base, paths=paths, labels=labels, source=f"manifest {manifest}", groups=groups,
+                    skipped=skipped)
 
 
 class UnusableImage(Exception):

@@ -125,10 +125,12 @@ def materialize(source: dict, root, *, download: bool = True, progress: bool = T
     in error messages. Raises ``DataUnavailable`` (one line, with the ``--data`` fix) on failure.
     """
     if not isinstance(source, dict) or not isinstance(source.get("kind"), str):
-        raise DataUnavailable(f"probe {probe_id or '?'}: the [source] table needs a kind (one of {', '.join(sorted(SOURCES))})")
+        raise DataUnavailable(f"probe {probe_id or '?'}: the [source] table needs a kind "
+                              f"(one of {', '.join(sorted(SOURCES))})")
     kind = source["kind"]
     if kind not in SOURCES:
-        raise DataUnavailable(f"probe {probe_id or '?'}: unknown source kind {kind!r}; known: {', '.join(sorted(SOURCES))}; "
+        raise DataUnavailable(f"probe {probe_id or '?'}: unknown source kind {kind!r}; "
+                              f"known: {', '.join(sorted(SOURCES))}; "
                               + FIX.format(probe=probe_id or "PROBE_ID"))
     root = Path(root).expanduser()
     wanted = {"source": _normalised(source), "format": FORMAT_VERSION}
@@ -263,7 +265,8 @@ def _load_hf_dataset(name: str, config: str | None, split: str):
     """
     import datasets  # the optional extra "hf"; an ImportError here becomes the install hint
 
-    offline = bool(getattr(datasets.config, "HF_HUB_OFFLINE", False) or getattr(datasets.config, "HF_DATASETS_OFFLINE", False))
+    offline = bool(getattr(datasets.config, "HF_HUB_OFFLINE", False)
+                   or getattr(datasets.config, "HF_DATASETS_OFFLINE", False))
     return datasets.load_dataset(name, config, split=split, streaming=not offline)
 
 
@@ -398,11 +401,13 @@ def _huggingface(source: dict, job: _Job) -> Path:
         raise job.fail(what, 'the optional package "datasets" is not installed: pip install "creepscan[hf]"') from exc
     except Exception as exc:  # datasets / huggingface_hub raise many types: HTTP, not found, gated, offline
         if not job.download:
-            raise job.fail(what, f"not in the local cache and downloads are switched off ({error_summary(exc)})") from exc
+            raise job.fail(what, "not in the local cache and downloads are switched off "
+                                 f"({error_summary(exc)})") from exc
         raise job.fail(what, error_summary(exc)) from exc
     features = dict(getattr(ds, "features", None) or {})
     if features and label_column not in features:
-        raise job.fail(what, f"no column {label_column!r} (columns: {', '.join(features)}); set label_column in [source]")
+        raise job.fail(what, f"no column {label_column!r} (columns: {', '.join(features)}); "
+                             "set label_column in [source]")
     names = list(getattr(features.get(label_column), "names", None) or []) or None
     group_names = list(getattr(features.get(group_column), "names", None) or []) or None if group_column else None
     images = _fresh_dir(job.root / "images")

@@ -41,7 +41,8 @@ def _read_marker(out_dir: Path) -> dict | None:
 
 def _is_complete(out_dir: Path, params: dict) -> bool:
     done = _read_marker(out_dir)
-    return bool(done) and done.get("params") == params and all((out_dir / lab).is_dir() for lab in done.get("labels", []))
+    return (bool(done) and done.get("params") == params
+            and all((out_dir / lab).is_dir() for lab in done.get("labels", [])))
 
 
 def _prepare(out_dir: Path, labels: list[str]) -> None:

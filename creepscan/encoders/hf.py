@@ -238,8 +238,8 @@ def load_preprocess(folder: Path, what: str) -> ProcessorPreprocess:
         processor = _transformers().AutoImageProcessor.from_pretrained(str(folder), local_files_only=True,
                                                                        backend="pil")
     except Exception as exc:
-        raise ModelUnavailable(f"cannot read the image processor of {what} ({error_summary(exc, 160)}); re-save it with "
-                               "AutoImageProcessor.save_pretrained") from exc
+        raise ModelUnavailable(f"cannot read the image processor of {what} ({error_summary(exc, 160)}); "
+                               "re-save it with AutoImageProcessor.save_pretrained") from exc
     return ProcessorPreprocess(processor)
 
 
@@ -255,7 +255,8 @@ def read_config(folder: Path, what: str):
     try:
         return _transformers().AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except Exception as exc:
-        raise ModelUnavailable(f"cannot read {what}/config.json as a transformers config ({error_summary(exc, 160)}); custom model "
+        raise ModelUnavailable(f"cannot read {what}/config.json as a transformers config "
+                               f"({error_summary(exc, 160)}); custom model "
                                "code is never run: audit such a model through a py: plug-in") from exc
 
 
@@ -509,7 +510,8 @@ def download(repo: str, revision: str | None, spec: str) -> Path:
                                             ignore_patterns=["*/*"]))
     except Exception as exc:  # network, offline mode, missing repository or revision
         raise ModelUnavailable(
-            f"could not fetch {spec} from the Hugging Face Hub ({error_summary(exc, 160)}); offline? download it where there is "
+            f"could not fetch {spec} from the Hugging Face Hub ({error_summary(exc, 160)}); "
+            "offline? download it where there is "
             f"internet (hf download {repo} --local-dir DIR) and pass the folder: creepscan audit DIR") from exc
     return folder
 

@@ -43,7 +43,8 @@ class PluginEncoder:
             out = out.detach().float().cpu().numpy()
         out = np.asarray(out, dtype=np.float32)
         if out.ndim != 2 or out.shape[0] != len(batch):
-            raise ModelUnavailable(f"plug-in {self.spec}: encode_images returned shape {out.shape}, want [{len(batch)}, d]")
+            raise ModelUnavailable(f"plug-in {self.spec}: encode_images returned shape {out.shape}, "
+                                   f"want [{len(batch)}, d]")
         return out
 
     @property
@@ -100,7 +101,8 @@ def load_plugin(spec: str):
     body = spec[len("py:"):]
     module_name, sep, attr = body.rpartition(":")
     if not sep or not module_name or not attr:
-        raise ModelUnavailable(f"plug-in spec '{spec}' must be py:MODULE:CALLABLE, e.g. py:my_models:build or py:./enc.py:build")
+        raise ModelUnavailable(f"plug-in spec '{spec}' must be py:MODULE:CALLABLE, "
+                               "e.g. py:my_models:build or py:./enc.py:build")
     try:
         if module_name.endswith(".py") or os.sep in module_name:
             path = Path(module_name)
@@ -117,7 +119,8 @@ def load_plugin(spec: str):
     except ModelUnavailable:
         raise
     except ImportError as exc:
-        raise ModelUnavailable(f"cannot import plug-in module '{module_name}': {exc}; is it on PYTHONPATH or in the current folder?") from exc
+        raise ModelUnavailable(f"cannot import plug-in module '{module_name}': {exc}; "
+                               "is it on PYTHONPATH or in the current folder?") from exc
     except Exception as exc:
         raise ModelUnavailable(f"plug-in module '{module_name}' failed to import: {error_summary(exc, 300)}") from exc
     factory = getattr(module, attr, None)

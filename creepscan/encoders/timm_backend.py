@@ -72,7 +72,8 @@ def from_timm(spec: str, *, weights=None, device="cpu") -> ModuleEncoder:
             model = _create(name, pretrained=True)
         except Exception as exc:  # network, offline mode, a name without pretrained weights
             raise ModelUnavailable(
-                f"could not fetch the pretrained weights of {spec} ({error_summary(exc, 160)}); offline? pass a local file: "
+                f"could not fetch the pretrained weights of {spec} ({error_summary(exc, 160)}); "
+                "offline? pass a local file: "
                 f"creepscan audit {spec} --weights FILE.safetensors") from exc
         full_spec, label = spec, name
     transform, data_config = _preprocess(model)
