@@ -64,7 +64,8 @@ def test_fixtures_suite_levels_follow_the_evidence(audited):
     assert levels["emotion"] == "none"  # labels dealt at random, and enough images to show equivalence
     emotion = rep["probes"][[p["id"] for p in rep["probes"]].index("emotion")]
     assert emotion["uplift"]["max_upper95"] < emotion["uplift"]["margin"]
-    assert levels["benign-reference"] == "none" and rep["probes"][[p["id"] for p in rep["probes"]].index("benign-reference")]["reference"]
+    benign = rep["probes"][[p["id"] for p in rep["probes"]].index("benign-reference")]
+    assert levels["benign-reference"] == "none" and benign["reference"]
     for name in ("report.json", "report.md", "report.html"):
         assert (tmp / "r1" / name).stat().st_size > 1000
 
@@ -94,8 +95,10 @@ def test_random_labels_rate_none_for_the_base_model_too(audited_base):
 
 
 def test_compare_base_against_adapted(checkpoints, tmp_path):
-    code, out, err = cli("compare", "creepscan-tiny-vit", "creepscan-tiny-vit", "--weights-a", checkpoints / "base.safetensors",
-                         "--weights-b", checkpoints / "adapted.safetensors", "--suite", "fixtures", "--probe", "face-identity",
+    code, out, err = cli("compare", "creepscan-tiny-vit", "creepscan-tiny-vit",
+                         "--weights-a", checkpoints / "base.safetensors",
+                         "--weights-b", checkpoints / "adapted.safetensors",
+                         "--suite", "fixtures", "--probe", "face-identity",
                          "--out", tmp_path / "c", "--cache-dir", tmp_path / "cache", "--quiet", "--fail-on-increase")
     rep = json.loads((tmp_path / "c" / "report.json").read_text())
     p = rep["probes"][0]

@@ -110,9 +110,11 @@ def test_fail_on_trips_on_signal(tmp_path, signal_dir):
     (["audit", TINY, "--data", "face-identity"], "PROBE_ID=PATH"),
     (["audit", TINY, "--fail-on", "severe"], "severe"),
     (["audit", "py:conftest_plugins:colour", "--probe", "no-such-probe"], "unknown probe"),
-    (["audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", "emotion=/tmp"], "no probe 'emotion'"),
+    (["audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", "emotion=/tmp"],
+     "no probe 'emotion'"),
     (["audit", "clip-vit-b32", "--probe", "face-identity"], "--weights"),
-    (["audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", "face-identity=/no/such/dir"], "not found"),
+    (["audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", "face-identity=/no/such/dir"],
+     "not found"),
     (["audit", TINY, "--precision", "fp8"], "fp8"),
     (["audit", TINY, "--decode", "nvjpeg"], "nvjpeg"),
 ])
@@ -137,8 +139,8 @@ def test_unsafe_weights_exit_2_without_running_code(tmp_path, signal_dir):
 
 def test_too_few_images_is_a_clear_error(tmp_path):
     d = make_folder(tmp_path / "tiny", n_classes=2, per_class=3)
-    code, _, err = run("audit", "py:conftest_plugins:colour", "--probe", "face-identity", "--data", f"face-identity={d}",
-                       "--out", tmp_path / "o", "--cache-dir", tmp_path / "c")
+    code, _, err = run("audit", "py:conftest_plugins:colour", "--probe", "face-identity",
+                       "--data", f"face-identity={d}", "--out", tmp_path / "o", "--cache-dir", tmp_path / "c")
     assert code == 2 and "min_images_per_class" in err
 
 
@@ -149,7 +151,8 @@ def test_probe_without_data_is_recorded_not_run_and_exits_2(tmp_path, monkeypatc
     (root / "faces.toml").write_text(f'id = "faces"\ntitle = "Faces"\n{common}[source]\nkind = "lfw"\n')
     (root / "moods.toml").write_text(f'id = "moods"\ntitle = "Moods"\n{common}[source]\nkind = "fer2013"\n')
     monkeypatch.setenv("CREEPSCAN_PROBES", str(tmp_path / "probes"))
-    code, out, err = run("audit", "py:conftest_plugins:colour", "--suite", "mine", "--probe", "faces", "--probe", "moods",
+    code, out, err = run("audit", "py:conftest_plugins:colour", "--suite", "mine",
+                         "--probe", "faces", "--probe", "moods",
                          "--data", f"faces={signal_dir}",
                          "--out", tmp_path / "r", "--cache-dir", tmp_path / "c", "--quiet")
     rep = json.loads((tmp_path / "r" / "report.json").read_text())

@@ -14,7 +14,8 @@ def compare(tmp_path, a, b, data, out, *extra):
     r = CliRunner().invoke(main, ["compare", a, b, "--probe", "face-identity", "--data", f"face-identity={data}",
                                   "--out", str(tmp_path / out), "--cache-dir", str(tmp_path / "cache"), "--quiet",
                                   "--fail-on-increase", *extra], catch_exceptions=False)
-    rep = json.loads((tmp_path / out / "report.json").read_text()) if (tmp_path / out / "report.json").exists() else None
+    report = tmp_path / out / "report.json"
+    rep = json.loads(report.read_text()) if report.exists() else None
     return r.exit_code, rep, r.stderr
 
 

@@ -70,7 +70,8 @@ def test_symlink_loops_and_links_to_folders_are_recorded_as_skips(tmp_path):
 
 def test_csv_manifest_with_missing_file_is_recorded(tmp_path):
     root = make_folder(tmp_path / "d", n_classes=2, per_class=3)
-    rows = ["path,label,group"] + [f"{p.relative_to(tmp_path).as_posix()},{p.parent.name},g1" for p in sorted(root.rglob("*.png"))]
+    rows = ["path,label,group"] + [f"{p.relative_to(tmp_path).as_posix()},{p.parent.name},g1"
+                                   for p in sorted(root.rglob("*.png"))]
     rows.append("d/c0/gone.png,c0,g1")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     s = load_image_set(tmp_path / "m.csv")

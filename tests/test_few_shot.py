@@ -105,7 +105,8 @@ def test_identical_episodes_across_encoders_pair_up():
     b = few_shot_curve(X, y, 8, split, seed=0, ks=[4])
     r = paired_episodes(a[4].episode_accuracy, b[4].episode_accuracy, seed=0)
     assert r["delta"] > 0.1 and r["p_value"] < 0.01
-    same = paired_episodes(b[4].episode_accuracy, few_shot_curve(X, y, 8, split, seed=0, ks=[4])[4].episode_accuracy, seed=0)
+    again = few_shot_curve(X, y, 8, split, seed=0, ks=[4])[4]
+    same = paired_episodes(b[4].episode_accuracy, again.episode_accuracy, seed=0)
     assert (same["delta"], same["ci95"], same["p_value"]) == (0.0, [0.0, 0.0], 1.0)
 
 

@@ -28,7 +28,8 @@ def _load(encoder, root):
 @pytest.fixture(scope="module")
 def hue_data(tiny_encoder, tmp_path_factory):
     """12 hue-coded classes x 30 images: separable, but not perfectly by the frozen prototypes."""
-    images, y = _load(tiny_encoder, make_folder(tmp_path_factory.mktemp("ft") / "imgs", n_classes=12, per_class=30, seed=1))
+    folder = make_folder(tmp_path_factory.mktemp("ft") / "imgs", n_classes=12, per_class=30, seed=1)
+    images, y = _load(tiny_encoder, folder)
     return images, y, stratified_split(y, seed=0)
 
 
@@ -83,7 +84,8 @@ def test_early_stopping_reads_validation_only(tiny_encoder, hue_data):
     poisoned[torch.from_numpy(split.test)] = float("nan")  # anything computed from a test image turns NaN
     res = finetune_attack(tiny_encoder, poisoned, y, split, budgets=budgets, seed=0)
     a, b = clean.points[0], res.points[0]
-    assert (a.val_accuracy, a.initial_val_accuracy, a.stopped_at) == (b.val_accuracy, b.initial_val_accuracy, b.stopped_at)
+    assert ((a.val_accuracy, a.initial_val_accuracy, a.stopped_at)
+            == (b.val_accuracy, b.initial_val_accuracy, b.stopped_at))
     # validation images do steer the choice of the checkpoint
     nan_val = images.clone()
     nan_val[torch.from_numpy(split.val)] = float("nan")

@@ -69,7 +69,8 @@ def test_one_image_per_group_is_the_image_level_test():
     assert alone["ci95"] == pytest.approx(plain["ci95"], rel=0.03)
     assert alone["upper95"] == pytest.approx(plain["upper95"], rel=0.03)
     assert clustered_ci(y, a, np.arange(200), 4, seed=5) == pytest.approx(bootstrap_ci(y, a, 4, seed=5), rel=0.01)
-    assert t_quantile(0.975, 196) == pytest.approx(1.972, abs=1e-3) and t_quantile(0.975, 3) == pytest.approx(3.182, abs=5e-3)
+    assert t_quantile(0.975, 196) == pytest.approx(1.972, abs=1e-3)
+    assert t_quantile(0.975, 3) == pytest.approx(3.182, abs=5e-3)
 
 
 def test_a_class_that_is_one_person_counts_its_photos():
@@ -120,8 +121,8 @@ def test_the_uplift_tests_of_an_audit_flip_whole_people():
     assert m.test_clusters is not None and np.unique(m.test_clusters).size == 40
     tests = uplift_tests(m, f, chance=0.5, seed=0)
     assert all("whole test groups" in t["method"] for t in tests), [t["method"] for t in tests]
-    plain = uplift_tests(evaluate(X, y, 2, folds, seed=0, attacks=lp), evaluate(X_floor, y, 2, folds, seed=0, attacks=lp),
-                         chance=0.5, seed=0)
+    plain = uplift_tests(evaluate(X, y, 2, folds, seed=0, attacks=lp),
+                         evaluate(X_floor, y, 2, folds, seed=0, attacks=lp), chance=0.5, seed=0)
     assert not any("whole test groups" in t["method"] for t in plain)
     # people are the units: the same difference is less certain than over 240 photos
     assert tests[0]["se"] > plain[0]["se"]

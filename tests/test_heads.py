@@ -88,7 +88,8 @@ def test_knn_choice_is_made_on_validation_and_matches_sklearn():
     r = run_head("knn", X, y, 6, split, seed=0)
     val_acc = {}
     for k in (1, 3, 5, 10, 20, 50):
-        clf = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute").fit(X[split.train], y[split.train])
+        knn = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")
+        clf = knn.fit(X[split.train], y[split.train])
         val_acc[k] = balanced_accuracy(y[split.val], clf.predict(X[split.val]), 6)
     assert r.val_accuracy == pytest.approx(max(val_acc.values()), abs=0.03)  # ties may break differently
     clf = KNeighborsClassifier(n_neighbors=r.params["k"], metric="cosine", algorithm="brute").fit(X[split.train],

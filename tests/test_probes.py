@@ -114,7 +114,8 @@ def test_a_wheel_install_ships_the_suites(tmp_path):
             "print(p.probes_root()); print(sorted(s)); print(sorted(x.id for x in s['default']))")
     env = {k: v for k, v in __import__("os").environ.items() if k != "CREEPSCAN_PROBES"}
     env["PYTHONPATH"] = str(target)
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True)
     root, names, default = out.stdout.splitlines()
     assert root.startswith(str(target))  # the installed copy, not the repository's
     assert names == str(["default", "extended", "fixtures"])

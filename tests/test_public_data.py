@@ -33,7 +33,8 @@ def _fake_cifar(root: Path, names=("airplane", "cat"), labels=(0, 1, 1, 0, 1)):
     batch = {"batch_label": "testing batch 1 of 1", "labels": list(labels), "data": data,
              "filenames": [f"img_{i}.png" for i in range(len(labels))]}
     (base / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
-    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": list(names), "num_cases_per_batch": 5}, protocol=2))
+    meta = {"label_names": list(names), "num_cases_per_batch": 5}
+    (base / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return data
 
 
@@ -86,7 +87,8 @@ def test_fer2013_through_torchvision_and_the_tolerant_reader_agree(tmp_path, mon
 def test_fer2013_icml_headers_train_split_and_unlabelled_test_csv(tmp_path):
     base = tmp_path / "icml" / "fer2013"
     base.mkdir(parents=True)
-    (base / "icml_face_data.csv").write_text(_fer_rows("emotion, Usage, pixels", ['3, Training,"{p}"', '1, PublicTest,"{p}"']))
+    (base / "icml_face_data.csv").write_text(
+        _fer_rows("emotion, Usage, pixels", ['3, Training,"{p}"', '1, PublicTest,"{p}"']))
     train = load_image_set(public.materialize({"kind": "fer2013", "split": "train"}, tmp_path / "icml", download=False))
     assert train.labels == ["happy"]
     base = tmp_path / "split" / "fer2013"
@@ -139,10 +141,12 @@ def _jpeg(value):
 
 def test_huggingface_keeps_original_bytes_maps_class_labels_and_groups(tmp_path, monkeypatch):
     races = ["East Asian", "Black", "White"]
-    rows = [{"image": {"bytes": _jpeg(10 * i), "path": f"{i}.jpg"}, "gender": i % 2, "race": i % 3, "service_test": True}
+    rows = [{"image": {"bytes": _jpeg(10 * i), "path": f"{i}.jpg"}, "gender": i % 2, "race": i % 3,
+             "service_test": True}
             for i in range(6)]
     rows.append({"image": {"bytes": None, "path": None}, "gender": 0, "race": 0, "service_test": False})  # no image
-    rows.append({"image": {"bytes": _jpeg(99), "path": None}, "gender": None, "race": 1, "service_test": False})  # no label
+    rows.append({"image": {"bytes": _jpeg(99), "path": None}, "gender": None, "race": 1,
+                 "service_test": False})  # no label
     feats = {"image": object(), "gender": _ClassLabel(["Male", "Female"]), "race": _ClassLabel(races)}
     calls = []
 
@@ -176,7 +180,8 @@ def test_huggingface_offline_miss_and_bad_column_are_one_line(tmp_path, monkeypa
     _one_line_with_fix(info, "attribute-race")
 
     monkeypatch.setattr(public, "_load_hf_dataset",
-                        lambda *a: _FakeStream([{"image": Image.new("RGB", (4, 4))}], {"image": object(), "age": object()}))
+                        lambda *a: _FakeStream([{"image": Image.new("RGB", (4, 4))}],
+                                               {"image": object(), "age": object()}))
     with pytest.raises(DataUnavailable, match="no column 'race'.*columns: image, age") as info:
         public.materialize(src, tmp_path / "b", probe_id="attribute-race")
     _one_line_with_fix(info, "attribute-race")
@@ -202,7 +207,8 @@ def test_lfw_manifest_lists_files_in_place_and_public_fallback_works(tmp_path, m
     manifest = public.materialize({"kind": "lfw", "min_faces_per_person": 2}, tmp_path / "a", download=False)
     assert manifest.suffix == ".csv"
     rows = manifest.read_text().splitlines()
-    assert rows[0] == "path,label" and rows[1] == "lfw_home/lfw_funneled/Grace_Hopper/Grace_Hopper_0001.jpg,Grace_Hopper"
+    assert rows[0] == "path,label"
+    assert rows[1] == "lfw_home/lfw_funneled/Grace_Hopper/Grace_Hopper_0001.jpg,Grace_Hopper"
     assert len(rows) == 4  # nothing copied: the manifest points into the extracted tree
     import sklearn.datasets._lfw as sk_lfw
 
@@ -215,7 +221,8 @@ def test_lfw_manifest_lists_files_in_place_and_public_fallback_works(tmp_path, m
 
     monkeypatch.setattr(sk_lfw, "_check_fetch_lfw", changed_signature)
     _lfw_tree(tmp_path / "b", [("Grace_Hopper", 3), ("Alan_Turing", 2)])
-    images = load_image_set(public.materialize({"kind": "lfw", "min_faces_per_person": 2}, tmp_path / "b", download=False))
+    path = public.materialize({"kind": "lfw", "min_faces_per_person": 2}, tmp_path / "b", download=False)
+    images = load_image_set(path)
     assert sorted(set(images.labels)) == ["Alan_Turing", "Grace_Hopper"] and len(images) == 5
 
 

@@ -37,8 +37,8 @@ def _keep_threads():
 
 
 def test_same_machine_same_report_whatever_the_load_and_the_cache(tmp_path, monkeypatch, _keep_threads):
-    """A busy machine with a fresh cache, then a quiet one with the warm cache: one report. The thread count followed the load, and a floor's few-shot accuracy moved
-    (0.6209 -> 0.6218) with it."""
+    """A busy machine with a fresh cache, then a quiet one with the warm cache: one report. The thread
+    count followed the load, and a floor's few-shot accuracy moved (0.6209 -> 0.6218) with it."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(cpu, "usable_cpus", lambda: [0, 1])
     data = make_folder(tmp_path / "d", n_classes=3, per_class=10, seed=4)

@@ -21,7 +21,8 @@ def test_lfw_reads_the_extracted_tree_and_keeps_people_with_enough_faces(tmp_pat
     for person, n in (("Ada_Lovelace", 3), ("Alan_Turing", 4), ("Solo_Person", 1)):
         for i in range(n):
             _img(home / "lfw_funneled" / person / f"{person}_{i + 1:04d}.jpg", 10 * i)
-    path = public.materialize({"kind": "lfw", "min_faces_per_person": 3}, tmp_path, download=False, probe_id="face-identity")
+    path = public.materialize({"kind": "lfw", "min_faces_per_person": 3}, tmp_path, download=False,
+                              probe_id="face-identity")
     images = load_image_set(path)
     assert sorted(set(images.labels)) == ["Ada_Lovelace", "Alan_Turing"] and len(images) == 7
 
@@ -74,7 +75,8 @@ def test_huggingface_without_datasets_package_says_how_to_install(tmp_path, monk
 
     monkeypatch.setattr(public, "_load_hf_dataset", missing)
     with pytest.raises(DataUnavailable, match=r"creepscan\[hf\]"):
-        public.materialize({"kind": "huggingface", "name": "x/y", "label_column": "race"}, tmp_path, probe_id="attribute-race")
+        public.materialize({"kind": "huggingface", "name": "x/y", "label_column": "race"}, tmp_path,
+                           probe_id="attribute-race")
 
 
 def test_cifar10_is_written_per_class_name(tmp_path, monkeypatch):

@@ -205,7 +205,8 @@ def test_minimum_detectable_effect_and_images_needed():
     assert minimum_detectable_effect(0.0) == 0.0
     n = images_needed_per_class(10, 0.08, 0.1)
     # the smallest n whose SE, shrunk as 1/sqrt(n), brings the MDE down to the target
-    assert minimum_detectable_effect(0.08 * np.sqrt(10 / n)) <= 0.1 < minimum_detectable_effect(0.08 * np.sqrt(10 / (n - 1)))
+    assert (minimum_detectable_effect(0.08 * np.sqrt(10 / n)) <= 0.1
+            < minimum_detectable_effect(0.08 * np.sqrt(10 / (n - 1))))
     assert images_needed_per_class(100, 0.01, 0.1) < 100  # already enough: fewer would do
     for bad in [dict(se=-1.0), dict(target_mde=0.0), dict(n_per_class=0), dict(alpha=1.5), dict(power=0.0)]:
         args = dict(n_per_class=10, se=0.05, target_mde=0.1) | bad
