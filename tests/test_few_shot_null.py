@@ -96,3 +96,17 @@ def test_merged_folds_cover_chance_for_label_blind_features():
     assert below.mean() <= 0.02
     # the check can fail: the per-image interval misses chance too often on the same draws
     assert np.mean([coverage(per_image[k]) for k in KS]) < 0.93
+
+
+def test_below_chance_flag_reads_each_attacks_own_95_percent_interval():
+    """Kept without a correction over a model's many attacks and k's (README, CIs): a false flag can
+    only turn an all-clear into inconclusive, never the reverse, and a real one (an attack that found
+    structure and failed to use it) must not be lost to a Holm correction over attacks that did not
+    fail. What keeps false flags rare is intervals that cover chance under the null (above: no draw
+    flagged); a CI that merely touches chance is not a flag."""
+    from creepscan.attacks import _flag_below_chance
+
+    flagged = _flag_below_chance({"accuracy": 0.15, "ci95": [0.10, 0.199]}, CHANCE)
+    assert flagged["below_chance"] is True and flagged["note"].startswith("failed: significantly below chance")
+    assert "below_chance" not in _flag_below_chance({"accuracy": 0.15, "ci95": [0.10, 0.2]}, CHANCE)
+    assert "below_chance" not in _flag_below_chance({"accuracy": None, "ci95": [None, None]}, CHANCE)
