@@ -234,10 +234,6 @@ def _old_few_shot_ci(e) -> tuple[float, float]:
     return proportion_ci(e.accuracy, var_ep / e.episodes + test + pool, K * FS_TEST, seed=0)
 
 
-@pytest.mark.xfail(strict=True, reason="the 1.15x width target is not met: the per-image variance that met it here "
-                   "flagged a label-blind plug-in's few-shot k=2 and k=4 as significantly below chance "
-                   "(tests/test_compare.py: 0.162 [0.135, 0.192], chance 0.2), so the conservative interval "
-                   "stays until that is understood; strict: passing means the target is met")
 def test_few_shot_ci_has_nominal_coverage_and_width(few_shot_runs):
     """Coverage 0.94-0.97 and a half-width at most 1.15x what the spread needs.
 
@@ -263,4 +259,3 @@ def test_few_shot_ci_has_nominal_coverage_and_width(few_shot_runs):
     assert 0.94 <= _coverage(ours, target) <= 0.97
     assert ratio(ours) <= 1.15
     assert ratio(old) > 1.2 and _coverage(old, target) > 0.97  # the check can fail: the old interval does
-

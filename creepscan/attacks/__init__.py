@@ -17,12 +17,13 @@ import numpy as np
 
 from ..constants import ATTACKS, DEFAULT_ATTACKS
 from ..seeds import Stream, stream
-from .few_shot import FewShotEntry, FewShotResult, few_shot_curve, paired_few_shot, samples_to_threshold
+from .few_shot import FewShotEntry, FewShotResult, draw_supports, few_shot_curve, paired_few_shot, samples_to_threshold
 from .linear_probe import LinearProbeResult, check_inputs, linear_probe
 from .metric import CrossFitMetric, within_identity_white
 from .preprocess import CANDIDATES, INVARIANT, Transform, fit_candidates
 from .splits import Split, drop_near_duplicates, make_splits, scored_images, split_info, stratified_split
 from .stats import (
+    MergedFold,
     balanced_accuracy,
     balanced_accuracy_rows,
     bootstrap_ci,
@@ -30,6 +31,7 @@ from .stats import (
     clustered_ci,
     clustered_variance,
     few_shot_variance,
+    merged_folds_variance,
     proportion_ci,
 )
 from .stats import skill as _skill
@@ -283,7 +285,8 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
         positions = [np.searchsorted(test_index, s.test) for s in splits]
         y_u = y[test_index]
         lp = _merge_linear(lps, positions, y_u, n_classes, seed, chance, cluster)
-        fs = _merge_few_shot(fss, positions, y_u, n_classes, chance, lp.C, cluster, seed) if fss else None
+        fs = _merge_few_shot(fss, positions, y_u, n_classes, chance, lp.C, cluster, seed,
+                             splits=splits, y=y) if fss else None
     if len(splits) == 1 and cluster is None:
         heads = {h: r[0] for h, r in hrs.items()}
     else:
@@ -379,8 +382,31 @@ def _merge_linear(lps: list[LinearProbeResult], positions, y_u, n_classes: int, 
                                      fold_preprocess=fold_pre)
 
 
+def _merged_folds_part(var, correct, per_fold, positions, splits, y, k: int, seed: int):
+    """``var`` with its test-set and pool terms replaced by ``stats.merged_folds_variance`` (test
+    images and pools together: ``test_set`` then holds both, ``training_pool`` 0), at least the
+    per-image terms it replaces; ``var`` unchanged when that variance is not available (< 4 episodes).
+    The supports are redrawn as few_shot_curve drew them (``draw_supports``: labels, split, seed)."""
+    E = correct.shape[0]
+    folds = []
+    for e, pos, s in zip(per_fold, positions, splits):
+        y_tr = y[s.train]
+        folds.append(MergedFold(test=s.test, train=s.train, values=correct[:, pos],
+                                supports=draw_supports(y_tr, np.unique(y_tr), k, seed, range(E))))
+    merged = merged_folds_variance(y, folds, k)
+    if merged is None:
+        return var
+    if merged < 1e-12:  # rounding where every value is equal (all right): a tiny positive variance at an
+        merged = 0.0    # accuracy of 1 would leave an effective size of one image
+    return dataclasses.replace(var, test_set=max(merged, var.test_set + var.training_pool), training_pool=0.0)
+
+
 def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, chance: float,
-                    C: float, cluster, seed: int) -> FewShotResult:
+                    C: float, cluster, seed: int, *, splits=None, y=None) -> FewShotResult:
+    """The folds' few-shot curves as one over the union of the test folds (see ``evaluate``).
+    ``splits`` and ``y`` (every image's label), with several folds and no groups: the interval's
+    test-set and pool terms come from ``stats.merged_folds_variance`` (nominal width); without them,
+    from the episodes' whole variance (pool-inclusive, wider)."""
     weights = np.array([pos.size for pos in positions], np.float64) / y_u.size
     common = sorted(set.intersection(*(set(fs.ks) for fs in fss)))
     entries = []
@@ -396,9 +422,17 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
         rate = correct.mean(axis=0)
         acc = float(acc_e.mean())
         # episodes, test images and the training pool, as few_shot_curve's CI (stats.few_shot_variance);
-        # with groups the test-set part is the cluster-robust one, with its degrees of freedom
+        # with groups the test-set part is the cluster-robust one, with its degrees of freedom.
+        # Merged folds: a fold's test images sit in the other folds' pools, a covariance the per-image
+        # terms miss (simulated coverage 0.85-0.93; label-blind features: chance 0.90-0.93), so the
+        # test-set and pool terms come from every image's influence in both roles
+        # (stats.merged_folds_variance), else (groups, or no splits) from the episodes' whole variance
         pool = min(e.pool_size for e in per_fold)
-        var = few_shot_variance(acc_e, y_u, rate, n_classes, k=k, pool_size=max(pool, k))
+        influence = len(fss) > 1 and cluster is None and splits is not None and y is not None
+        var = few_shot_variance(acc_e, y_u, rate, n_classes, k=k, pool_size=max(pool, k),
+                                per_image=correct if len(fss) == 1 or influence else None)
+        if influence:
+            var = _merged_folds_part(var, correct, per_fold, positions, splits, y, k, seed)
         df = None
         if cluster is not None:
             var = dataclasses.replace(var, test_set=clustered_variance(y_u, rate, cluster))
@@ -411,7 +445,7 @@ def _merge_few_shot(fss: list[FewShotResult], positions, y_u, n_classes: int, ch
             return sum(w * (getattr(e, name)[:first] if first else getattr(e, name)) for w, e in zip(weights, per_fold))
 
         merged = dataclasses.replace(
-            per_fold[0], accuracy=acc, ci95=ci, episodes=E, pool_size=pool,
+            per_fold[0], accuracy=acc, ci95=ci, episodes=E, pool_size=pool, folds=len(fss),
             winner=winner, skill=_skill(acc, chance),
             prototype_accuracy=float(wmean("prototype_accuracy")), logistic_accuracy=float(wmean("logistic_accuracy")),
             prototype_val_accuracy=float(wmean("prototype_val_accuracy")),

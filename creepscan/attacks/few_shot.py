@@ -77,6 +77,9 @@ class FewShotEntry:
     # the winner's correctness per episode and test image, bool [E, n_test]: lets folds be pooled
     episode_correct: np.ndarray | None = field(repr=False, default=None)
     pool_size: int = 0  # the fewest training images of any class: the pool the supports came from
+    # test folds merged into this entry (attacks._merge_few_shot); 1: one split, whose test images are
+    # in no pool, the case the per-image interval (stats.few_shot_variance(per_image=...)) is checked for
+    folds: int = 1
     # every head that ran (the default two included) -> its mean test / validation accuracy, and
     # its per-episode test accuracies; filled when few_shot_curve ran heads beyond the default two
     head_accuracy: dict = field(default_factory=dict)
@@ -317,7 +320,8 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             winner = next(name for name in ran if summaries[name][0].mean() > top - 1e-9)
             _, acc_e, corr = summaries[winner]
             # episodes, test images and the training pool: stats.few_shot_variance
-            var = few_shot_variance(acc_e, y_te, corr.mean(axis=0), n_classes, k=k, pool_size=int(counts.min()))
+            var = few_shot_variance(acc_e, y_te, corr.mean(axis=0), n_classes, k=k, pool_size=int(counts.min()),
+                                    per_image=corr)
             var_ep = var.monte_carlo * done
             mc_var = var.monte_carlo
             half = Z95 * math.sqrt(var.total)
@@ -373,7 +377,9 @@ def paired_few_shot(a: FewShotEntry, b: FewShotEntry, n_classes: int, seed, clus
     """Paired test of b minus a at the same k (same labels, split and seed, hence the same episodes),
     covering episode-to-episode, test-set and training-pool noise; see ``stats.paired_episodes``
     (its dict: delta, ci95, p_value, se, upper95, method, ci_method). ``clusters``: the test
-    images' groups (``Metrics.test_clusters``), which the test-set part then respects."""
+    images' groups (``Metrics.test_clusters``), which the test-set part then respects. The pool
+    term uses the per-image values (``per_image_a/b``) on one split only: merged test folds keep the
+    episodes' whole variance (see ``attacks._merge_few_shot``)."""
     if a.k != b.k or not np.array_equal(a.test_labels, b.test_labels):
         raise ValueError("paired few-shot entries need the same k and the same test images")
     if a.pool_size != b.pool_size or a.pool_size < a.k:
@@ -381,7 +387,9 @@ def paired_few_shot(a: FewShotEntry, b: FewShotEntry, n_classes: int, seed, clus
                          f"{b.pool_size}, k={a.k}): build both with few_shot_curve on the same split")
     return paired_episodes(a.episode_accuracy, b.episode_accuracy, seed, y_test=a.test_labels,
                            rate_a=a.test_correct_rate, rate_b=b.test_correct_rate, n_classes=n_classes,
-                           k=a.k, pool_size=a.pool_size, clusters=clusters)
+                           k=a.k, pool_size=a.pool_size, clusters=clusters,
+                           **({"per_image_a": a.episode_correct, "per_image_b": b.episode_correct}
+                              if a.folds == 1 and b.folds == 1 else {}))
 
 
 def samples_to_threshold(entries, chance: float, skill_threshold: float) -> int | None:
