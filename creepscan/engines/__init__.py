@@ -13,9 +13,9 @@ content-addressed cache, in the same batches as the local engine would form them
 the pipeline reads them as cache hits; and its workers run the encoder's own ``encode_images`` and
 ``evaluation.evaluate_encoder`` with this process's thread counts.
 
-An engine has ``name``, ``load_encoder(spec, weights, settings)`` (resolve and configure a MODEL,
-remembering how to rebuild it elsewhere), ``embed(encoders, probe_data, settings)``,
-``evaluate(jobs, settings)``, ``describe()`` (a dict for the report's ``timings``) and ``close()``;
+An engine has ``name``, ``load_encoder(spec, weights, options)`` (resolve and configure a MODEL,
+remembering how to rebuild it elsewhere), ``embed(encoders, probe_data, options)``,
+``evaluate(jobs, options)`` (``options``: the run's ``creepscan.options.Options``), ``describe()`` (a dict for the report's ``timings``) and ``close()``;
 it is a context manager that closes itself.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..errors import EngineError
 
 ENGINES = ("local", "ray")
 
-__all__ = ["ENGINES", "AttackJob", "EngineError", "get_engine", "engine_of"]
+__all__ = ["ENGINES", "AttackJob", "EngineError", "get_engine", "engine_or_local"]
 
 
 @dataclass
@@ -70,9 +70,8 @@ def get_engine(name: str = "local", address: str | None = None, *, num_cpus: int
     raise EngineError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
 
 
-def engine_of(settings):
-    """The engine a run's ``Settings`` name, the in-process one when it names none."""
-    engine = getattr(settings, "engine", None)
+def engine_or_local(engine=None):
+    """``engine``, or the in-process one when a run names none."""
     if engine is None:
         from .local import LOCAL
 

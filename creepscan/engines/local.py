@@ -7,6 +7,7 @@ import re
 
 from ..evaluation import evaluate_encoder
 from ..features import Features, extract_many
+from ..options import configure_encoder
 
 __all__ = ["LocalEngine", "LOCAL", "embedding_waves"]
 
@@ -43,40 +44,41 @@ class LocalEngine:
 
     name = "local"
 
-    def load_encoder(self, spec: str, weights, settings, *, cache_dir=None):
-        """Resolve MODEL ``spec`` (with local ``weights``, if any) on ``settings.device`` and apply
-        the speed options (``Settings.configure``). Returns the encoder."""
+    def load_encoder(self, spec: str, weights, options, *, cache_dir=None):
+        """Resolve MODEL ``spec`` (with local ``weights``, if any) on ``options.device`` and apply
+        the speed options (``options.configure_encoder``). Returns the encoder."""
         from ..encoders import resolve_encoder
 
-        encoder = settings.configure(resolve_encoder(spec, weights=weights, device=settings.device, cache_dir=cache_dir))
-        self.remember(encoder, spec, weights, settings)
+        encoder = configure_encoder(resolve_encoder(spec, weights=weights, device=options.device, cache_dir=cache_dir),
+                                    options)
+        self.remember(encoder, spec, weights, options)
         base = getattr(encoder, "base", None)
         if base is not None:  # an adapted model's base runs too: its spec (a folder, hf:, an alias) rebuilds it
-            self.remember(base, base.spec, None, settings)
+            self.remember(base, base.spec, None, options)
         return encoder
 
-    def remember(self, encoder, spec: str, weights, settings) -> None:
+    def remember(self, encoder, spec: str, weights, options) -> None:
         """How to rebuild ``encoder`` elsewhere; this engine never needs to."""
 
-    def embed(self, encoders: dict, pd, settings) -> dict[str, Features]:
+    def embed(self, encoders: dict, pd, options) -> dict[str, Features]:
         """Features of each named encoder (see ``pipeline.embed``): the same ``Features`` object for
         keys with the same weights; wave by wave (``embedding_waves``), a model and its floor sharing
         one decoding pass where their preprocessing is the same."""
-        return self._embed(encoders, pd, settings, decode=settings.decode)
+        return self._embed(encoders, pd, options, decode=options.decode)
 
-    def _embed(self, encoders: dict, pd, settings, decode: str) -> dict[str, Features]:
+    def _embed(self, encoders: dict, pd, options, decode: str) -> dict[str, Features]:
         by_fp: dict[str, Features] = {}
         for wave in embedding_waves(encoders):
-            feats = extract_many([encoders[k] for k in wave], pd.images, cache_dir=settings.cache_dir, hashes=pd.hashes,
-                                 progress=settings.progress, batch_size=settings.batch_size,
-                                 num_workers=settings.num_workers, normalize=True, decode=decode)
+            feats = extract_many([encoders[k] for k in wave], pd.images, cache_dir=options.cache_dir, hashes=pd.hashes,
+                                 progress=options.progress, batch_size=options.batch_size,
+                                 num_workers=options.num_workers, normalize=True, decode=decode)
             for key, f in zip(wave, feats):
                 by_fp[encoders[key].fingerprint] = f
         return {key: by_fp[enc.fingerprint] for key, enc in encoders.items()}
 
-    def evaluate(self, jobs: list, settings) -> list:
+    def evaluate(self, jobs: list, options) -> list:
         """The probe's attacks for each ``AttackJob``, in order: a list of ``attacks.Metrics``."""
-        return [evaluate_encoder(j.encoder, j.X, j.labelled, j.splits, j.probe, settings, j.groups) for j in jobs]
+        return [evaluate_encoder(j.encoder, j.X, j.labelled, j.splits, j.probe, options, j.groups) for j in jobs]
 
     def describe(self) -> dict:
         """Where the work ran, for the report's ``timings``."""

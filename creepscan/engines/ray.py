@@ -22,7 +22,6 @@ on its arrays; a zero-shot text tower is run here first and its outputs replayed
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -362,12 +361,12 @@ def task_name(job) -> str:
     return f"attacks {job.probe.id} {getattr(job.encoder, 'name', '?')}"[:200]
 
 
-def run_attacks(text_encoder, X, labelled, splits, probe, settings, groups, threads):
+def run_attacks(text_encoder, X, labelled, splits, probe, options, groups, threads):
     """The body of one attack task: ``evaluation.evaluate_encoder`` with the driver's thread counts."""
     apply_arithmetic_threads(threads)
     from ..evaluation import evaluate_encoder
 
-    return evaluate_encoder(text_encoder, X, labelled, splits, probe, settings, groups)
+    return evaluate_encoder(text_encoder, X, labelled, splits, probe, options, groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,8 +399,8 @@ class RayEngine(LocalEngine):
 
     # -- setup ------------------------------------------------------------------------------------
 
-    def remember(self, encoder, spec: str, weights, settings) -> None:
-        self._sources[encoder.fingerprint] = (spec, str(Path(weights).resolve()) if weights else None, settings.compile)
+    def remember(self, encoder, spec: str, weights, options) -> None:
+        self._sources[encoder.fingerprint] = (spec, str(Path(weights).resolve()) if weights else None, options.compile)
         self._models[encoder.fingerprint] = encoder
 
     def recipe(self, encoder) -> EncoderRecipe:
@@ -478,12 +477,12 @@ class RayEngine(LocalEngine):
 
     # -- embeddings ---------------------------------------------------------------------------------
 
-    def embed(self, encoders: dict, pd, settings) -> dict:
+    def embed(self, encoders: dict, pd, options) -> dict:
         from ..cache import EmbeddingCache, encoder_cache_key, wait_for
 
         waves = embedding_waves(encoders)
         keys = [k for wave in waves for k in wave]
-        caches = {k: EmbeddingCache(Path(settings.cache_dir), encoder_cache_key(encoders[k], "")) for k in keys}
+        caches = {k: EmbeddingCache(Path(options.cache_dir), encoder_cache_key(encoders[k], "")) for k in keys}
         done: dict[str, int] = {}
         waits = []
         try:
@@ -494,18 +493,18 @@ class RayEngine(LocalEngine):
                 mine[k], others = caches[k].claim(wanted, CHUNK_ROWS)
                 waits += others
             if any(mine.values()):
-                done = self._embed_on_ray(encoders, waves, mine, caches, pd, settings)
+                done = self._embed_on_ray(encoders, waves, mine, caches, pd, options)
         finally:
             for cache in caches.values():
                 cache.release_claims()
         try:
-            wait_for(waits, settings.progress)
+            wait_for(waits, options.progress)
         finally:
             for c in waits:
                 c.close()
         # Everything is in the cache now (anything still missing, e.g. a dead process's claim, is
         # embedded here), read exactly as the local engine reads it.
-        feats = self._embed(encoders, pd, settings, decode="pil")
+        feats = self._embed(encoders, pd, options, decode="pil")
         seen = set()
         for key, f in feats.items():
             n = done.get(encoders[key].fingerprint, 0)
@@ -515,7 +514,7 @@ class RayEngine(LocalEngine):
                 f.stats["n_cache_hits"] -= n
         return feats
 
-    def _items(self, encoders, waves, mine, settings):
+    def _items(self, encoders, waves, mine, options):
         """The recipes, their keys (in recipe-id order) and the dataset's batches, laid out as the
         local engine forms them: per wave, per decoding group (same preprocessing), the group's
         images in the order ``features`` merges them, cut at its batch size; ``width`` is the widest
@@ -533,7 +532,7 @@ class RayEngine(LocalEngine):
                     keys.append(k)
                 merged = list(dict.fromkeys(d for k in members for d in mine[k]))
                 wanted = {k: set(mine[k]) for k in members}
-                size = settings.batch_size or min(getattr(encoders[k], "batch_size", None) or 64 for k in members)
+                size = options.batch_size or min(getattr(encoders[k], "batch_size", None) or 64 for k in members)
                 for start in range(0, len(merged), size):
                     rows = [(d, ",".join(str(rid[k]) for k in members if d in wanted[k]))
                             for d in merged[start:start + size]]
@@ -541,19 +540,19 @@ class RayEngine(LocalEngine):
         width = max(len(rows) for _, rows in batches)
         return recipes, keys, batches, width
 
-    def _embed_on_ray(self, encoders, waves, mine, caches, pd, settings) -> dict[str, int]:
+    def _embed_on_ray(self, encoders, waves, mine, caches, pd, options) -> dict[str, int]:
         """Embed the claimed images (``mine``: key -> digests) on the actor pool and write them into
         ``caches``. Returns {fingerprint: images embedded}."""
         ray = self.start()
         path_of = {d: str(p) for p, d in zip(pd.images.paths, pd.hashes) if d is not None}
-        recipes, keys, batches, width = self._items(encoders, waves, mine, settings)
+        recipes, keys, batches, width = self._items(encoders, waves, mine, options)
         items = []
         for b, (lead, rows) in enumerate(batches):
             items += [{"b": b, "lead": lead, "path": path_of[d], "digest": d, "targets": t} for d, t in rows]
             items += [{"b": b, "lead": lead, "path": "", "digest": "", "targets": ""}] * (width - len(rows))
         threads = arithmetic_threads()
         cpus, gpus = self._cluster()
-        gpu = settings.device == "cuda" and gpus >= 1
+        gpu = options.device == "cuda" and gpus >= 1
         if gpu:
             n_actors, resources = int(gpus), {"num_gpus": 1, "num_cpus": 1}
         else:
@@ -573,7 +572,7 @@ class RayEngine(LocalEngine):
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ray.data.from_items(items, override_num_blocks=len(batches)).map_batches(
                 EmbedActor, batch_size=width, batch_format="numpy", zero_copy_batch=False,
-                fn_constructor_kwargs={"recipes": recipes, "device": settings.device if gpu else "cpu",
+                fn_constructor_kwargs={"recipes": recipes, "device": options.device if gpu else "cpu",
                                        "threads": threads},
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors), **resources)
             return self._write_rows(ds, keys, mine, encoders, caches)
@@ -613,19 +612,18 @@ class RayEngine(LocalEngine):
 
     # -- attacks ------------------------------------------------------------------------------------
 
-    def evaluate(self, jobs: list, settings) -> list:
+    def evaluate(self, jobs: list, options) -> list:
         """One Ray task per job, all submitted before any is awaited; results in job order."""
         ray = self.start()
         threads = arithmetic_threads()
         cpus, gpus = self._cluster()
         options = {"num_cpus": max(1, min(threads["torch"], int(cpus))), "max_retries": 0}
-        if settings.device == "cuda" and gpus >= 1:
+        if options.device == "cuda" and gpus >= 1:
             options["num_gpus"] = 1
         task = ray.remote(run_attacks)
-        plain = dataclasses.replace(settings, engine=None)  # the engine holds this process's Ray handle
         # Named by probe and model, so the dashboard and `ray list tasks` say which is which.
         refs = [task.options(name=task_name(j), **options).remote(
-                    TextReplay.record(j.encoder, j.labelled, j.probe), j.X, j.labelled, j.splits, j.probe, plain,
+                    TextReplay.record(j.encoder, j.labelled, j.probe), j.X, j.labelled, j.splits, j.probe, options,
                     j.groups, threads) for j in jobs]
         self._stats["attack_tasks"] += len(refs)
         return ray.get(refs)
