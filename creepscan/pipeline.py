@@ -18,6 +18,7 @@ import numpy as np
 
 from . import __version__
 from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
+from .engines import AttackJob, EncoderRole, encoder_roles, engine_or_local
 from .errors import CreepscanError, DataUnavailable
 from .evaluation import ModelResult, ProbeResult, risk_block, rules_for
 from .features import Features
@@ -30,8 +31,6 @@ from .risk import DEFAULT_BASIS
 def start_run(options: Options, engine=None) -> RunState:
     """The run's state, settled once as it starts: ``engine`` (default: this process's), and on the CPU
     one thread per usable CPU whatever the load, so the same machine always computes the same numbers."""
-    from .engines import engine_or_local
-
     threads = None
     if options.device == "cpu":
         from .cpu import apply_threads
@@ -80,11 +79,11 @@ def load_probe_data(probe: Probe, options: Options) -> ProbeData:
     return ProbeData(probe, images, hashes, info)
 
 
-def embed(encoders: dict, pd: ProbeData, state: RunState) -> dict[str, Features]:
-    """Features of each named encoder (``modelN``/``floorN`` keys), computed by the run's engine:
+def embed(roles: list[EncoderRole], pd: ProbeData, state: RunState) -> dict[EncoderRole, Features]:
+    """Features of each role's encoder (``engines.EncoderRole``), computed by the run's engine:
     encoders with the same weights are embedded once, model by model (each model's embeddings are
     cached before the next starts), a model and its floor sharing one decoding pass."""
-    return state.engine.embed(encoders, pd, state.options)
+    return state.engine.embed(roles, pd, state.options)
 
 
 @dataclass
@@ -92,14 +91,14 @@ class LabelledSet:
     """The images every encoder could use, as integer labels over the kept classes."""
 
     y: np.ndarray
-    rows: dict  # encoder id -> row indices into that encoder's Features.X, aligned with y
+    rows: dict  # EncoderRole -> row indices into that encoder's Features.X, aligned with y
     kept: list  # indices into the probe's ImageSet, aligned with y
     classes: list[str]
     excluded: list[dict]
     skipped: list[dict]
 
 
-def align(pd: ProbeData, features: dict[str, Features]) -> LabelledSet:
+def align(pd: ProbeData, features: dict[EncoderRole, Features]) -> LabelledSet:
     """Keep the images that every encoder embedded, drop classes too small for the attacks."""
     common = None
     for f in features.values():
@@ -265,9 +264,10 @@ GROUPLESS_WARNING = ("the images carry no group (person, session): photos of one
                      "'group_by' rule")
 
 
-def make_probe_splits(ls: LabelledSet, pd: ProbeData, feats_ref: Features | None, options: Options):
+def make_probe_splits(ls: LabelledSet, pd: ProbeData, X_ref: np.ndarray | None, options: Options):
     """Splits shared by every model (labels, groups and seed only), with near-duplicates of a
-    train/val image dropped from test (judged under ``feats_ref``, a floor). Returns (splits, block)."""
+    train/val image dropped from test (judged under ``X_ref``, float [n, d]: a floor's embeddings of
+    the labelled images, in ``ls.y`` order). Returns (splits, block, groups)."""
     from .attacks import splits as S
 
     groups = getattr(pd.images, "groups", None)
@@ -275,7 +275,6 @@ def make_probe_splits(ls: LabelledSet, pd: ProbeData, feats_ref: Features | None
     if groups is not None and any(g is not None for g in groups):
         kept_groups = [groups[i] for i in ls.kept]
     splits = S.make_splits(ls.y, options.seed, groups=kept_groups, n_folds=options.folds)
-    X_ref = feats_ref.X[ls.rows["floor0"]] if feats_ref is not None else None
     hashes = [pd.hashes[i] for i in ls.kept]
     kept_splits, n_dropped = S.drop_near_duplicates(splits, X_ref, hashes)
     note = None
@@ -306,60 +305,57 @@ def run_probe(probe: Probe, pd: ProbeData, encoders: list, state: RunState, tag:
     """Every model (and its floor) on one probe's images: the same splits and episodes for all."""
     options = state.options
     t0 = time.perf_counter()
-    named = {}
-    for i, enc in enumerate(encoders):
-        named[f"model{i}"] = enc
-        named[f"floor{i}"] = enc.floor
-        if getattr(enc, "base", None) is not None:  # an adapted model: its base on the same images and splits
-            named[f"base{i}"], named[f"basefloor{i}"] = enc.base, enc.base.floor
+    roles = encoder_roles(encoders)
     options.log(f"{tag}{probe.id}: {len(pd.images)} images; embedding with {len(encoders)} model(s) and floor(s)")
-    feats = embed(named, pd, state)
+    feats = embed(roles, pd, state)
     t_embed = time.perf_counter() - t0
     ls = align(pd, feats)
     problem = too_small(probe, ls)
     if problem:
         raise DataUnavailable(problem)
-    splits, split_block, groups = make_probe_splits(ls, pd, feats["floor0"], options)
+    first_floor = EncoderRole.of("floor", 0)  # the near-duplicate judge: the first model's floor
+    X_floor = feats[first_floor].X[ls.rows[first_floor]]
+    splits, split_block, groups = make_probe_splits(ls, pd, X_floor, options)
     header = probe_header(probe, pd, ls, splits, split_block)
     options.log(f"{tag}{probe.id}: attacks on {len(ls.y)} images, {len(ls.classes)} classes")
     t1 = time.perf_counter()
-    from .engines import AttackJob
-
     # Identical weights are evaluated once; the engine runs the jobs (here, or as Ray tasks).
-    firsts: dict[str, str] = {}
-    for key, enc in named.items():
-        firsts.setdefault(enc.fingerprint, key)
-    jobs = [AttackJob(named[k], feats[k], ls.rows[k], ls, splits, probe, groups) for k in firsts.values()]
+    firsts: dict[str, EncoderRole] = {}
+    for role in roles:
+        firsts.setdefault(role.fingerprint, role)
+    jobs = [AttackJob(r, feats[r], ls.rows[r], ls, splits, probe, groups) for r in firsts.values()]
     done: dict[str, object] = {}
-    for key, m in zip(firsts.values(), state.engine.evaluate(jobs, options)):
-        enc = named[key]
+    for job, m in zip(jobs, state.engine.evaluate(jobs, options)):
+        enc = job.encoder
         if wants_finetune(probe, options):  # needs the image tower itself: always in this process
             options.log(f"{tag}{probe.id}: fine-tuning {enc.name} (the finetune adversary)")
             m = dataclasses.replace(m, finetune=run_finetune(enc, pd, ls, splits[0], options, m))
         done[enc.fingerprint] = m
 
-    def metrics_of(key):
-        return done[named[key].fingerprint]
+    by_role = {r: r.fingerprint for r in roles}
+
+    def metrics_of(role: str, index: int):
+        return done[by_role[EncoderRole.of(role, index)]]
 
     results = []
     n_test = sum(int(s.test.size) for s in splits)
     per_class = n_test / max(1, len(ls.classes))
     for i, enc in enumerate(encoders):
-        m, f = metrics_of(f"model{i}"), metrics_of(f"floor{i}")
+        m, f = metrics_of("model", i), metrics_of("floor", i)
         block = dict(header)
         block.update(risk_block(probe, m, f, header["chance"], options.seed, per_class,
                                 floor_description=getattr(enc.floor, "spec", None)))
         block["metrics"] = m.to_json()
         block["control"] = {**model_block(enc.floor), "metrics": f.to_json()}
-        if f"base{i}" in named:
+        if EncoderRole.of("base", i) in by_role:
             from .adaptation import adaptation_block
 
             block["adaptation"] = adaptation_block(
                 ProbeResult(probe, header, ls, splits, [ModelResult(enc, m, f, block)]), enc.base,
-                metrics_of(f"base{i}"), metrics_of(f"basefloor{i}"), options.seed, per_class)
+                metrics_of("base", i), metrics_of("basefloor", i), options.seed, per_class)
         block["timings"] = {"embed_s": round(t_embed, 3), "attacks_s": round(time.perf_counter() - t1, 3),
-                            "cache": {name: {s: feats[f"{name}{i}"].stats[s] for s in ("n_embedded", "n_cache_hits")}
-                                      for name in ("model", "floor")}}
+                            "cache": {name: {s: feats[EncoderRole.of(name, i)].stats[s]
+                                             for s in ("n_embedded", "n_cache_hits")} for name in ("model", "floor")}}
         results.append(ModelResult(enc, m, f, order_fields(block)))
     return ProbeResult(probe, header, ls, splits, results)
 

@@ -125,7 +125,7 @@ def _probe_inputs(X_ref, y, hashes):
     probe = select("fixtures", ["attribute-gender"])[0]
     images = ImageSet(root=Path("/x"), paths=[Path(f"/x/{i}.png") for i in range(n)],
                       labels=[str(c) for c in y], source="test")
-    ls = LabelledSet(y=y, rows={"floor0": np.arange(n)}, kept=list(range(n)), classes=["0", "1"], excluded=[],
+    ls = LabelledSet(y=y, rows={}, kept=list(range(n)), classes=["0", "1"], excluded=[],
                      skipped=[])
     return ls, ProbeData(probe, images, hashes, {}), SimpleNamespace(X=X_ref)
 
@@ -142,7 +142,7 @@ def test_near_identical_images_above_the_fold_limit_keep_a_test_split():
     y = labels([3000, 3000])
     X = np.where(y[:, None] == 0, 1.0, -1.0) * np.ones((1, 8)) + 1e-4 * rng.standard_normal((y.size, 8))
     ls, pd, floor = _probe_inputs(X.astype(np.float32), y, [f"h{i}" for i in range(y.size)])
-    splits, block, _ = make_probe_splits(ls, pd, floor, Options(seed=0))
+    splits, block, _ = make_probe_splits(ls, pd, floor.X, Options(seed=0))
     assert len(splits) == 1 and splits[0].test.size == 1200
     assert block["near_duplicates_dropped"] == 0 and "only exact duplicates" in block["warning"]
 
@@ -156,4 +156,4 @@ def test_a_probe_whose_test_images_are_all_copies_is_exit_2_not_an_empty_split()
     X = np.random.default_rng(1).standard_normal((40, 8)).astype(np.float32)
     ls, pd, floor = _probe_inputs(X, y, [f"class{c}" for c in y])  # every file of a class has one content
     with pytest.raises(DataUnavailable, match="every test image is a copy"):
-        make_probe_splits(ls, pd, floor, Options(seed=0))
+        make_probe_splits(ls, pd, floor.X, Options(seed=0))

@@ -20,35 +20,13 @@ it is a context manager that closes itself.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-
 from ..errors import EngineError
+from .jobs import ROLES, AttackJob, EncoderRole, encoder_roles
 
 ENGINES = ("local", "ray")
 
-__all__ = ["ENGINES", "AttackJob", "EngineError", "get_engine", "engine_or_local"]
-
-
-@dataclass
-class AttackJob:
-    """The attacks of one distinct set of weights on one probe: ``encoder`` (its text tower serves
-    zero-shot), its ``features`` with ``rows`` (int64 [n], the rows aligned with ``labelled.y``),
-    and the probe's shared ``labelled`` set, ``splits`` and ``groups``."""
-
-    encoder: object
-    features: object
-    rows: np.ndarray
-    labelled: object
-    splits: list
-    probe: object
-    groups: list | None
-
-    @property
-    def X(self) -> np.ndarray:
-        """float32 [n, d]: the L2-normalised embeddings of the labelled images, in ``labelled.y`` order."""
-        return self.features.X[self.rows]
+__all__ = ["ENGINES", "ROLES", "EncoderRole", "encoder_roles", "AttackJob", "EngineError", "get_engine",
+           "engine_or_local"]
 
 
 def get_engine(name: str = "local", address: str | None = None, *, num_cpus: int | None = None):

@@ -477,12 +477,14 @@ class RayEngine(LocalEngine):
 
     # -- embeddings ---------------------------------------------------------------------------------
 
-    def embed(self, encoders: dict, pd, options) -> dict:
+    def embed(self, roles: list, pd, options) -> dict:
+        """Features of each role's encoder (``LocalEngine.embed``), the images missing from the cache
+        embedded on the actor pool first."""
         from ..cache import EmbeddingCache, encoder_cache_key, wait_for
 
-        waves = embedding_waves(encoders)
+        waves = embedding_waves(roles)
         keys = [k for wave in waves for k in wave]
-        caches = {k: EmbeddingCache(Path(options.cache_dir), encoder_cache_key(encoders[k], "")) for k in keys}
+        caches = {k: EmbeddingCache(Path(options.cache_dir), encoder_cache_key(k.encoder, "")) for k in keys}
         done: dict[str, int] = {}
         waits = []
         try:
@@ -493,7 +495,7 @@ class RayEngine(LocalEngine):
                 mine[k], others = caches[k].claim(wanted, CHUNK_ROWS)
                 waits += others
             if any(mine.values()):
-                done = self._embed_on_ray(encoders, waves, mine, caches, pd, options)
+                done = self._embed_on_ray(waves, mine, caches, pd, options)
         finally:
             for cache in caches.values():
                 cache.release_claims()
@@ -504,18 +506,18 @@ class RayEngine(LocalEngine):
                 c.close()
         # Everything is in the cache now (anything still missing, e.g. a dead process's claim, is
         # embedded here), read exactly as the local engine reads it.
-        feats = self._embed(encoders, pd, options, decode="pil")
+        feats = self._embed(roles, pd, options, decode="pil")
         seen = set()
         for key, f in feats.items():
-            n = done.get(encoders[key].fingerprint, 0)
+            n = done.get(key.fingerprint, 0)
             if n and id(f) not in seen:
                 seen.add(id(f))
                 f.stats["n_embedded"] += n
                 f.stats["n_cache_hits"] -= n
         return feats
 
-    def _items(self, encoders, waves, mine, options):
-        """The recipes, their keys (in recipe-id order) and the dataset's batches, laid out as the
+    def _items(self, waves, mine, options):
+        """The recipes, their roles (in recipe-id order) and the dataset's batches, laid out as the
         local engine forms them: per wave, per decoding group (same preprocessing), the group's
         images in the order ``features`` merges them, cut at its batch size; ``width`` is the widest
         batch, to which every batch is padded."""
@@ -524,15 +526,15 @@ class RayEngine(LocalEngine):
             groups: dict[tuple, list[str]] = {}
             for i, k in enumerate(wave):
                 if mine[k]:
-                    groups.setdefault((getattr(encoders[k], "preprocess_id", "") or f"#{i}",), []).append(k)
+                    groups.setdefault((getattr(k.encoder, "preprocess_id", "") or f"#{i}",), []).append(k)
             for members in groups.values():
                 for k in members:
                     rid[k] = len(recipes)
-                    recipes.append(self.recipe(encoders[k]))
+                    recipes.append(self.recipe(k.encoder))
                     keys.append(k)
                 merged = list(dict.fromkeys(d for k in members for d in mine[k]))
                 wanted = {k: set(mine[k]) for k in members}
-                size = options.batch_size or min(getattr(encoders[k], "batch_size", None) or 64 for k in members)
+                size = options.batch_size or min(getattr(k.encoder, "batch_size", None) or 64 for k in members)
                 for start in range(0, len(merged), size):
                     rows = [(d, ",".join(str(rid[k]) for k in members if d in wanted[k]))
                             for d in merged[start:start + size]]
@@ -540,12 +542,12 @@ class RayEngine(LocalEngine):
         width = max(len(rows) for _, rows in batches)
         return recipes, keys, batches, width
 
-    def _embed_on_ray(self, encoders, waves, mine, caches, pd, options) -> dict[str, int]:
-        """Embed the claimed images (``mine``: key -> digests) on the actor pool and write them into
+    def _embed_on_ray(self, waves, mine, caches, pd, options) -> dict[str, int]:
+        """Embed the claimed images (``mine``: role -> digests) on the actor pool and write them into
         ``caches``. Returns {fingerprint: images embedded}."""
         ray = self.start()
         path_of = {d: str(p) for p, d in zip(pd.images.paths, pd.hashes) if d is not None}
-        recipes, keys, batches, width = self._items(encoders, waves, mine, options)
+        recipes, keys, batches, width = self._items(waves, mine, options)
         items = []
         for b, (lead, rows) in enumerate(batches):
             items += [{"b": b, "lead": lead, "path": path_of[d], "digest": d, "targets": t} for d, t in rows]
@@ -575,9 +577,9 @@ class RayEngine(LocalEngine):
                 fn_constructor_kwargs={"recipes": recipes, "device": options.device if gpu else "cpu",
                                        "threads": threads},
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors), **resources)
-            return self._write_rows(ds, keys, mine, encoders, caches)
+            return self._write_rows(ds, keys, mine, caches)
 
-    def _write_rows(self, ds, keys, mine, encoders, caches) -> dict[str, int]:
+    def _write_rows(self, ds, keys, mine, caches) -> dict[str, int]:
         """Consume the dataset in order; write each encoder's rows into its cache as soon as they are
         complete (or a chunk is full). Returns {fingerprint: images embedded}."""
         key_of = dict(enumerate(keys))
@@ -608,7 +610,7 @@ class RayEngine(LocalEngine):
         for r in expected:
             flush(r)
         self._stats["images_embedded"] += sum(written.values())
-        return {encoders[key_of[r]].fingerprint: written[r] for r in expected}
+        return {key_of[r].fingerprint: written[r] for r in expected}
 
     # -- attacks ------------------------------------------------------------------------------------
 
