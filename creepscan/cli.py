@@ -345,18 +345,29 @@ def audit(model, weights, fail_on, base_model, suite, probe_args, data, out, dev
     if spec is not None:
         _spec_gate(result["spec"])
     if fail_on:
-        _gate(result["probes"], fail_on, allow_inconclusive)
+        report = _typed(result)
+        _gate([(p.id, p) for p in report.probes], fail_on, allow_inconclusive)
 
 
-def _gate(probes: list[dict], fail_on: str, allow_inconclusive: bool) -> None:
-    """Exit 1 when a probe is at or above ``fail_on`` (inconclusive counts unless allowed)."""
+def _typed(result: dict):
+    """The run's report as ``result.py``'s dataclasses (``load_report``), for the gates to read."""
+    from .report import to_jsonable
+    from .result import load_report
+
+    return load_report(to_jsonable(result))
+
+
+def _gate(probes: list, fail_on: str, allow_inconclusive: bool) -> None:
+    """Exit 1 when a probe is at or above ``fail_on`` (inconclusive counts unless allowed). ``probes``:
+    (label, ``result.Probe``) pairs."""
     from .levels import at_or_above
 
-    worst = [p for p in probes if not p.get("reference") and at_or_above(p["risk_level"], fail_on, allow_inconclusive)]
+    worst = [(label, p) for label, p in probes
+             if not p.reference and at_or_above(p.risk_level, fail_on, allow_inconclusive)]
     if worst:
         click.echo(f"gate: {len(worst)} probe(s) at or above '{fail_on}'"
                    + ("" if allow_inconclusive else " or inconclusive") + ": "
-                   + ", ".join(f"{p['id']} ({p['risk_level']})" for p in worst), err=True)
+                   + ", ".join(f"{label} ({p.risk_level})" for label, p in worst), err=True)
         sys.exit(1)
 
 
@@ -395,8 +406,9 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
     if spec is not None:  # the candidate, MODEL_B, must meet the spec; MODEL_A's clauses are shown beside it
         _spec_gate(result["spec"]["b"], " by MODEL_B")
     if fail_on_increase:
-        rose = [p["id"] for p in result["probes"] if p["risk_rose"]]
-        sig = [p["id"] for p in result["probes"] if fail_on_significant and p.get("rose_significantly")]
+        report = _typed(result)
+        rose = [p.id for p in report.probes if p.risk_rose]
+        sig = [p.id for p in report.probes if fail_on_significant and p.rose_significantly]
         if rose or sig:
             msg = []
             if rose:
@@ -553,9 +565,10 @@ def sweep(models, weights_files, models_file, order, fail_on, alpha, engine_name
                            suite=None if probe_args else suite, alpha=alpha, engine=engine)
     _write(result, out, quiet)
     if fail_on:
-        labels = [m.get("name") or m["spec"] for m in result["models"]]
-        _gate([{**b, "id": f"{b['id']} ({label})"} for p in result["probes"]
-               for label, b in zip(labels, p["per_model"])], fail_on, allow_inconclusive)
+        report = _typed(result)
+        labels = [m.name or m.spec for m in report.models]
+        _gate([(f"{b.id} ({label})", b) for p in report.probes for label, b in zip(labels, p.per_model)],
+              fail_on, allow_inconclusive)
 
 
 if __name__ == "__main__":  # pragma: no cover
