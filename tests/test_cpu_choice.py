@@ -228,7 +228,8 @@ def test_settings_keep_the_machine_record_in_the_runs_cache(monkeypatch, tiny_we
 
     _force(monkeypatch, **AMD_ZEN4)
     monkeypatch.setenv("CREEPSCAN_CACHE", str(tmp_path / "elsewhere"))
-    enc = configure_encoder(resolve_encoder(TINY, weights=tiny_weights["safetensors"]), Options(cache_dir=tmp_path / "run-cache"))
+    enc = configure_encoder(resolve_encoder(TINY, weights=tiny_weights["safetensors"]),
+                            Options(cache_dir=tmp_path / "run-cache"))
     enc.encode_images(torch.zeros(1, 3, 32, 32))
     kept = list((tmp_path / "run-cache" / "machine").glob("*.json"))
     assert len(kept) == 1 and json.loads(kept[0].read_text())["agreement"]

@@ -315,7 +315,8 @@ def test_the_report_says_which_decode_path_ran(tiny_weights):
 
     enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
     assert "taking turns with the model" in RunState(Options(), None).execution(enc)["decode_path"]
-    assert RunState(Options(num_workers=2), None).execution(enc)["decode_path"] == "pil: worker processes beside the model"
+    assert (RunState(Options(num_workers=2), None).execution(enc)["decode_path"]
+            == "pil: worker processes beside the model")
     assert RunState(Options(decode="fast"), None).execution(enc)["decode_path"].startswith("fast: ")
 
 

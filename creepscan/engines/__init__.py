@@ -14,8 +14,9 @@ the pipeline reads them as cache hits; and its workers run the encoder's own ``e
 ``evaluation.evaluate_encoder`` with this process's thread counts.
 
 An engine has ``name``, ``load_encoder(spec, weights, options)`` (resolve and configure a MODEL,
-remembering how to rebuild it elsewhere), ``embed(encoders, probe_data, options)``,
-``evaluate(jobs, options)`` (``options``: the run's ``creepscan.options.Options``), ``describe()`` (a dict for the report's ``timings``) and ``close()``;
+remembering how to rebuild it elsewhere), ``embed(roles, probe_data, options)`` (``jobs.EncoderRole``s),
+``evaluate(jobs, options)`` (``options``: the run's ``creepscan.options.Options``), ``describe()`` (a dict
+for the report's ``timings``) and ``close()``;
 it is a context manager that closes itself.
 """
 from __future__ import annotations
