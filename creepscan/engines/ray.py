@@ -619,12 +619,12 @@ class RayEngine(LocalEngine):
         ray = self.start()
         threads = arithmetic_threads()
         cpus, gpus = self._cluster()
-        options = {"num_cpus": max(1, min(threads["torch"], int(cpus))), "max_retries": 0}
+        resources = {"num_cpus": max(1, min(threads["torch"], int(cpus))), "max_retries": 0}
         if options.device == "cuda" and gpus >= 1:
-            options["num_gpus"] = 1
+            resources["num_gpus"] = 1
         task = ray.remote(run_attacks)
         # Named by probe and model, so the dashboard and `ray list tasks` say which is which.
-        refs = [task.options(name=task_name(j), **options).remote(
+        refs = [task.options(name=task_name(j), **resources).remote(
                     TextReplay.record(j.encoder, j.labelled, j.probe), j.X, j.labelled, j.splits, j.probe, options,
                     j.groups, threads) for j in jobs]
         self._stats["attack_tasks"] += len(refs)
