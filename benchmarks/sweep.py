@@ -66,10 +66,11 @@ def make_checkpoints(out: Path, n: int) -> list[Path]:
 
 def make_datasets(cache: Path) -> None:
     """The fixtures suite's synthetic images, made once into ``cache``/datasets."""
-    from creepscan.pipeline import Settings, load_probe_data
+    from creepscan.options import Options
+    from creepscan.pipeline import load_probe_data
     from creepscan.probes import select
 
-    settings = Settings(cache_dir=cache, progress=False)
+    settings = Options(cache_dir=cache, progress=False)
     for probe in select("fixtures", ()):
         load_probe_data(probe, settings)
 

@@ -160,18 +160,21 @@ def check_writable(path: Path, what: str, fix: str) -> None:
         raise CreepscanError(f"{what} {path} is not writable ({exc.strerror or exc}); {fix}") from None
 
 
-def _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision="auto",
-              decode="auto", compile_=False, out=None, adversary="frozen"):
+def build_options(params: dict):
+    """The run's ``Options``, built once from the shared options' click ``params`` (the command's
+    ``click.get_current_context().params``), after checking that --out and the cache can be written."""
     from .cache import check_cache_writable, default_cache_dir
-    from .pipeline import Settings
+    from .options import Options
 
-    if out is not None:
-        check_writable(Path(out), "--out", "choose a folder you can write to with --out DIR")
+    if params.get("out") is not None:
+        check_writable(Path(params["out"]), "--out", "choose a folder you can write to with --out DIR")
+    cache_dir = params.get("cache_dir")
     cache = check_cache_writable(Path(cache_dir) if cache_dir else default_cache_dir())
-    return Settings(seed=seed, device=_resolve_device(device), cache_dir=cache,
-                    data=data, max_per_class=max_per_class, download=not no_download, progress=not quiet,
-                    batch_size=batch_size, precision=precision, decode=decode, compile=compile_, adversary=adversary,
-                    log_level=_option("log_level", "info"))
+    return Options(seed=params["seed"], device=_resolve_device(params["device"]), cache_dir=cache,
+                   data=params["data"], max_per_class=params["max_per_class"], download=not params["no_download"],
+                   progress=not params["quiet"], batch_size=params["batch_size"], precision=params["precision"],
+                   decode=params["decode"], compile=params["compile_"], adversary=params["adversary"],
+                   log_level=_option("log_level", "info"))
 
 
 def _load_spec(spec_file, probe_args):
@@ -325,15 +328,15 @@ def audit(model, weights, fail_on, base_model, suite, probe_args, data, out, dev
     PEFT folder, timm:NAME [--weights FILE] or py:MODULE:CALLABLE."""
     from .audit import run_audit
     from .encoders import resolve_encoder
+    from .options import configure_encoder
     from .probes import select
 
     spec, probe_args = _load_spec(spec_file, probe_args)
-    settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
-                         decode, compile_, out=out, adversary=adversary)
+    options = build_options(click.get_current_context().params)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
-    encoder = settings.configure(resolve_encoder(model, weights=weights, device=settings.device, cache_dir=None,
-                                                 base=base_model))
-    result = run_audit(encoder, probes, settings, suite=None if probe_args else suite)
+    encoder = configure_encoder(resolve_encoder(model, weights=weights, device=options.device, cache_dir=None,
+                                                base=base_model), options)
+    result = run_audit(encoder, probes, options, suite=None if probe_args else suite)
     if spec is not None:
         from .spec import evaluate_spec
 
@@ -342,18 +345,29 @@ def audit(model, weights, fail_on, base_model, suite, probe_args, data, out, dev
     if spec is not None:
         _spec_gate(result["spec"])
     if fail_on:
-        _gate(result["probes"], fail_on, allow_inconclusive)
+        report = _typed(result)
+        _gate([(p.id, p) for p in report.probes], fail_on, allow_inconclusive)
 
 
-def _gate(probes: list[dict], fail_on: str, allow_inconclusive: bool) -> None:
-    """Exit 1 when a probe is at or above ``fail_on`` (inconclusive counts unless allowed)."""
+def _typed(result: dict):
+    """The run's report as ``result.py``'s dataclasses (``load_report``), for the gates to read."""
+    from .report import to_jsonable
+    from .result import load_report
+
+    return load_report(to_jsonable(result))
+
+
+def _gate(probes: list, fail_on: str, allow_inconclusive: bool) -> None:
+    """Exit 1 when a probe is at or above ``fail_on`` (inconclusive counts unless allowed). ``probes``:
+    (label, ``result.Probe``) pairs."""
     from .levels import at_or_above
 
-    worst = [p for p in probes if not p.get("reference") and at_or_above(p["risk_level"], fail_on, allow_inconclusive)]
+    worst = [(label, p) for label, p in probes
+             if not p.reference and at_or_above(p.risk_level, fail_on, allow_inconclusive)]
     if worst:
         click.echo(f"gate: {len(worst)} probe(s) at or above '{fail_on}'"
                    + ("" if allow_inconclusive else " or inconclusive") + ": "
-                   + ", ".join(f"{p['id']} ({p['risk_level']})" for p in worst), err=True)
+                   + ", ".join(f"{label} ({p.risk_level})" for label, p in worst), err=True)
         sys.exit(1)
 
 
@@ -375,15 +389,15 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
     """Compare MODEL_A (e.g. the shipped model) with MODEL_B (the candidate) on the same probes."""
     from .compare import run_compare
     from .encoders import resolve_encoder
+    from .options import configure_encoder
     from .probes import select
 
     spec, probe_args = _load_spec(spec_file, probe_args)
-    settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
-                         decode, compile_, out=out, adversary=adversary)
+    options = build_options(click.get_current_context().params)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
-    enc_a = settings.configure(resolve_encoder(model_a, weights=weights_a, device=settings.device))
-    enc_b = settings.configure(resolve_encoder(model_b, weights=weights_b, device=settings.device))
-    result = run_compare(enc_a, enc_b, probes, settings, alpha=alpha)
+    enc_a = configure_encoder(resolve_encoder(model_a, weights=weights_a, device=options.device), options)
+    enc_b = configure_encoder(resolve_encoder(model_b, weights=weights_b, device=options.device), options)
+    result = run_compare(enc_a, enc_b, probes, options, alpha=alpha)
     if spec is not None:
         from .spec import compare_spec
 
@@ -392,8 +406,9 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
     if spec is not None:  # the candidate, MODEL_B, must meet the spec; MODEL_A's clauses are shown beside it
         _spec_gate(result["spec"]["b"], " by MODEL_B")
     if fail_on_increase:
-        rose = [p["id"] for p in result["probes"] if p["risk_rose"]]
-        sig = [p["id"] for p in result["probes"] if fail_on_significant and p.get("rose_significantly")]
+        report = _typed(result)
+        rose = [p.id for p in report.probes if p.risk_rose]
+        sig = [p.id for p in report.probes if fail_on_significant and p.rose_significantly]
         if rose or sig:
             msg = []
             if rose:
@@ -542,19 +557,18 @@ def sweep(models, weights_files, models_file, order, fail_on, alpha, engine_name
                              "the spec's probes with --probe")
     entries = order_entries(model_entries(models, weights_files, models_file), order)
     engine = get_engine(engine_name, ray_address)  # a missing Ray is exit 2 before any work
-    settings = _settings(seed, device, cache_dir, data, max_per_class, no_download, batch_size, quiet, precision,
-                         decode, compile_, out=out, adversary=adversary)
+    options = build_options(click.get_current_context().params)
     probes = select(suite, _probe_ids(probe_args, data, quiet))
     with engine:
-        settings.engine = engine
-        encoders = [engine.load_encoder(e.spec, e.weights, settings) for e in entries]
-        result = run_sweep(encoders, probes, settings, steps=[e.step for e in entries], order=order,
-                           suite=None if probe_args else suite, alpha=alpha)
+        encoders = [engine.load_encoder(e.spec, e.weights, options) for e in entries]
+        result = run_sweep(encoders, probes, options, steps=[e.step for e in entries], order=order,
+                           suite=None if probe_args else suite, alpha=alpha, engine=engine)
     _write(result, out, quiet)
     if fail_on:
-        labels = [m.get("name") or m["spec"] for m in result["models"]]
-        _gate([{**b, "id": f"{b['id']} ({label})"} for p in result["probes"]
-               for label, b in zip(labels, p["per_model"])], fail_on, allow_inconclusive)
+        report = _typed(result)
+        labels = [m.name or m.spec for m in report.models]
+        _gate([(f"{b.id} ({label})", b) for p in report.probes for label, b in zip(labels, p.per_model)],
+              fail_on, allow_inconclusive)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,17 +6,18 @@ from __future__ import annotations
 import time
 
 from .attacks.stats import holm
+from .options import Options
 from .paired import compare_row, headline, paired_differences  # noqa: F401  (re-exported)
-from .pipeline import Settings, model_block, report_head, run, run_date
+from .pipeline import model_block, report_head, run, run_date
 
 __all__ = ["run_compare", "compare_row", "paired_differences", "headline"]
 
 
-def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -> dict:
+def run_compare(enc_a, enc_b, probes, options: Options, alpha: float = 0.05) -> dict:
     """The pipeline on two models; per probe both blocks, B minus A with paired tests, Holm across probes."""
     t_start = time.perf_counter()
-    results, not_run = run([enc_a, enc_b], probes, settings)
-    rows = [compare_row(r, 0, 1, settings.seed) for r in results]
+    results, not_run, state = run([enc_a, enc_b], probes, options)
+    rows = [compare_row(r, 0, 1, options.seed) for r in results]
     adjusted = holm([r["p_value"] for r in rows])
     for r, p in zip(rows, adjusted):
         r["p_adjusted"] = p
@@ -24,12 +25,12 @@ def run_compare(enc_a, enc_b, probes, settings: Settings, alpha: float = 0.05) -
         r["rose_significantly"] = bool(r["significant"] and r["headline"]["change"] > 0)
     rows.sort(key=lambda r: (not r["risk_rose"], not r["significant"], r["id"]))
     return {
-        **report_head("compare", settings),
+        **report_head("compare", options),
         "model_a": model_block(enc_a), "model_b": model_block(enc_b),
         "alpha": alpha, "correction": "holm: within a probe over its metrics, then across probes",
-        "settings": {"max_per_class": settings.max_per_class},
+        "settings": {"max_per_class": options.max_per_class},
         "probes": rows, "not_run": not_run,
         "summary": {"rose": [r["id"] for r in rows if r["risk_rose"]],
                     "significant": [r["id"] for r in rows if r["significant"]]},
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(), **settings.execution(enc_b)},
+        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(), **state.execution(enc_b)},
     }

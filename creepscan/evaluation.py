@@ -28,16 +28,16 @@ def zero_shot_names(probe, encoder, classes) -> list[str] | None:
     return None
 
 
-def evaluate_encoder(encoder, X, ls, splits, probe, settings, groups=None):
+def evaluate_encoder(encoder, X, ls, splits, probe, options, groups=None):
     """All the probe's attacks on one encoder's features ``X`` (float [n, d], rows of ``ls``, a
     ``pipeline.LabelledSet``), over ``splits``; returns ``attacks.Metrics``."""
     names = zero_shot_names(probe, encoder, ls.classes)
     text = class_text_embeddings(encoder.encode_text, names, probe.templates) if names is not None else None
     attacks = [a for a in probe.attacks if a in ATTACKS]  # "finetune" adapts the tower: run_finetune
     split = splits if len(splits) > 1 else splits[0]
-    return evaluate(X, ls.y, len(ls.classes), split, seed=settings.seed, attacks=attacks,
+    return evaluate(X, ls.y, len(ls.classes), split, seed=options.seed, attacks=attacks,
                     skill_threshold=rules_for(probe)["skill_threshold"], text_embeddings=text,
-                    device=settings.device, groups=groups)
+                    device=options.device, groups=groups)
 
 
 def risk_block(probe, m_model, m_floor, chance: float, seed: int, n_test_per_class: float,

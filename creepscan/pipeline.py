@@ -10,85 +10,33 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .cache import default_cache_dir
 from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
+from .engines import AttackJob, EncoderRole, encoder_roles, engine_or_local
 from .errors import CreepscanError, DataUnavailable
 from .evaluation import ModelResult, ProbeResult, risk_block, rules_for
 from .features import Features
+from .options import Options, RunState
 from .probes import Probe
 from .result import SCHEMA_VERSION  # report.json's format, described in creepscan/result.py
 from .risk import DEFAULT_BASIS
 
-_LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
+def start_run(options: Options, engine=None) -> RunState:
+    """The run's state, settled once as it starts: ``engine`` (default: this process's), and on the CPU
+    one thread per usable CPU whatever the load, so the same machine always computes the same numbers."""
+    threads = None
+    if options.device == "cpu":
+        from .cpu import apply_threads
 
-@dataclass
-class Settings:
-    """What an audit run was asked for (the CLI's options, validated)."""
-
-    seed: int = 0
-    device: str = "cpu"
-    folds: int | None = None     # rotating test folds; None: attacks.splits chooses by probe size
-    adversary: str = "frozen"    # "finetune": also adapt the image tower (attacks.finetune), model and floor
-    threads: str | None = None   # how many CPU threads the run chose, and why (set by run())
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    data: dict[str, str] = field(default_factory=dict)
-    max_per_class: int | None = None
-    download: bool = True
-    progress: bool = True
-    log_level: str = "info"      # debug | info | warning | error: which progress lines reach stderr
-    batch_size: int | None = None
-    num_workers: int | None = None
-    precision: str = "auto"      # encoders.openclip.PRECISIONS
-    decode: str = "auto"         # decode.MODES
-    compile: bool = False
-    engine: object = None        # creepscan.engines: where embedding and attacks run; None: this process
-
-    def configure(self, encoder):
-        """Apply the speed options to an encoder that has them (open_clip models); a plug-in that
-        lacks them is refused only when a non-default option was asked for."""
-        if hasattr(encoder, "configure"):
-            import inspect
-
-            kwargs = dict(precision=self.precision, compile=self.compile)
-            if "cache_dir" in inspect.signature(encoder.configure).parameters:
-                kwargs["cache_dir"] = self.cache_dir  # where the machine's CPU choice (bf16 or not) is kept
-            return encoder.configure(**kwargs)
-        if self.precision != "auto" or self.compile:
-            raise CreepscanError(f"--precision and --compile apply to open_clip models; {encoder.name} "
-                                 "(a plug-in) runs as its own code chooses: drop those options")
-        return encoder
-
-    def execution(self, encoder) -> dict:
-        """How the embeddings were computed (machine-dependent, so reported under timings)."""
-        from .features import decode_plan
-
-        out = {"device": self.device, "precision": getattr(encoder, "precision", "plug-in"),
-               "decode": self.decode, "decode_path": decode_plan(encoder, self.decode, self.num_workers),
-               "compile": self.compile}
-        reason = getattr(encoder, "precision_reason", None)
-        if reason:
-            out["precision_reason"] = reason
-        if self.threads:
-            out["threads"] = self.threads
-        return out
-
-    def log(self, msg: str, level: str = "info") -> None:
-        """A progress line on stderr, unless --quiet or below --log-level. At a terminal the line as is;
-        elsewhere (a CI log, a file) with a UTC timestamp, so a long stage shows when it started."""
-        if not self.progress or _LOG_LEVELS.get(level, 1) < _LOG_LEVELS.get(self.log_level, 1):
-            return
-        if not sys.stderr.isatty():
-            msg = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} creepscan {level}: {msg}"
-        print(msg, file=sys.stderr, flush=True)
+        threads = apply_threads()[1]
+    return RunState(options, engine_or_local(engine), threads)
 
 
 @dataclass
@@ -101,16 +49,16 @@ class ProbeData:
     info: dict
 
 
-def load_probe_data(probe: Probe, settings: Settings) -> ProbeData:
+def load_probe_data(probe: Probe, options: Options) -> ProbeData:
     """The probe's images: a local folder/manifest from --data, else its public source."""
-    if probe.id in settings.data:
-        images = load_image_set(settings.data[probe.id])
+    if options.data_path(probe.id) is not None:
+        images = load_image_set(options.data_path(probe.id))
     else:
         from .data import public
 
         key = hashlib.sha256(json.dumps(probe.source, sort_keys=True).encode()).hexdigest()[:12]
-        root = Path(settings.cache_dir) / "datasets" / f"{probe.source['kind']}-{key}"
-        path = public.materialize(probe.source, root, download=settings.download, progress=settings.progress,
+        root = Path(options.cache_dir) / "datasets" / f"{probe.source['kind']}-{key}"
+        path = public.materialize(probe.source, root, download=options.download, progress=options.progress,
                                   probe_id=probe.id)
         images = load_image_set(path)
         images.source = public.describe(probe.source)
@@ -121,23 +69,21 @@ def load_probe_data(probe: Probe, settings: Settings) -> ProbeData:
             images = apply_group_rule(images, probe.group_by)
         except ValueError as exc:
             raise DataUnavailable(f"probe {probe.id}: group_by {probe.group_by!r}: {exc}") from None
-    cap = settings.max_per_class if settings.max_per_class is not None else probe.max_per_class
+    cap = options.max_per_class if options.max_per_class is not None else probe.max_per_class
     n_listed = len(images)
-    images = cap_per_class(images, cap, settings.seed)
-    check_counts(probe, images, cap, settings.max_per_class is not None)  # before any image is embedded
+    images = cap_per_class(images, cap, options.seed)
+    check_counts(probe, images, cap, options.max_per_class is not None)  # before any image is embedded
     hashes = content_hashes(images.paths)
     info = {"source": images.source, "fingerprint": dataset_fingerprint(images, hashes),
             "max_per_class": cap, "n_listed": n_listed}
     return ProbeData(probe, images, hashes, info)
 
 
-def embed(encoders: dict, pd: ProbeData, settings: Settings) -> dict[str, Features]:
-    """Features of each named encoder (``modelN``/``floorN`` keys), computed by the run's engine:
+def embed(roles: list[EncoderRole], pd: ProbeData, state: RunState) -> dict[EncoderRole, Features]:
+    """Features of each role's encoder (``engines.EncoderRole``), computed by the run's engine:
     encoders with the same weights are embedded once, model by model (each model's embeddings are
     cached before the next starts), a model and its floor sharing one decoding pass."""
-    from .engines import engine_of
-
-    return engine_of(settings).embed(encoders, pd, settings)
+    return state.engine.embed(roles, pd, state.options)
 
 
 @dataclass
@@ -145,14 +91,14 @@ class LabelledSet:
     """The images every encoder could use, as integer labels over the kept classes."""
 
     y: np.ndarray
-    rows: dict  # encoder id -> row indices into that encoder's Features.X, aligned with y
+    rows: dict  # EncoderRole -> row indices into that encoder's Features.X, aligned with y
     kept: list  # indices into the probe's ImageSet, aligned with y
     classes: list[str]
     excluded: list[dict]
     skipped: list[dict]
 
 
-def align(pd: ProbeData, features: dict[str, Features]) -> LabelledSet:
+def align(pd: ProbeData, features: dict[EncoderRole, Features]) -> LabelledSet:
     """Keep the images that every encoder embedded, drop classes too small for the attacks."""
     common = None
     for f in features.values():
@@ -186,11 +132,11 @@ def align(pd: ProbeData, features: dict[str, Features]) -> LabelledSet:
     return LabelledSet(y=y, rows=rows, classes=classes, excluded=excluded, skipped=skipped, kept=kept)
 
 
-def wants_finetune(probe: Probe, settings: Settings) -> bool:
-    return settings.adversary == "finetune" or "finetune" in probe.attacks
+def wants_finetune(probe: Probe, options: Options) -> bool:
+    return options.adversary == "finetune" or "finetune" in probe.attacks
 
 
-def run_finetune(encoder, pd: ProbeData, ls: LabelledSet, split, settings: Settings, metrics=None):
+def run_finetune(encoder, pd: ProbeData, ls: LabelledSet, split, options: Options, metrics=None):
     """The budgeted fine-tuning adversary on fold 0's split (train fits, val stops, test scores); None
     for an encoder without an open_clip image tower (a plug-in), which the report says. ``metrics``:
     the frozen attacks' result on the same splits, whose test groups give the CIs' units."""
@@ -209,7 +155,7 @@ def run_finetune(encoder, pd: ProbeData, ls: LabelledSet, split, settings: Setti
     clusters = None
     if metrics is not None and getattr(metrics, "test_clusters", None) is not None:
         clusters = metrics.test_clusters[np.searchsorted(metrics.test_index, split.test)]
-    return finetune_attack(encoder, images, ls.y, split, seed=settings.seed, device=settings.device,
+    return finetune_attack(encoder, images, ls.y, split, seed=options.seed, device=options.device,
                            n_classes=len(ls.classes), test_clusters=clusters)
 
 
@@ -283,9 +229,9 @@ def order_fields(result: dict) -> dict:
     return {**{k: result[k] for k in _FIRST if k in result}, **{k: v for k, v in result.items() if k not in _FIRST}}
 
 
-def check_data_keys(probes: list[Probe], settings: Settings) -> None:
+def check_data_keys(probes: list[Probe], options: Options) -> None:
     ids = {p.id for p in probes}
-    for key in settings.data:
+    for key in options.data_ids():
         if key not in ids:
             raise CreepscanError(
                 f"--data {key}=...: no probe '{key}' is being run (running: {', '.join(sorted(ids))}); "
@@ -293,16 +239,16 @@ def check_data_keys(probes: list[Probe], settings: Settings) -> None:
             )
 
 
-def load_or_record(probe: Probe, settings: Settings, n_probes: int, not_run: list) -> ProbeData | None:
+def load_or_record(probe: Probe, options: Options, n_probes: int, not_run: list) -> ProbeData | None:
     """A probe whose public data cannot be fetched is recorded as not run, so the others still run;
     the CLI then exits 2 after writing the report. Local data given with --data that fails, or a run
     of a single probe, fails at once."""
     try:
-        return load_probe_data(probe, settings)
+        return load_probe_data(probe, options)
     except DataUnavailable as exc:
-        if probe.id in settings.data or n_probes == 1:
+        if options.data_path(probe.id) is not None or n_probes == 1:
             raise
-        settings.log(f"  {probe.id}: not run: {exc}", "warning")
+        options.log(f"  {probe.id}: not run: {exc}", "warning")
         not_run.append({"id": probe.id, "reason": str(exc)})
         return None
 
@@ -318,17 +264,17 @@ GROUPLESS_WARNING = ("the images carry no group (person, session): photos of one
                      "'group_by' rule")
 
 
-def make_probe_splits(ls: LabelledSet, pd: ProbeData, feats_ref: Features | None, settings: Settings):
+def make_probe_splits(ls: LabelledSet, pd: ProbeData, X_ref: np.ndarray | None, options: Options):
     """Splits shared by every model (labels, groups and seed only), with near-duplicates of a
-    train/val image dropped from test (judged under ``feats_ref``, a floor). Returns (splits, block)."""
+    train/val image dropped from test (judged under ``X_ref``, float [n, d]: a floor's embeddings of
+    the labelled images, in ``ls.y`` order). Returns (splits, block, groups)."""
     from .attacks import splits as S
 
     groups = getattr(pd.images, "groups", None)
     kept_groups = None
     if groups is not None and any(g is not None for g in groups):
         kept_groups = [groups[i] for i in ls.kept]
-    splits = S.make_splits(ls.y, settings.seed, groups=kept_groups, n_folds=settings.folds)
-    X_ref = feats_ref.X[ls.rows["floor0"]] if feats_ref is not None else None
+    splits = S.make_splits(ls.y, options.seed, groups=kept_groups, n_folds=options.folds)
     hashes = [pd.hashes[i] for i in ls.kept]
     kept_splits, n_dropped = S.drop_near_duplicates(splits, X_ref, hashes)
     note = None
@@ -355,98 +301,93 @@ def make_probe_splits(ls: LabelledSet, pd: ProbeData, feats_ref: Features | None
     return splits, block, kept_groups
 
 
-def run_probe(probe: Probe, pd: ProbeData, encoders: list, settings: Settings, tag: str = "") -> ProbeResult:
+def run_probe(probe: Probe, pd: ProbeData, encoders: list, state: RunState, tag: str = "") -> ProbeResult:
     """Every model (and its floor) on one probe's images: the same splits and episodes for all."""
+    options = state.options
     t0 = time.perf_counter()
-    named = {}
-    for i, enc in enumerate(encoders):
-        named[f"model{i}"] = enc
-        named[f"floor{i}"] = enc.floor
-        if getattr(enc, "base", None) is not None:  # an adapted model: its base on the same images and splits
-            named[f"base{i}"], named[f"basefloor{i}"] = enc.base, enc.base.floor
-    settings.log(f"{tag}{probe.id}: {len(pd.images)} images; embedding with {len(encoders)} model(s) and floor(s)")
-    feats = embed(named, pd, settings)
+    roles = encoder_roles(encoders)
+    options.log(f"{tag}{probe.id}: {len(pd.images)} images; embedding with {len(encoders)} model(s) and floor(s)")
+    feats = embed(roles, pd, state)
     t_embed = time.perf_counter() - t0
     ls = align(pd, feats)
     problem = too_small(probe, ls)
     if problem:
         raise DataUnavailable(problem)
-    splits, split_block, groups = make_probe_splits(ls, pd, feats["floor0"], settings)
+    first_floor = EncoderRole.of("floor", 0)  # the near-duplicate judge: the first model's floor
+    X_floor = feats[first_floor].X[ls.rows[first_floor]]
+    splits, split_block, groups = make_probe_splits(ls, pd, X_floor, options)
     header = probe_header(probe, pd, ls, splits, split_block)
-    settings.log(f"{tag}{probe.id}: attacks on {len(ls.y)} images, {len(ls.classes)} classes")
+    options.log(f"{tag}{probe.id}: attacks on {len(ls.y)} images, {len(ls.classes)} classes")
     t1 = time.perf_counter()
-    from .engines import AttackJob, engine_of
-
     # Identical weights are evaluated once; the engine runs the jobs (here, or as Ray tasks).
-    firsts: dict[str, str] = {}
-    for key, enc in named.items():
-        firsts.setdefault(enc.fingerprint, key)
-    jobs = [AttackJob(named[k], feats[k], ls.rows[k], ls, splits, probe, groups) for k in firsts.values()]
+    firsts: dict[str, EncoderRole] = {}
+    for role in roles:
+        firsts.setdefault(role.fingerprint, role)
+    jobs = [AttackJob(r, feats[r], ls.rows[r], ls, splits, probe, groups) for r in firsts.values()]
     done: dict[str, object] = {}
-    for key, m in zip(firsts.values(), engine_of(settings).evaluate(jobs, settings)):
-        enc = named[key]
-        if wants_finetune(probe, settings):  # needs the image tower itself: always in this process
-            settings.log(f"{tag}{probe.id}: fine-tuning {enc.name} (the finetune adversary)")
-            m = dataclasses.replace(m, finetune=run_finetune(enc, pd, ls, splits[0], settings, m))
+    for job, m in zip(jobs, state.engine.evaluate(jobs, options)):
+        enc = job.encoder
+        if wants_finetune(probe, options):  # needs the image tower itself: always in this process
+            options.log(f"{tag}{probe.id}: fine-tuning {enc.name} (the finetune adversary)")
+            m = dataclasses.replace(m, finetune=run_finetune(enc, pd, ls, splits[0], options, m))
         done[enc.fingerprint] = m
 
-    def metrics_of(key):
-        return done[named[key].fingerprint]
+    by_role = {r: r.fingerprint for r in roles}
+
+    def metrics_of(role: str, index: int):
+        return done[by_role[EncoderRole.of(role, index)]]
 
     results = []
     n_test = sum(int(s.test.size) for s in splits)
     per_class = n_test / max(1, len(ls.classes))
     for i, enc in enumerate(encoders):
-        m, f = metrics_of(f"model{i}"), metrics_of(f"floor{i}")
+        m, f = metrics_of("model", i), metrics_of("floor", i)
         block = dict(header)
-        block.update(risk_block(probe, m, f, header["chance"], settings.seed, per_class,
+        block.update(risk_block(probe, m, f, header["chance"], options.seed, per_class,
                                 floor_description=getattr(enc.floor, "spec", None)))
         block["metrics"] = m.to_json()
         block["control"] = {**model_block(enc.floor), "metrics": f.to_json()}
-        if f"base{i}" in named:
+        if EncoderRole.of("base", i) in by_role:
             from .adaptation import adaptation_block
 
             block["adaptation"] = adaptation_block(
                 ProbeResult(probe, header, ls, splits, [ModelResult(enc, m, f, block)]), enc.base,
-                metrics_of(f"base{i}"), metrics_of(f"basefloor{i}"), settings.seed, per_class)
+                metrics_of("base", i), metrics_of("basefloor", i), options.seed, per_class)
         block["timings"] = {"embed_s": round(t_embed, 3), "attacks_s": round(time.perf_counter() - t1, 3),
-                            "cache": {name: {s: feats[f"{name}{i}"].stats[s] for s in ("n_embedded", "n_cache_hits")}
-                                      for name in ("model", "floor")}}
+                            "cache": {name: {s: feats[EncoderRole.of(name, i)].stats[s]
+                                             for s in ("n_embedded", "n_cache_hits")} for name in ("model", "floor")}}
         results.append(ModelResult(enc, m, f, order_fields(block)))
     return ProbeResult(probe, header, ls, splits, results)
 
 
-def run(encoders: list, probes: list[Probe], settings: Settings):
-    """Run every probe on every encoder. Returns (list of ProbeResult, not_run records)."""
-    check_data_keys(probes, settings)
-    if settings.device == "cpu":
-        # one thread per usable CPU, whatever the load: the same machine always computes the same numbers
-        from .cpu import apply_threads
-
-        settings.threads = apply_threads()[1]
-    settings.log(f"{len(encoders)} model(s) on {len(probes)} probe(s), device {settings.device}"
-                 + (f", {settings.threads}" if settings.threads else "") + f", seed {settings.seed}", "debug")
+def run(encoders: list, probes: list[Probe], options: Options, engine=None):
+    """Run every probe on every encoder, on ``engine`` (default: this process). Returns (list of
+    ProbeResult, not_run records, the run's ``RunState``)."""
+    check_data_keys(probes, options)
+    state = start_run(options, engine)
+    options.log(f"{len(encoders)} model(s) on {len(probes)} probe(s), device {options.device}"
+                + (f", {state.threads}" if state.threads else "") + f", seed {options.seed}", "debug")
     out, not_run = [], []
     for n, probe in enumerate(probes, 1):
         tag = f"[{n}/{len(probes)}] "
-        settings.log(f"{tag}{probe.id}: loading data")
-        pd = load_or_record(probe, settings, len(probes), not_run)
+        options.log(f"{tag}{probe.id}: loading data")
+        pd = load_or_record(probe, options, len(probes), not_run)
         if pd is None:
             continue
         t0 = time.perf_counter()
-        out.append(run_probe(probe, pd, encoders, settings, tag))
+        out.append(run_probe(probe, pd, encoders, state, tag))
         levels = ", ".join(m.block["risk_level"] for m in out[-1].models)
-        settings.log(f"{tag}{probe.id}: done in {time.perf_counter() - t0:.0f} s (level: {levels})")
+        options.log(f"{tag}{probe.id}: done in {time.perf_counter() - t0:.0f} s (level: {levels})")
     from .adaptation import adjust_across_probes
 
     adjust_across_probes(out)
-    return out, not_run
+    return out, not_run, state
 
 
-def report_head(kind: str, settings: Settings) -> dict:
+def report_head(kind: str, options: Options) -> dict:
     """The fields every report starts with."""
     return {"schema_version": SCHEMA_VERSION, "kind": kind, "tool": {"name": "creepscan", "version": __version__},
-            "seed": settings.seed}
+            "seed": options.seed}
 
 
 def run_date() -> str:

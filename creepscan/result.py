@@ -7,6 +7,9 @@ default is required: those are the fields the report's published contract names.
 default are documented but optional (partial results, older reports), and every object admits
 further properties, so a report may grow without breaking readers that validate it.
 
+``load_report(obj)`` reads a report dict into these dataclasses (an ``AuditReport``, ``CompareReport`` or
+``SweepReport`` by its ``kind``), for readers that read attributes instead of dict lookups.
+
 ``report_schema()`` builds the schema with pydantic's ``TypeAdapter`` (which reads stdlib
 dataclasses); ``creepscan schema`` prints it, and the package ships it as
 ``creepscan/schemas/report-v{SCHEMA_VERSION}.schema.json`` (a test keeps the two equal). The module
@@ -18,7 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
-__all__ = ["SCHEMA_VERSION", "SCHEMA_FILE", "report_schema", "shipped_schema", "validate_report", "Report"]
+__all__ = ["SCHEMA_VERSION", "SCHEMA_FILE", "report_schema", "shipped_schema", "validate_report", "load_report",
+           "Report"]
 
 SCHEMA_VERSION = "1"
 SCHEMA_FILE = f"report-v{SCHEMA_VERSION}.schema.json"
@@ -485,3 +489,34 @@ def validate_report(report: dict) -> None:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise ValueError(f"report.json does not match its schema at {where}: {error.message[:300]}")
+
+
+_ADAPTER = None  # the pydantic TypeAdapter of Report, built on first use (about a second)
+
+
+def _report_adapter():
+    global _ADAPTER
+    if _ADAPTER is None:
+        from pydantic import Field, TypeAdapter
+
+        _aliases()
+        _ADAPTER = TypeAdapter(Annotated[Report, Field(discriminator="kind")])
+    return _ADAPTER
+
+
+def load_report(obj: dict) -> Report:
+    """``obj`` (report.json's dict, JSON-clean: NaN already null) as the typed report its ``kind`` names:
+    an ``AuditReport``, ``CompareReport`` or ``SweepReport``, nested blocks as their dataclasses
+    (``report.probes[0].metrics.linear_probe.accuracy``). Properties the dataclasses do not describe are
+    kept as attributes. Raises ``ValueError`` naming the first place where ``obj`` breaks the model."""
+    from pydantic import ValidationError
+
+    try:
+        return _report_adapter().validate_python(obj)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = list(err["loc"])
+        if loc and isinstance(obj, dict) and loc[0] == obj.get("kind"):
+            loc = loc[1:]  # the discriminated union names the branch first
+        where = "/".join(str(p) for p in loc) or "(top level)"
+        raise ValueError(f"report does not match its schema at {where}: {err['msg'][:300]}") from None

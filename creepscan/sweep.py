@@ -19,8 +19,9 @@ from pathlib import Path
 from .attacks.stats import holm
 from .constants import DEFAULT_RULES
 from .errors import CreepscanError
+from .options import Options
 from .paired import compare_row
-from .pipeline import Settings, model_block, report_head, run, run_date
+from .pipeline import model_block, report_head, run, run_date
 
 __all__ = ["ModelEntry", "SweepInputError", "ORDERS", "step_from_name", "read_models_file", "model_entries",
            "order_entries", "run_sweep", "sweep_steps"]
@@ -143,9 +144,10 @@ def sweep_steps(pr, seed: int, alpha: float) -> list[dict]:
     return steps
 
 
-def run_sweep(encoders: list, probes: list, settings: Settings, *, steps: list | None = None, order: str = "given",
-              suite: str | None = None, alpha: float = 0.05) -> dict:
-    """The pipeline on every encoder (in checkpoint order), one report dict ``kind: "sweep"``.
+def run_sweep(encoders: list, probes: list, options: Options, *, steps: list | None = None, order: str = "given",
+              suite: str | None = None, alpha: float = 0.05, engine=None) -> dict:
+    """The pipeline on every encoder (in checkpoint order), on ``engine`` (default: this process), one
+    report dict ``kind: "sweep"``.
 
     ``steps``: each encoder's training step (or None), recorded beside it. Returns ``models`` (each
     ``model_block`` + ``order``, its position, + ``step``), ``probes`` (each with ``per_model``, the
@@ -159,10 +161,8 @@ def run_sweep(encoders: list, probes: list, settings: Settings, *, steps: list |
         raise SweepInputError(f"{len(steps)} steps for {len(encoders)} models: give one step (or None) per model")
     if not 0 < alpha < 1:
         raise SweepInputError(f"alpha {alpha} must lie strictly between 0 and 1 (e.g. 0.05)")
-    from .engines import engine_of
-
     t_start = time.perf_counter()
-    results, not_run = run(encoders, probes, settings)
+    results, not_run, state = run(encoders, probes, options, engine)
     probe_rows, per_probe_timings, rises = [], {}, []
     for pr in results:
         per_model, timings = [], []
@@ -171,22 +171,22 @@ def run_sweep(encoders: list, probes: list, settings: Settings, *, steps: list |
             timings.append(block.pop("timings", None))
             per_model.append(block)
         p = pr.probe
-        st = sweep_steps(pr, settings.seed, alpha)
+        st = sweep_steps(pr, options.seed, alpha)
         rises += [{"probe": p.id, "from": s["from"], "to": s["to"]} for s in st if s["level_rose"]]
         probe_rows.append({"id": p.id, "title": p.title, "capability": p.capability, "policy": p.policy,
                            "reference": p.reference, "per_model": per_model, "steps": st})
         per_probe_timings[p.id] = timings
     return {
-        **report_head("sweep", settings),
+        **report_head("sweep", options),
         "models": [{**model_block(enc), "order": i, "step": step} for i, (enc, step) in enumerate(zip(encoders, steps))],
         "suite": suite,
-        "settings": {"order": order, "alpha": alpha, "max_per_class": settings.max_per_class,
+        "settings": {"order": order, "alpha": alpha, "max_per_class": options.max_per_class,
                      "correction": "holm: within a probe over its metrics, then across the probe's steps",
                      "skill_threshold_default": DEFAULT_RULES["skill_threshold"]},
         "probes": probe_rows, "not_run": not_run,
         "summary": {"rose": rises},
         # The one machine-dependent block (nothing else in the report depends on the machine or the engine).
         "timings": {"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(),
-                    "engine": engine_of(settings).describe(),
-                    "execution": [settings.execution(enc) for enc in encoders], "probes": per_probe_timings},
+                    "engine": state.engine.describe(),
+                    "execution": [state.execution(enc) for enc in encoders], "probes": per_probe_timings},
     }

@@ -223,12 +223,13 @@ def test_decode_workers_follow_the_usable_cpus(monkeypatch, cpus, device, expect
 
 
 def test_settings_keep_the_machine_record_in_the_runs_cache(monkeypatch, tiny_weights, tmp_path):
-    """`--cache-dir` decides where the measured choice is kept: the audit's Settings pass it on."""
-    from creepscan.pipeline import Settings
+    """`--cache-dir` decides where the measured choice is kept: the audit's Options pass it on."""
+    from creepscan.options import Options, configure_encoder
 
     _force(monkeypatch, **AMD_ZEN4)
     monkeypatch.setenv("CREEPSCAN_CACHE", str(tmp_path / "elsewhere"))
-    enc = Settings(cache_dir=tmp_path / "run-cache").configure(resolve_encoder(TINY, weights=tiny_weights["safetensors"]))
+    enc = configure_encoder(resolve_encoder(TINY, weights=tiny_weights["safetensors"]),
+                            Options(cache_dir=tmp_path / "run-cache"))
     enc.encode_images(torch.zeros(1, 3, 32, 32))
     kept = list((tmp_path / "run-cache" / "machine").glob("*.json"))
     assert len(kept) == 1 and json.loads(kept[0].read_text())["agreement"]

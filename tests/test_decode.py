@@ -311,12 +311,13 @@ def test_threads_run_the_pil_steps_and_this_thread_the_tensor_steps(tmp_path):
 
 
 def test_the_report_says_which_decode_path_ran(tiny_weights):
-    from creepscan.pipeline import Settings
+    from creepscan.options import Options, RunState
 
     enc = resolve_encoder(TINY, weights=tiny_weights["safetensors"])
-    assert "taking turns with the model" in Settings().execution(enc)["decode_path"]
-    assert Settings(num_workers=2).execution(enc)["decode_path"] == "pil: worker processes beside the model"
-    assert Settings(decode="fast").execution(enc)["decode_path"].startswith("fast: ")
+    assert "taking turns with the model" in RunState(Options(), None).execution(enc)["decode_path"]
+    assert (RunState(Options(num_workers=2), None).execution(enc)["decode_path"]
+            == "pil: worker processes beside the model")
+    assert RunState(Options(decode="fast"), None).execution(enc)["decode_path"].startswith("fast: ")
 
 
 def test_threads_are_for_a_cpu_model_only():

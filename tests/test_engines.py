@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from creepscan.cli import main
-from creepscan.engines import EngineError, get_engine
+from creepscan.engines import EncoderRole, EngineError, encoder_roles, get_engine
 from creepscan.engines.local import embedding_waves
 
 
@@ -19,14 +19,26 @@ def cli(*args):
 
 
 def test_each_model_is_one_wave_with_its_floor_and_shared_weights_are_embedded_once():
-    enc = lambda fp: SimpleNamespace(fingerprint=fp)  # noqa: E731
+    def enc(fp, floor=None):
+        return SimpleNamespace(fingerprint=fp, floor=floor, base=None)
+
+    def names(waves):
+        return [[f"{r.role}{r.index}" for r in wave] for wave in waves]
+
     # Three checkpoints of one architecture share one random-init floor; model2 repeats model0.
-    named = {"model0": enc("a"), "floor0": enc("f"), "model1": enc("b"), "floor1": enc("f"),
-             "model2": enc("a"), "floor2": enc("f"), "extra": enc("x")}
-    assert embedding_waves(named) == [["model0", "floor0"], ["model1"], ["extra"]]
-    # Keys are ordered by their number, not by insertion: model10 comes after model2.
-    named = {"model10": enc("c"), "model2": enc("b"), "floor2": enc("f")}
-    assert embedding_waves(named) == [["model2", "floor2"], ["model10"]]
+    floor = enc("f")
+    roles = encoder_roles([enc("a", floor), enc("b", floor), enc("a", floor)])
+    assert names(embedding_waves(roles)) == [["model0", "floor0"], ["model1"]]
+    # An adapted model's base and the base's floor join its wave.
+    adapted = SimpleNamespace(fingerprint="c", floor=enc("g"), base=enc("d", enc("h")))
+    assert names(embedding_waves(encoder_roles([adapted]))) == [["model0", "floor0", "base0", "basefloor0"]]
+    # Roles are ordered by their index, not by the order given: model10 comes after model2.
+    roles = [EncoderRole("model", 10, enc("c")), EncoderRole("model", 2, enc("b")), EncoderRole("floor", 2, enc("f"))]
+    assert names(embedding_waves(roles)) == [["model2", "floor2"], ["model10"]]
+    # A role is a key by (role, index): the lookup needs no encoder; an unknown role is refused.
+    assert EncoderRole.of("floor", 2) == roles[2] and {roles[2]: 1}[EncoderRole.of("floor", 2)] == 1
+    with pytest.raises(ValueError, match="unknown encoder role"):
+        EncoderRole("floor0", 0)
 
 
 def test_unknown_engine_and_address_without_ray_name_the_fix():

@@ -12,7 +12,8 @@ from conftest import TINY, make_folder
 
 from creepscan.cli import main
 from creepscan.features import Features
-from creepscan.pipeline import LabelledSet, Settings, make_probe_splits
+from creepscan.options import Options
+from creepscan.pipeline import LabelledSet, make_probe_splits
 
 
 def cli(*args):
@@ -45,7 +46,7 @@ def test_adversary_finetune_runs_through_the_audit_for_model_and_floor(tmp_path,
 def _probe_inputs(n_classes=4, per_class=15, hashes=None):
     n = n_classes * per_class
     y = np.repeat(np.arange(n_classes), per_class)
-    ls = LabelledSet(y=y, rows={"floor0": np.arange(n)}, kept=list(range(n)),
+    ls = LabelledSet(y=y, rows={}, kept=list(range(n)),
                      classes=[f"c{c}" for c in range(n_classes)], excluded=[], skipped=[])
     pd = SimpleNamespace(images=SimpleNamespace(groups=None), hashes=hashes or [f"h{i}" for i in range(n)],
                          probe=SimpleNamespace(attacks=("linear_probe", "verification"), reference=False))
@@ -68,10 +69,10 @@ def test_a_floor_that_calls_everything_a_near_duplicate_does_not_empty_the_test_
     n = len(ls.y)
     rng = np.random.default_rng(0)
     informative = Features(X=rng.normal(size=(n, 16)).astype(np.float32), keep=np.arange(n), skipped=[])
-    splits_ok, block_ok, _ = make_probe_splits(ls, pd, informative, Settings(seed=0))
+    splits_ok, block_ok, _ = make_probe_splits(ls, pd, informative.X, Options(seed=0))
     assert block_ok["near_duplicates_dropped"] == 0 and "exact duplicates" not in (block_ok.get("warning") or "")
 
-    splits, block, _ = make_probe_splits(ls, pd, _blind_floor(n), Settings(seed=0))
+    splits, block, _ = make_probe_splits(ls, pd, _blind_floor(n).X, Options(seed=0))
     # the fallback keeps every test image (no file is repeated) and the report says why
     assert _test_rows(splits) == _test_rows(splits_ok) and len(_test_rows(splits)) > 0
     assert block["near_duplicates_dropped"] == 0 and "only exact duplicates" in block["warning"]
@@ -83,7 +84,7 @@ def test_the_fallback_still_drops_exact_duplicates():
     hashes = ["same" if i < per_class else f"h{i}" for i in range(n_classes * per_class)]
     ls, pd = _probe_inputs(n_classes, per_class, hashes)
     n = len(ls.y)
-    splits, block, _ = make_probe_splits(ls, pd, _blind_floor(n), Settings(seed=0))
+    splits, block, _ = make_probe_splits(ls, pd, _blind_floor(n).X, Options(seed=0))
     assert "only exact duplicates" in block["warning"] and block["near_duplicates_dropped"] > 0
     for s in splits:
         fitted = {hashes[i] for i in np.concatenate([s.train, s.val])}

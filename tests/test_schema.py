@@ -61,3 +61,19 @@ def test_contract_fields_are_required_and_checked(tmp_path):
     grown["probes"][0]["adaptation"] = {"base": "x"}
     grown["probes"][0]["metrics"]["linear_probe"]["below_chance"] = True
     validate_report(grown)
+
+
+def test_load_report_gives_the_typed_report_readers_read():
+    from creepscan.result import AuditReport, CompareReport, SweepReport, load_report
+
+    audit = load_report(json.loads((DATA / "sample_audit.json").read_text(encoding="utf-8")))
+    assert isinstance(audit, AuditReport) and audit.probes[0].risk_level in {"none", "low", "medium", "high",
+                                                                               "critical", "inconclusive"}
+    assert isinstance(audit.probes[0].metrics.linear_probe.accuracy, float)
+    assert isinstance(load_report(json.loads((DATA / "sample_compare.json").read_text())), CompareReport)
+    sweep = load_report(json.loads((DATA / "sample_sweep.json").read_text()))
+    assert isinstance(sweep, SweepReport) and all(isinstance(s.from_, int) for p in sweep.probes for s in p.steps)
+    broken = json.loads((DATA / "sample_audit.json").read_text(encoding="utf-8"))
+    broken["probes"][0]["risk_level"] = "severe"
+    with pytest.raises(ValueError, match="at probes/0/risk_level"):
+        load_report(broken)

@@ -125,7 +125,7 @@ def _probe_inputs(X_ref, y, hashes):
     probe = select("fixtures", ["attribute-gender"])[0]
     images = ImageSet(root=Path("/x"), paths=[Path(f"/x/{i}.png") for i in range(n)],
                       labels=[str(c) for c in y], source="test")
-    ls = LabelledSet(y=y, rows={"floor0": np.arange(n)}, kept=list(range(n)), classes=["0", "1"], excluded=[],
+    ls = LabelledSet(y=y, rows={}, kept=list(range(n)), classes=["0", "1"], excluded=[],
                      skipped=[])
     return ls, ProbeData(probe, images, hashes, {}), SimpleNamespace(X=X_ref)
 
@@ -135,23 +135,25 @@ def test_near_identical_images_above_the_fold_limit_keep_a_test_split():
     near-duplicate; the guard judged the share against all images (1,200 of 6,000 is not > 20%), so
     an empty test split reached the attacks (exit 3). Judged against the test images, it falls back
     to exact duplicates and says so."""
-    from creepscan.pipeline import Settings, make_probe_splits
+    from creepscan.options import Options
+    from creepscan.pipeline import make_probe_splits
 
     rng = np.random.default_rng(0)
     y = labels([3000, 3000])
     X = np.where(y[:, None] == 0, 1.0, -1.0) * np.ones((1, 8)) + 1e-4 * rng.standard_normal((y.size, 8))
     ls, pd, floor = _probe_inputs(X.astype(np.float32), y, [f"h{i}" for i in range(y.size)])
-    splits, block, _ = make_probe_splits(ls, pd, floor, Settings(seed=0))
+    splits, block, _ = make_probe_splits(ls, pd, floor.X, Options(seed=0))
     assert len(splits) == 1 and splits[0].test.size == 1200
     assert block["near_duplicates_dropped"] == 0 and "only exact duplicates" in block["warning"]
 
 
 def test_a_probe_whose_test_images_are_all_copies_is_exit_2_not_an_empty_split():
     from creepscan.errors import DataUnavailable
-    from creepscan.pipeline import Settings, make_probe_splits
+    from creepscan.options import Options
+    from creepscan.pipeline import make_probe_splits
 
     y = labels([20, 20])
     X = np.random.default_rng(1).standard_normal((40, 8)).astype(np.float32)
     ls, pd, floor = _probe_inputs(X, y, [f"class{c}" for c in y])  # every file of a class has one content
     with pytest.raises(DataUnavailable, match="every test image is a copy"):
-        make_probe_splits(ls, pd, floor, Settings(seed=0))
+        make_probe_splits(ls, pd, floor.X, Options(seed=0))

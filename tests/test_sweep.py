@@ -149,9 +149,9 @@ def _encoder_keys(checkpoints) -> dict:
     """The cache key of each checkpoint and of the shared floor (as the pipeline computes them)."""
     from creepscan.cache import encoder_cache_key
     from creepscan.engines import get_engine
-    from creepscan.pipeline import Settings
+    from creepscan.options import Options
 
-    engine, settings = get_engine("local"), Settings()
+    engine, settings = get_engine("local"), Options()
     encoders = {s: engine.load_encoder("creepscan-tiny-vit", str(checkpoints[s]), settings) for s in STEPS}
     keys = {s: encoder_cache_key(e, "") for s, e in encoders.items()}
     keys["floor"] = encoder_cache_key(encoders[0].floor, "")

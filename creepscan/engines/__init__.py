@@ -13,42 +13,21 @@ content-addressed cache, in the same batches as the local engine would form them
 the pipeline reads them as cache hits; and its workers run the encoder's own ``encode_images`` and
 ``evaluation.evaluate_encoder`` with this process's thread counts.
 
-An engine has ``name``, ``load_encoder(spec, weights, settings)`` (resolve and configure a MODEL,
-remembering how to rebuild it elsewhere), ``embed(encoders, probe_data, settings)``,
-``evaluate(jobs, settings)``, ``describe()`` (a dict for the report's ``timings``) and ``close()``;
+An engine has ``name``, ``load_encoder(spec, weights, options)`` (resolve and configure a MODEL,
+remembering how to rebuild it elsewhere), ``embed(roles, probe_data, options)`` (``jobs.EncoderRole``s),
+``evaluate(jobs, options)`` (``options``: the run's ``creepscan.options.Options``), ``describe()`` (a dict
+for the report's ``timings``) and ``close()``;
 it is a context manager that closes itself.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-
 from ..errors import EngineError
+from .jobs import ROLES, AttackJob, EncoderRole, encoder_roles
 
 ENGINES = ("local", "ray")
 
-__all__ = ["ENGINES", "AttackJob", "EngineError", "get_engine", "engine_of"]
-
-
-@dataclass
-class AttackJob:
-    """The attacks of one distinct set of weights on one probe: ``encoder`` (its text tower serves
-    zero-shot), its ``features`` with ``rows`` (int64 [n], the rows aligned with ``labelled.y``),
-    and the probe's shared ``labelled`` set, ``splits`` and ``groups``."""
-
-    encoder: object
-    features: object
-    rows: np.ndarray
-    labelled: object
-    splits: list
-    probe: object
-    groups: list | None
-
-    @property
-    def X(self) -> np.ndarray:
-        """float32 [n, d]: the L2-normalised embeddings of the labelled images, in ``labelled.y`` order."""
-        return self.features.X[self.rows]
+__all__ = ["ENGINES", "ROLES", "EncoderRole", "encoder_roles", "AttackJob", "EngineError", "get_engine",
+           "engine_or_local"]
 
 
 def get_engine(name: str = "local", address: str | None = None, *, num_cpus: int | None = None):
@@ -70,9 +49,8 @@ def get_engine(name: str = "local", address: str | None = None, *, num_cpus: int
     raise EngineError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
 
 
-def engine_of(settings):
-    """The engine a run's ``Settings`` name, the in-process one when it names none."""
-    engine = getattr(settings, "engine", None)
+def engine_or_local(engine=None):
+    """``engine``, or the in-process one when a run names none."""
     if engine is None:
         from .local import LOCAL
 

@@ -22,7 +22,6 @@ on its arrays; a zero-shot text tower is run here first and its outputs replayed
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -362,12 +361,12 @@ def task_name(job) -> str:
     return f"attacks {job.probe.id} {getattr(job.encoder, 'name', '?')}"[:200]
 
 
-def run_attacks(text_encoder, X, labelled, splits, probe, settings, groups, threads):
+def run_attacks(text_encoder, X, labelled, splits, probe, options, groups, threads):
     """The body of one attack task: ``evaluation.evaluate_encoder`` with the driver's thread counts."""
     apply_arithmetic_threads(threads)
     from ..evaluation import evaluate_encoder
 
-    return evaluate_encoder(text_encoder, X, labelled, splits, probe, settings, groups)
+    return evaluate_encoder(text_encoder, X, labelled, splits, probe, options, groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,8 +399,8 @@ class RayEngine(LocalEngine):
 
     # -- setup ------------------------------------------------------------------------------------
 
-    def remember(self, encoder, spec: str, weights, settings) -> None:
-        self._sources[encoder.fingerprint] = (spec, str(Path(weights).resolve()) if weights else None, settings.compile)
+    def remember(self, encoder, spec: str, weights, options) -> None:
+        self._sources[encoder.fingerprint] = (spec, str(Path(weights).resolve()) if weights else None, options.compile)
         self._models[encoder.fingerprint] = encoder
 
     def recipe(self, encoder) -> EncoderRecipe:
@@ -478,12 +477,14 @@ class RayEngine(LocalEngine):
 
     # -- embeddings ---------------------------------------------------------------------------------
 
-    def embed(self, encoders: dict, pd, settings) -> dict:
+    def embed(self, roles: list, pd, options) -> dict:
+        """Features of each role's encoder (``LocalEngine.embed``), the images missing from the cache
+        embedded on the actor pool first."""
         from ..cache import EmbeddingCache, encoder_cache_key, wait_for
 
-        waves = embedding_waves(encoders)
+        waves = embedding_waves(roles)
         keys = [k for wave in waves for k in wave]
-        caches = {k: EmbeddingCache(Path(settings.cache_dir), encoder_cache_key(encoders[k], "")) for k in keys}
+        caches = {k: EmbeddingCache(Path(options.cache_dir), encoder_cache_key(k.encoder, "")) for k in keys}
         done: dict[str, int] = {}
         waits = []
         try:
@@ -494,29 +495,29 @@ class RayEngine(LocalEngine):
                 mine[k], others = caches[k].claim(wanted, CHUNK_ROWS)
                 waits += others
             if any(mine.values()):
-                done = self._embed_on_ray(encoders, waves, mine, caches, pd, settings)
+                done = self._embed_on_ray(waves, mine, caches, pd, options)
         finally:
             for cache in caches.values():
                 cache.release_claims()
         try:
-            wait_for(waits, settings.progress)
+            wait_for(waits, options.progress)
         finally:
             for c in waits:
                 c.close()
         # Everything is in the cache now (anything still missing, e.g. a dead process's claim, is
         # embedded here), read exactly as the local engine reads it.
-        feats = self._embed(encoders, pd, settings, decode="pil")
+        feats = self._embed(roles, pd, options, decode="pil")
         seen = set()
         for key, f in feats.items():
-            n = done.get(encoders[key].fingerprint, 0)
+            n = done.get(key.fingerprint, 0)
             if n and id(f) not in seen:
                 seen.add(id(f))
                 f.stats["n_embedded"] += n
                 f.stats["n_cache_hits"] -= n
         return feats
 
-    def _items(self, encoders, waves, mine, settings):
-        """The recipes, their keys (in recipe-id order) and the dataset's batches, laid out as the
+    def _items(self, waves, mine, options):
+        """The recipes, their roles (in recipe-id order) and the dataset's batches, laid out as the
         local engine forms them: per wave, per decoding group (same preprocessing), the group's
         images in the order ``features`` merges them, cut at its batch size; ``width`` is the widest
         batch, to which every batch is padded."""
@@ -525,15 +526,15 @@ class RayEngine(LocalEngine):
             groups: dict[tuple, list[str]] = {}
             for i, k in enumerate(wave):
                 if mine[k]:
-                    groups.setdefault((getattr(encoders[k], "preprocess_id", "") or f"#{i}",), []).append(k)
+                    groups.setdefault((getattr(k.encoder, "preprocess_id", "") or f"#{i}",), []).append(k)
             for members in groups.values():
                 for k in members:
                     rid[k] = len(recipes)
-                    recipes.append(self.recipe(encoders[k]))
+                    recipes.append(self.recipe(k.encoder))
                     keys.append(k)
                 merged = list(dict.fromkeys(d for k in members for d in mine[k]))
                 wanted = {k: set(mine[k]) for k in members}
-                size = settings.batch_size or min(getattr(encoders[k], "batch_size", None) or 64 for k in members)
+                size = options.batch_size or min(getattr(k.encoder, "batch_size", None) or 64 for k in members)
                 for start in range(0, len(merged), size):
                     rows = [(d, ",".join(str(rid[k]) for k in members if d in wanted[k]))
                             for d in merged[start:start + size]]
@@ -541,19 +542,19 @@ class RayEngine(LocalEngine):
         width = max(len(rows) for _, rows in batches)
         return recipes, keys, batches, width
 
-    def _embed_on_ray(self, encoders, waves, mine, caches, pd, settings) -> dict[str, int]:
-        """Embed the claimed images (``mine``: key -> digests) on the actor pool and write them into
+    def _embed_on_ray(self, waves, mine, caches, pd, options) -> dict[str, int]:
+        """Embed the claimed images (``mine``: role -> digests) on the actor pool and write them into
         ``caches``. Returns {fingerprint: images embedded}."""
         ray = self.start()
         path_of = {d: str(p) for p, d in zip(pd.images.paths, pd.hashes) if d is not None}
-        recipes, keys, batches, width = self._items(encoders, waves, mine, settings)
+        recipes, keys, batches, width = self._items(waves, mine, options)
         items = []
         for b, (lead, rows) in enumerate(batches):
             items += [{"b": b, "lead": lead, "path": path_of[d], "digest": d, "targets": t} for d, t in rows]
             items += [{"b": b, "lead": lead, "path": "", "digest": "", "targets": ""}] * (width - len(rows))
         threads = arithmetic_threads()
         cpus, gpus = self._cluster()
-        gpu = settings.device == "cuda" and gpus >= 1
+        gpu = options.device == "cuda" and gpus >= 1
         if gpu:
             n_actors, resources = int(gpus), {"num_gpus": 1, "num_cpus": 1}
         else:
@@ -573,12 +574,12 @@ class RayEngine(LocalEngine):
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ray.data.from_items(items, override_num_blocks=len(batches)).map_batches(
                 EmbedActor, batch_size=width, batch_format="numpy", zero_copy_batch=False,
-                fn_constructor_kwargs={"recipes": recipes, "device": settings.device if gpu else "cpu",
+                fn_constructor_kwargs={"recipes": recipes, "device": options.device if gpu else "cpu",
                                        "threads": threads},
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors), **resources)
-            return self._write_rows(ds, keys, mine, encoders, caches)
+            return self._write_rows(ds, keys, mine, caches)
 
-    def _write_rows(self, ds, keys, mine, encoders, caches) -> dict[str, int]:
+    def _write_rows(self, ds, keys, mine, caches) -> dict[str, int]:
         """Consume the dataset in order; write each encoder's rows into its cache as soon as they are
         complete (or a chunk is full). Returns {fingerprint: images embedded}."""
         key_of = dict(enumerate(keys))
@@ -609,23 +610,22 @@ class RayEngine(LocalEngine):
         for r in expected:
             flush(r)
         self._stats["images_embedded"] += sum(written.values())
-        return {encoders[key_of[r]].fingerprint: written[r] for r in expected}
+        return {key_of[r].fingerprint: written[r] for r in expected}
 
     # -- attacks ------------------------------------------------------------------------------------
 
-    def evaluate(self, jobs: list, settings) -> list:
+    def evaluate(self, jobs: list, options) -> list:
         """One Ray task per job, all submitted before any is awaited; results in job order."""
         ray = self.start()
         threads = arithmetic_threads()
         cpus, gpus = self._cluster()
-        options = {"num_cpus": max(1, min(threads["torch"], int(cpus))), "max_retries": 0}
-        if settings.device == "cuda" and gpus >= 1:
-            options["num_gpus"] = 1
+        resources = {"num_cpus": max(1, min(threads["torch"], int(cpus))), "max_retries": 0}
+        if options.device == "cuda" and gpus >= 1:
+            resources["num_gpus"] = 1
         task = ray.remote(run_attacks)
-        plain = dataclasses.replace(settings, engine=None)  # the engine holds this process's Ray handle
         # Named by probe and model, so the dashboard and `ray list tasks` say which is which.
-        refs = [task.options(name=task_name(j), **options).remote(
-                    TextReplay.record(j.encoder, j.labelled, j.probe), j.X, j.labelled, j.splits, j.probe, plain,
+        refs = [task.options(name=task_name(j), **resources).remote(
+                    TextReplay.record(j.encoder, j.labelled, j.probe), j.X, j.labelled, j.splits, j.probe, options,
                     j.groups, threads) for j in jobs]
         self._stats["attack_tasks"] += len(refs)
         return ray.get(refs)
