@@ -154,7 +154,8 @@ def run_sweep(engine: str, checkpoints: list[Path], datasets: Path, work: Path, 
         "engine": engine, "wall_s": round(wall, 2), "report_total_s": report["timings"]["total_s"],
         "embed_s": round(sum(t[0]["embed_s"] for t in probes.values()), 2),
         "attacks_s": round(sum(t[0]["attacks_s"] for t in probes.values()), 2),
-        "peak_tree_pss_mib": round(mem.peak_kib / 1024, 1), "peak_driver_rss_mib": round(int(stdout.split()[-1]) / 1024, 1),
+        "peak_tree_pss_mib": round(mem.peak_kib / 1024, 1),
+        "peak_driver_rss_mib": round(int(stdout.split()[-1]) / 1024, 1),
         "processes": mem.n_procs, "engine_detail": report["timings"]["engine"],
         "_report": {k: v for k, v in report.items() if k != "timings"},
     }
@@ -214,12 +215,13 @@ def main():
         "runs": runs,
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    head = f"{'repeat':>6} {'engine':<6} {'wall s':>8} {'x local':>8} {'report s':>9} {'embed s':>8} {'attacks s':>9} " \
-           f"{'peak MiB':>9} {'x local':>8} {'procs':>6}"
+    head = f"{'repeat':>6} {'engine':<6} {'wall s':>8} {'x local':>8} {'report s':>9} {'embed s':>8} " \
+           f"{'attacks s':>9} {'peak MiB':>9} {'x local':>8} {'procs':>6}"
     print(head)
     for x in runs:
-        print(f"{x['repeat']:>6} {x['engine']:<6} {x['wall_s']:>8} {x.get('wall_x_local', ''):>8} {x['report_total_s']:>9} "
-              f"{x['embed_s']:>8} {x['attacks_s']:>9} {x['peak_tree_pss_mib']:>9} {x.get('peak_x_local', ''):>8} "
+        print(f"{x['repeat']:>6} {x['engine']:<6} {x['wall_s']:>8} {x.get('wall_x_local', ''):>8} "
+              f"{x['report_total_s']:>9} {x['embed_s']:>8} {x['attacks_s']:>9} {x['peak_tree_pss_mib']:>9} "
+              f"{x.get('peak_x_local', ''):>8} "
               f"{x['processes']:>6}")
     print(f"reports identical outside timings: {same}; written {args.out}")
 

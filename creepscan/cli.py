@@ -60,10 +60,13 @@ def _resolve_device(device: str) -> str:
 def shared_options(fn):
     """Options that audit and compare share (the README lists them)."""
     opts = [
-        click.option("--suite", default="default", show_default=True, help="Named set of probes (see `creepscan probes`)."),
-        click.option("--probe", "probe_args", multiple=True, metavar="ID_OR_PATH", help="Run only these probes (repeatable)."),
+        click.option("--suite", default="default", show_default=True,
+                     help="Named set of probes (see `creepscan probes`)."),
+        click.option("--probe", "probe_args", multiple=True, metavar="ID_OR_PATH",
+                     help="Run only these probes (repeatable)."),
         click.option("--data", "data", multiple=True, callback=_parse_data, metavar="PROBE_ID=PATH",
-                     help="Local images for a probe: a folder with one sub-folder per label, or a CSV manifest path,label."),
+                     help="Local images for a probe: a folder with one sub-folder per label, "
+                          "or a CSV manifest path,label."),
         click.option("--out", "out", default="creepscan-report", show_default=True, type=click.Path(file_okay=False),
                      help="Folder for report.json, report.md, report.html."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
@@ -83,7 +86,8 @@ def shared_options(fn):
         click.option("--decode", type=click.Choice(["auto", "pil", "fast"]), default="auto", show_default=True,
                      help="Image path: fast = batched JPEG decode (nvjpeg on a GPU) and tensor resize; "
                           "pil = the model's own PIL preprocessing; auto = fast on a GPU, pil on a CPU."),
-        click.option("--compile", "compile_", is_flag=True, help="torch.compile the image tower (a compile at start, then one input shape; off by default)."),
+        click.option("--compile", "compile_", is_flag=True,
+                     help="torch.compile the image tower (a compile at start, then one input shape; off by default)."),
         click.option("--adversary", type=click.Choice(["frozen", "finetune"]), default="frozen", show_default=True,
                      help="finetune: also adapt the last blocks of the image tower (model and floor, the same "
                           "budgets of images per class and steps) and report its accuracy, seconds and FLOPs."),
@@ -197,7 +201,8 @@ def _spec_gate(block: dict, label: str = "") -> None:
     for line in [] if _option("json") else format_verdicts(block):
         click.echo(line)
     if not block.get("passed"):
-        failed = [str(c) for c in block.get("failed", [])] + [f"{c} (inconclusive)" for c in block.get("inconclusive", [])]
+        failed = ([str(c) for c in block.get("failed", [])]
+                  + [f"{c} (inconclusive)" for c in block.get("inconclusive", [])])
         click.echo(f"gate: use specification not met{label}: " + ", ".join(failed), err=True)
         sys.exit(1)
 
@@ -312,7 +317,8 @@ def main():
 
 @main.command()
 @click.argument("model")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Local weights for an open_clip architecture.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="Local weights for an open_clip architecture.")
 @click.option("--fail-on", type=click.Choice(LEVELS), default=None,
               help="Exit 1 if any probe's risk level is LEVEL or above, or inconclusive.")
 @click.option("--json", "json_out", is_flag=True, expose_value=False, callback=_remember("json"),
@@ -322,8 +328,8 @@ def main():
                    "adapter, replaces the base named in its adapter_config.json).")
 @shared_options
 @guarded
-def audit(model, weights, fail_on, base_model, suite, probe_args, data, out, device, seed, cache_dir, max_per_class, no_download,
-          batch_size, precision, decode, compile_, adversary, spec_file, allow_inconclusive, quiet, debug):
+def audit(model, weights, fail_on, base_model, suite, probe_args, data, out, device, seed, cache_dir, max_per_class,
+          no_download, batch_size, precision, decode, compile_, adversary, spec_file, allow_inconclusive, quiet, debug):
     """Audit MODEL: an alias, ARCH:TAG, ARCH --weights FILE, hf-hub:ORG/NAME, hf:ORG/NAME[@REV], a transformers or
     PEFT folder, timm:NAME [--weights FILE] or py:MODULE:CALLABLE."""
     from .audit import run_audit
@@ -419,9 +425,9 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
             sys.exit(1)
 
 
-MODEL_FORMS = ("ARCH:TAG (any open_clip pretrained pair), ARCH --weights FILE, hf-hub:ORG/NAME, py:MODULE:CALLABLE, "
-               "hf:ORG/NAME[@REV] or a save_pretrained folder (transformers; a PEFT adapter: audit --base overrides its "
-               "base), timm:NAME [--weights FILE].")
+MODEL_FORMS = ("ARCH:TAG (any open_clip pretrained pair), ARCH --weights FILE, hf-hub:ORG/NAME, "
+               "py:MODULE:CALLABLE, hf:ORG/NAME[@REV] or a save_pretrained folder (transformers; a PEFT adapter: "
+               "audit --base overrides its base), timm:NAME [--weights FILE].")
 
 
 @main.command()
@@ -457,8 +463,8 @@ def probes(suite, debug=False):
         raise CreepscanError(f"unknown suite '{suite}'; known: {', '.join(all_suites)}")
     chosen = {name: plist for name, plist in all_suites.items() if not suite or name == suite}
     if _option("json"):
-        click.echo(json.dumps({name: [{"id": p.id, "title": p.title, "capability": p.capability, "policy": list(p.policy),
-                                       "data": public.describe(p.source)} for p in plist]
+        click.echo(json.dumps({name: [{"id": p.id, "title": p.title, "capability": p.capability,
+                                       "policy": list(p.policy), "data": public.describe(p.source)} for p in plist]
                                for name, plist in chosen.items()}, indent=2, ensure_ascii=False))
         return
     for name, plist in chosen.items():

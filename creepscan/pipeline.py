@@ -161,8 +161,9 @@ def run_finetune(encoder, pd: ProbeData, ls: LabelledSet, split, options: Option
 
 def too_small(probe: Probe, ls: LabelledSet) -> str | None:
     if len(ls.classes) < 2:
-        return (f"probe {probe.id}: only {len(ls.classes)} class has at least {probe.min_images_per_class} usable images; "
-                "the attacks need two or more (add images, or lower min_images_per_class in the probe file)")
+        return (f"probe {probe.id}: only {len(ls.classes)} class has at least {probe.min_images_per_class} "
+                "usable images; the attacks need two or more (add images, or lower min_images_per_class in the "
+                "probe file)")
     return None
 
 

@@ -64,8 +64,8 @@ def read_models_file(path) -> list[ModelEntry]:
     reader = csv.DictReader(text.splitlines())
     columns = [c.strip() for c in (reader.fieldnames or [])]
     if "model" not in columns or set(columns) - {"model", "weights", "step"}:
-        raise SweepInputError(f"--models-file {path}: header {','.join(columns) or '(none)'} must be model[,weights][,step] "
-                              "(e.g. 'model,weights,step' then 'ViT-B-32,ckpt_1000.pt,1000')")
+        raise SweepInputError(f"--models-file {path}: header {','.join(columns) or '(none)'} must be "
+                              "model[,weights][,step] (e.g. 'model,weights,step' then 'ViT-B-32,ckpt_1000.pt,1000')")
     entries = []
     for n, raw in enumerate(reader, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
@@ -178,7 +178,8 @@ def run_sweep(encoders: list, probes: list, options: Options, *, steps: list | N
         per_probe_timings[p.id] = timings
     return {
         **report_head("sweep", options),
-        "models": [{**model_block(enc), "order": i, "step": step} for i, (enc, step) in enumerate(zip(encoders, steps))],
+        "models": [{**model_block(enc), "order": i, "step": step}
+                   for i, (enc, step) in enumerate(zip(encoders, steps))],
         "suite": suite,
         "settings": {"order": order, "alpha": alpha, "max_per_class": options.max_per_class,
                      "correction": "holm: within a probe over its metrics, then across the probe's steps",

@@ -105,8 +105,8 @@ def _cached_keys(cache: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def swept(checkpoints, tmp_path_factory):
     """A sweep (models file, --order step; 12 images per person keep it quick) killed once three
-    embedding caches exist (model 0, the shared floor, model 1), then the sweep run again on the same cache (the checkpoints given out of
-    order with --weights) with --fail-on high."""
+    embedding caches exist (model 0, the shared floor, model 1), then the sweep run again on the same cache (the
+    checkpoints given out of order with --weights) with --fail-on high."""
     tmp = tmp_path_factory.mktemp("sweep")
     cache = tmp / "cache"
     models_file = tmp / "models.csv"
@@ -114,7 +114,8 @@ def swept(checkpoints, tmp_path_factory):
                                                               for s in reversed(STEPS)))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CREEPSCAN_CACHE": str(tmp / "default-cache"), "OMP_NUM_THREADS": "1"}
     # Small batches: each model's embedding takes long enough for the kill to land between models.
-    proc = subprocess.Popen([sys.executable, "-m", "creepscan", "sweep", "--models-file", models_file, "--order", "step",
+    proc = subprocess.Popen([sys.executable, "-m", "creepscan", "sweep", "--models-file", models_file,
+                             "--order", "step",
                              "--suite", "fixtures", "--probe", "face-identity", "--max-per-class", "12",
                              "--cache-dir", cache, "--out", tmp / "killed", "--batch-size", "4", "-q"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -161,7 +162,8 @@ def _encoder_keys(checkpoints) -> dict:
 def test_checkpoints_are_ordered_by_step_and_identity_gets_cheaper_along_them(swept):
     rep = swept["report"]
     assert [m["step"] for m in rep["models"]] == list(STEPS) and [m["order"] for m in rep["models"]] == [0, 1, 2, 3]
-    assert [Path(m["spec"].split(" --weights ")[1]).name for m in rep["models"]] == [f"ckpt_{s}.safetensors" for s in STEPS]
+    weight_names = [Path(m["spec"].split(" --weights ")[1]).name for m in rep["models"]]
+    assert weight_names == [f"ckpt_{s}.safetensors" for s in STEPS]
     (probe,) = rep["probes"]
     per_model = probe["per_model"]
     # Matching raw embeddings (no training at all) accepts more genuine pairs at every step of the way.

@@ -40,9 +40,10 @@ from .zero_shot import ZeroShotResult, class_text_embeddings, zero_shot
 
 __all__ = [
     "ATTACKS", "Metrics", "evaluate", "Split", "stratified_split", "make_splits", "drop_near_duplicates",
-    "split_info", "scored_images", "linear_probe", "few_shot_curve", "CrossFitLinearProbeResult", "CrossFitFewShotEntry",
-    "verification", "zero_shot", "class_text_embeddings", "samples_to_threshold", "paired_few_shot",
-    "LinearProbeResult", "FewShotResult", "VerificationResult", "ZeroShotResult", "OpenSetResult", "open_set_identification", "paired_open_set_test", "paired_verification_test",
+    "split_info", "scored_images", "linear_probe", "few_shot_curve", "CrossFitLinearProbeResult",
+    "CrossFitFewShotEntry", "verification", "zero_shot", "class_text_embeddings", "samples_to_threshold",
+    "paired_few_shot", "LinearProbeResult", "FewShotResult", "VerificationResult", "ZeroShotResult", "OpenSetResult",
+    "open_set_identification", "paired_open_set_test", "paired_verification_test",
     "HEADS", "HeadResult", "run_head",
 ]
 

@@ -377,7 +377,8 @@ def _cluster_flip(contrib: np.ndarray, y: np.ndarray, clusters, rng, n_boot: int
         return sign_flip_test(contrib, rng, n_boot)
     units = _flip_units(y, clusters)
     p, method = sign_flip_test(np.bincount(units, weights=contrib), rng, n_boot)
-    return p, method.replace("nonzero pairs", "nonzero units") + f", whole test groups flipped together ({int(units.max()) + 1} units)"
+    return p, (method.replace("nonzero pairs", "nonzero units")
+               + f", whole test groups flipped together ({int(units.max()) + 1} units)")
 
 
 def _two_sided_p(stats: np.ndarray) -> float:

@@ -468,7 +468,8 @@ class RayEngine(LocalEngine):
         self._owns = self._local = False
 
     def describe(self) -> dict:
-        return {"name": self.name, "address": self.address or os.environ.get("RAY_ADDRESS") or "local", "ray_version": self.ray.__version__,
+        return {"name": self.name, "address": self.address or os.environ.get("RAY_ADDRESS") or "local",
+                "ray_version": self.ray.__version__,
                 "decode": "pil: workers decode with PIL and the encoder's own preprocess", **self._stats}
 
     def _cluster(self) -> tuple[float, float]:

@@ -540,7 +540,8 @@ def render_card_cyclonedx(report: dict, spec_block: dict, report_sha: str) -> st
              ("spec:sha256", as_dict(b.get("source")).get("sha256")), ("spec:passed", bool(b.get("passed")))]
     props += [(f"probe:{p['id']}:risk_level", p.get("risk_level")) for p in v["probes"]]
     model = Component(
-        type=ComponentType.MACHINE_LEARNING_MODEL, name=str(m["name"]), bom_ref="model", hashes=hashes(m["fingerprint"]),
+        type=ComponentType.MACHINE_LEARNING_MODEL, name=str(m["name"]), bom_ref="model",
+        hashes=hashes(m["fingerprint"]),
         description=f"{m['name']}, audited by creepscan {v['tool_version']} for function creep",
         properties=[Property(name=f"{PROPERTY_PREFIX}:{k}", value=_prop_value(val)) for k, val in props
                     if val is not None],

@@ -71,8 +71,8 @@ class Chart:
             self.x1 = self.x0 + 1.0
         if not self.y1 > self.y0:
             self.y1 = self.y0 + 1.0
-        self.x_ticks = [(float(v), str(l)) for v, l in x_ticks if finite(v)]
-        self.y_ticks = [(float(v), str(l)) for v, l in y_ticks if finite(v)]
+        self.x_ticks = [(float(v), str(label)) for v, label in x_ticks if finite(v)]
+        self.y_ticks = [(float(v), str(label)) for v, label in y_ticks if finite(v)]
         self.width = width
         self.title_lines = wrap_title(title, width - 20)
         self.left, self.right = 62, 16

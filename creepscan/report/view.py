@@ -729,8 +729,9 @@ def compare_table(cp: dict) -> Table:
     a, b = F.as_dict(cp.get("a")), F.as_dict(cp.get("b"))
     ma, mb = F.model_metrics(a), F.model_metrics(b)
     d, tests = F.as_dict(cp.get("delta")), F.as_dict(cp.get("tests"))
-    rows = [[cell(Fixed("Linear probe")), cell(F.acc_ci(ma.get("linear_probe"))), cell(F.acc_ci(mb.get("linear_probe"))),
-             cell(F.pp(d.get("linear_probe"))), *_test_cells(tests.get("linear_probe"))]]
+    rows = [[cell(Fixed("Linear probe")), cell(F.acc_ci(ma.get("linear_probe"))),
+             cell(F.acc_ci(mb.get("linear_probe"))), cell(F.pp(d.get("linear_probe"))),
+             *_test_cells(tests.get("linear_probe"))]]
     za, zb = ma.get("zero_shot"), mb.get("zero_shot")
     if za or zb or d.get("zero_shot") is not None:
         rows.append([cell(Fixed("Zero-shot")), cell(F.acc_ci(za)), cell(F.acc_ci(zb)), cell(F.pp(d.get("zero_shot"))),
@@ -971,8 +972,8 @@ def _sweep(result: dict) -> ReportView:
                   ("Settings", cell(F.settings_text(result.get("settings")))), ("Tool", _tool_cell(result))])
     last = [dict(F.as_dict(F.get(p, "per_model", len(models) - 1)), id=p.get("id"), reference=p.get("reference"))
             for p in probes]
-    levels, top = _levels_line(Fixed(f"Last checkpoint ({F.model_label(F.get(models, len(models) - 1), len(models) - 1)}),"
-                                     " highest level:"), last)
+    last_label = F.model_label(F.get(models, len(models) - 1), len(models) - 1)
+    levels, top = _levels_line(Fixed(f"Last checkpoint ({last_label}), highest level:"), last)
     rises_line = cell(Span(Fixed(f"Level rose {len(rises)} time(s) between consecutive checkpoints."), "flag")
                       if rises else strong(Fixed("No level rose between consecutive checkpoints.")))
     banner = _banner([levels, rises_line], result)
