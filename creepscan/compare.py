@@ -8,7 +8,8 @@ import time
 from .attacks.stats import holm
 from .options import Options
 from .paired import compare_row, headline, paired_differences  # noqa: F401  (re-exported)
-from .pipeline import model_block, report_head, run, run_date
+from .pipeline import model_block, run, run_date
+from .result import SCHEMA_VERSION, CompareReport, Tool, to_json_dict
 
 __all__ = ["run_compare", "compare_row", "paired_differences", "headline"]
 
@@ -24,13 +25,14 @@ def run_compare(enc_a, enc_b, probes, options: Options, alpha: float = 0.05) -> 
         r["significant"] = bool(p < alpha)
         r["rose_significantly"] = bool(r["significant"] and r["headline"]["change"] > 0)
     rows.sort(key=lambda r: (not r["risk_rose"], not r["significant"], r["id"]))
-    return {
-        **report_head("compare", options),
-        "model_a": model_block(enc_a), "model_b": model_block(enc_b),
-        "alpha": alpha, "correction": "holm: within a probe over its metrics, then across probes",
-        "settings": {"max_per_class": options.max_per_class},
-        "probes": rows, "not_run": not_run,
-        "summary": {"rose": [r["id"] for r in rows if r["risk_rose"]],
-                    "significant": [r["id"] for r in rows if r["significant"]]},
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(), **state.execution(enc_b)},
-    }
+    report = CompareReport(
+        schema_version=SCHEMA_VERSION, kind="compare", tool=Tool.this(), seed=options.seed,
+        model_a=model_block(enc_a), model_b=model_block(enc_b),
+        alpha=alpha, correction="holm: within a probe over its metrics, then across probes",
+        settings={"max_per_class": options.max_per_class},
+        probes=rows, not_run=not_run,
+        summary={"rose": [r["id"] for r in rows if r["risk_rose"]],
+                 "significant": [r["id"] for r in rows if r["significant"]]},
+        timings={"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(), **state.execution(enc_b)},
+    )
+    return to_json_dict(report)

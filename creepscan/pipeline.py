@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
 from .engines import AttackJob, EncoderRole, encoder_roles, engine_or_local
 from .errors import CreepscanError, DataUnavailable
@@ -24,7 +23,6 @@ from .evaluation import ModelResult, ProbeResult, risk_block, rules_for
 from .features import Features
 from .options import Options, RunState
 from .probes import Probe
-from .result import SCHEMA_VERSION  # report.json's format, described in creepscan/result.py
 from .risk import DEFAULT_BASIS
 
 
@@ -383,12 +381,6 @@ def run(encoders: list, probes: list[Probe], options: Options, engine=None):
 
     adjust_across_probes(out)
     return out, not_run, state
-
-
-def report_head(kind: str, options: Options) -> dict:
-    """The fields every report starts with."""
-    return {"schema_version": SCHEMA_VERSION, "kind": kind, "tool": {"name": "creepscan", "version": __version__},
-            "seed": options.seed}
 
 
 def run_date() -> str:

@@ -18,11 +18,11 @@ imports nothing heavy: the CLI prints the schema without torch.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
 __all__ = ["SCHEMA_VERSION", "SCHEMA_FILE", "report_schema", "shipped_schema", "validate_report", "load_report",
-           "Report"]
+           "to_json_dict", "Report"]
 
 SCHEMA_VERSION = "1"
 SCHEMA_FILE = f"report-v{SCHEMA_VERSION}.schema.json"
@@ -40,6 +40,12 @@ def _open(cls):
     return dataclass(cls, kw_only=True)  # keyword-only: a subclass may add required fields
 
 
+def _absent():
+    """An optional field that report.json leaves out (rather than writing null) while it is None: blocks
+    a later step adds, such as the use spec's verdicts."""
+    return field(default=None, metadata={"omit_none": True})
+
+
 # ---------------------------------------------------------------------------------------------------
 # Shared blocks
 
@@ -50,6 +56,13 @@ class Tool:
 
     name: Literal["creepscan"]
     version: str
+
+    @classmethod
+    def this(cls) -> "Tool":
+        """This program, at its installed version."""
+        from . import __version__
+
+        return cls(name="creepscan", version=__version__)
 
 
 @_open
@@ -297,21 +310,21 @@ class NotRun:
 
 @_open
 class AuditReport:
-    """``creepscan audit``: one model on the probes."""
+    """``creepscan audit``: one model on the probes. Fields in the order report.json writes them."""
 
     schema_version: Literal["1"]
     kind: Literal["audit"]
     tool: Tool
-    model: ModelInfo
     seed: int
-    probes: list[Probe]
+    model: ModelInfo
     suite: Optional[str] = None
     settings: Optional[dict[str, Any]] = None
+    probes: list[Probe]
     not_run: Optional[list[NotRun]] = None
-    spec: Optional[dict[str, Any]] = None
-    """The use specification's verdicts (audit --spec)."""
     timings: Optional[dict[str, Any]] = None
     """The one machine-dependent block: seconds, device, precision, the run's date."""
+    spec: Optional[dict[str, Any]] = _absent()
+    """The use specification's verdicts (audit --spec)."""
 
 
 @_open
@@ -351,22 +364,24 @@ class CompareProbe:
 
 @_open
 class CompareReport:
-    """``creepscan compare``: MODEL_A and MODEL_B on the same probes, images and splits."""
+    """``creepscan compare``: MODEL_A and MODEL_B on the same probes, images and splits. Fields in the order
+    report.json writes them."""
 
     schema_version: Literal["1"]
     kind: Literal["compare"]
     tool: Tool
+    seed: int
     model_a: ModelInfo
     model_b: ModelInfo
-    seed: int
-    probes: list[CompareProbe]
     alpha: Num = None
     correction: Optional[str] = None
     settings: Optional[dict[str, Any]] = None
+    probes: list[CompareProbe]
     not_run: Optional[list[NotRun]] = None
     summary: Optional[dict[str, Any]] = None
-    spec: Optional[dict[str, Any]] = None
     timings: Optional[dict[str, Any]] = None
+    spec: Optional[dict[str, Any]] = _absent()
+    """The use specification's verdicts for each model (compare --spec)."""
 
 
 @_open
@@ -412,16 +427,17 @@ class SweepProbe:
 
 @_open
 class SweepReport:
-    """``creepscan sweep``: many checkpoints on the same probes, images, splits and episodes."""
+    """``creepscan sweep``: many checkpoints on the same probes, images, splits and episodes. Fields in the
+    order report.json writes them."""
 
     schema_version: Literal["1"]
     kind: Literal["sweep"]
     tool: Tool
-    models: list[SweepModel]
     seed: int
-    probes: list[SweepProbe]
+    models: list[SweepModel]
     suite: Optional[str] = None
     settings: Optional[dict[str, Any]] = None
+    probes: list[SweepProbe]
     not_run: Optional[list[NotRun]] = None
     summary: Optional[dict[str, Any]] = None
     timings: Optional[dict[str, Any]] = None
@@ -520,3 +536,29 @@ def load_report(obj: dict) -> Report:
             loc = loc[1:]  # the discriminated union names the branch first
         where = "/".join(str(p) for p in loc) or "(top level)"
         raise ValueError(f"report does not match its schema at {where}: {err['msg'][:300]}") from None
+
+
+def to_json_dict(obj: Any) -> Any:
+    """``obj`` with every dataclass in it (a report, or any block of one) as the dict report.json holds:
+    fields in declaration order (the order the file writes), ``from_`` named ``from``, a ``None`` in a field
+    declared with ``_absent()`` left out, then any properties the dataclass does not describe (kept by
+    ``load_report``). Dicts and lists are walked; a container without a dataclass inside is returned as is
+    (the same object), so the values the pipeline built (tuples, numpy scalars, NaN) reach ``report.jsonio``
+    untouched, which makes them JSON."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if value is None and f.metadata.get("omit_none"):
+                continue
+            out[f.name.rstrip("_")] = to_json_dict(value)
+        declared = {f.name for f in fields(obj)}
+        out.update((k, to_json_dict(v)) for k, v in vars(obj).items() if k not in declared)
+        return out
+    if isinstance(obj, dict):
+        items = {k: to_json_dict(v) for k, v in obj.items()}
+        return obj if all(items[k] is obj[k] for k in obj) else items
+    if isinstance(obj, list):
+        items = [to_json_dict(v) for v in obj]
+        return obj if all(a is b for a, b in zip(items, obj)) else items
+    return obj

@@ -21,7 +21,8 @@ from .constants import DEFAULT_RULES
 from .errors import CreepscanError
 from .options import Options
 from .paired import compare_row
-from .pipeline import model_block, report_head, run, run_date
+from .pipeline import model_block, run, run_date
+from .result import SCHEMA_VERSION, SweepReport, Tool, to_json_dict
 
 __all__ = ["ModelEntry", "SweepInputError", "ORDERS", "step_from_name", "read_models_file", "model_entries",
            "order_entries", "run_sweep", "sweep_steps"]
@@ -176,18 +177,18 @@ def run_sweep(encoders: list, probes: list, options: Options, *, steps: list | N
         probe_rows.append({"id": p.id, "title": p.title, "capability": p.capability, "policy": p.policy,
                            "reference": p.reference, "per_model": per_model, "steps": st})
         per_probe_timings[p.id] = timings
-    return {
-        **report_head("sweep", options),
-        "models": [{**model_block(enc), "order": i, "step": step}
-                   for i, (enc, step) in enumerate(zip(encoders, steps))],
-        "suite": suite,
-        "settings": {"order": order, "alpha": alpha, "max_per_class": options.max_per_class,
-                     "correction": "holm: within a probe over its metrics, then across the probe's steps",
-                     "skill_threshold_default": DEFAULT_RULES["skill_threshold"]},
-        "probes": probe_rows, "not_run": not_run,
-        "summary": {"rose": rises},
+    report = SweepReport(
+        schema_version=SCHEMA_VERSION, kind="sweep", tool=Tool.this(), seed=options.seed,
+        models=[{**model_block(enc), "order": i, "step": step} for i, (enc, step) in enumerate(zip(encoders, steps))],
+        suite=suite,
+        settings={"order": order, "alpha": alpha, "max_per_class": options.max_per_class,
+                  "correction": "holm: within a probe over its metrics, then across the probe's steps",
+                  "skill_threshold_default": DEFAULT_RULES["skill_threshold"]},
+        probes=probe_rows, not_run=not_run,
+        summary={"rose": rises},
         # The one machine-dependent block (nothing else in the report depends on the machine or the engine).
-        "timings": {"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(),
-                    "engine": state.engine.describe(),
-                    "execution": [state.execution(enc) for enc in encoders], "probes": per_probe_timings},
-    }
+        timings={"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(),
+                 "engine": state.engine.describe(),
+                 "execution": [state.execution(enc) for enc in encoders], "probes": per_probe_timings},
+    )
+    return to_json_dict(report)

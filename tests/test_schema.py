@@ -11,9 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from creepscan.cli import main
-from creepscan.pipeline import SCHEMA_VERSION
 from creepscan.report import write_reports
-from creepscan.result import SCHEMA_FILE, report_schema, schema_text, shipped_schema, validate_report
+from creepscan.result import SCHEMA_FILE, SCHEMA_VERSION, report_schema, schema_text, shipped_schema, validate_report
 
 DATA = Path(__file__).parent / "data"
 SHIPPED = Path(__file__).resolve().parents[1] / "creepscan" / "schemas" / SCHEMA_FILE
@@ -77,3 +76,19 @@ def test_load_report_gives_the_typed_report_readers_read():
     broken["probes"][0]["risk_level"] = "severe"
     with pytest.raises(ValueError, match="at probes/0/risk_level"):
         load_report(broken)
+
+
+def test_to_json_dict_writes_fields_in_file_order_and_leaves_out_an_absent_spec():
+    from creepscan.result import AuditReport, SweepStep, Tool, to_json_dict
+
+    probes = [{"id": "p", "ci95": (0.1, 0.2)}]
+    report = AuditReport(schema_version="1", kind="audit", tool=Tool(name="creepscan", version="9"), seed=3,
+                         model={"spec": "m", "fingerprint": "sha256:0"}, suite=None, probes=probes, not_run=[])
+    out = to_json_dict(report)
+    assert list(out) == ["schema_version", "kind", "tool", "seed", "model", "suite", "settings", "probes",
+                         "not_run", "timings"]  # suite null is written; spec (never set here) is left out
+    assert out["tool"] == {"name": "creepscan", "version": "9"} and out["suite"] is None
+    assert out["probes"] is probes  # the pipeline's blocks pass through untouched (tuples stay for jsonio)
+    report.spec = {"passed": True}
+    assert list(to_json_dict(report))[-1] == "spec"
+    assert to_json_dict(SweepStep(from_=0, to=1, p_value=None))["from"] == 0
