@@ -369,3 +369,17 @@ def test_model_card_in_headless_chromium_keeps_hostile_strings_as_text(tmp_path)
     assert dom.title == "creepscan model card"                                # no handler ran
     assert SCRIPT in dom.text and html.unescape("&lt;b&gt;bold&lt;/b&gt; &amp;") in dom.text
     assert IMG in dom.text
+
+
+def test_card_command_refuses_a_report_that_breaks_the_schema_in_one_line(tmp_path):
+    out, report, block = _audit_dir(tmp_path)
+    broken = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    broken["seed"] = "zero"                        # the card reads the typed report: seed must be an integer
+    (out / "report.json").write_text(json.dumps(broken), encoding="utf-8")
+    for name in CARD_FILES:
+        (out / name).unlink()
+    result = CliRunner().invoke(main, ["card", str(out)], catch_exceptions=False)
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "schema at seed" in lines[0]
+    assert not any((out / name).exists() for name in CARD_FILES)

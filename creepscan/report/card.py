@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..result import ModelInfo, load_report
 from . import jsonio
 from ._fmt import NA, as_dict, as_list
 from .markdown import md
@@ -109,18 +110,22 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def _model_facts(model: dict) -> dict:
-    base = model.get("base")
+def _model_facts(model: ModelInfo) -> dict:
+    """What the card says about one model (a block of the typed report)."""
+    base = model.base
     base_name = public_name(base.get("spec") or base.get("name")) if isinstance(base, dict) else public_name(base)
     base_fp = base.get("fingerprint") if isinstance(base, dict) else None
-    library = model.get("library") or model.get("loader")
-    return {"name": public_name(model.get("spec")) or model.get("name") or NA, "arch": model.get("name"),
-            "fingerprint": model.get("fingerprint"), "library": library if isinstance(library, str) else None,
-            "license": model.get("license") if isinstance(model.get("license"), str) else None,
+    library = model.library or getattr(model, "loader", None)  # loader: reports older than `library`
+    licence = getattr(model, "license", None)  # a property the schema does not describe
+    return {"name": public_name(model.spec) or model.name or NA, "arch": model.name,
+            "fingerprint": model.fingerprint, "library": library if isinstance(library, str) else None,
+            "license": licence if isinstance(licence, str) else None,
             "base": base_name, "base_fingerprint": base_fp}
 
 
 def _view(report: dict, spec_block: dict, sha: str) -> dict:
+    """The card's facts: the top level read from the typed report (``result.load_report``: a report that
+    breaks the schema raises ``ValueError``), the probes as the dicts the use spec's evidence reads."""
     if not isinstance(report, dict):
         raise ValueError(f"report must be the report.json dict, got {type(report).__name__}")
     if not isinstance(spec_block, dict):
@@ -130,25 +135,27 @@ def _view(report: dict, spec_block: dict, sha: str) -> dict:
     block = spec_block["b"] if compare else spec_block
     if not isinstance(block.get("clauses"), list):
         raise ValueError("spec_block has no 'clauses' list: pass what creepscan.spec.evaluate_spec returned")
-    model = as_dict(report.get("model_b" if compare else "model"))
+    typed = load_report(report)
+    if typed.kind != ("compare" if compare else "audit"):
+        raise ValueError(f"spec_block is {'compare' if compare else 'audit'}'s but the report is a {typed.kind}")
     baseline = {}
     if compare:
         baseline = {f"{c.get('kind')} {c.get('probe')}": c for c in as_list(spec_block["a"].get("clauses"))}
     probes = [as_dict(p.get("b")) if compare else p for p in as_list(report.get("probes")) if isinstance(p, dict)]
-    timings = as_dict(report.get("timings"))
+    date = (typed.timings or {}).get("date")
     return {
         "report": report,
         "block": block,
         "baseline": baseline,
-        "baseline_model": _model_facts(as_dict(report.get("model_a"))) if compare else {},
-        "model": _model_facts(model),
-        "tool_version": as_dict(report.get("tool")).get("version"),
-        "seed": report.get("seed"),
-        "suite": report.get("suite"),
-        "date": timings.get("date") if isinstance(timings.get("date"), str) else None,
+        "baseline_model": _model_facts(typed.model_a) if compare else {},
+        "model": _model_facts(typed.model_b if compare else typed.model),
+        "tool_version": typed.tool.version,
+        "seed": typed.seed,
+        "suite": getattr(typed, "suite", None),
+        "date": date if isinstance(date, str) else None,
         "report_sha256": sha,
         "probes": [p for p in probes if p.get("id")],
-        "not_run": [as_dict(n) for n in as_list(report.get("not_run"))],
+        "not_run": list(typed.not_run or []),
         "finetune": any(as_dict(p.get("metrics")).get("finetune") for p in probes),
         "allowed": [c for c in block["clauses"] if isinstance(c, dict) and c.get("kind") == "allowed"],
         "prohibited": [c for c in block["clauses"] if isinstance(c, dict) and c.get("kind") == "prohibited"],
@@ -407,7 +414,7 @@ def _limitation_items(v: dict) -> list[str]:
     if unsure:
         items.append("Inconclusive here: " + ", ".join(str(p["id"]) for p in unsure) + ".")
     if v["not_run"]:
-        items.append("Not run (no data): " + ", ".join(str(n.get("id")) for n in v["not_run"]) + ".")
+        items.append("Not run (no data): " + ", ".join(str(n.id) for n in v["not_run"]) + ".")
     return items
 
 
@@ -629,6 +636,10 @@ def regenerate_card(report_dir) -> list[Path]:
     if not isinstance(spec_block, dict):
         raise CreepscanError(f"{path} has no \"spec\" block: it was written without --spec; rerun "
                              f"creepscan audit MODEL --spec FILE --out {folder}")
+    try:
+        load_report(report)
+    except ValueError as exc:  # told apart from a malformed spec block below
+        raise CreepscanError(f"{path}: {exc}; rerun the audit with --spec") from None
     try:
         return write_card(report, spec_block, folder, report_bytes=data)
     except ValueError as exc:
