@@ -8,7 +8,10 @@ default are documented but optional (partial results, older reports), and every 
 further properties, so a report may grow without breaking readers that validate it.
 
 ``load_report(obj)`` reads a report dict into these dataclasses (an ``AuditReport``, ``CompareReport`` or
-``SweepReport`` by its ``kind``), for readers that read attributes instead of dict lookups.
+``SweepReport`` by its ``kind``), for readers that read attributes instead of dict lookups (the CLI's gates,
+the model card). ``to_json_dict(report)`` is the other direction, the one serialiser the writers use: the
+three ``run_*`` functions fill the top level as these dataclasses (the blocks below it are still the
+pipeline's dicts, passed through as they are).
 
 ``report_schema()`` builds the schema with pydantic's ``TypeAdapter`` (which reads stdlib
 dataclasses); ``creepscan schema`` prints it, and the package ships it as
