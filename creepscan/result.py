@@ -10,8 +10,8 @@ further properties, so a report may grow without breaking readers that validate 
 ``load_report(obj)`` reads a report dict into these dataclasses (an ``AuditReport``, ``CompareReport`` or
 ``SweepReport`` by its ``kind``), for readers that read attributes instead of dict lookups (the CLI's gates,
 the model card). ``to_json_dict(report)`` is the other direction, the one serialiser the writers use: the
-three ``run_*`` functions fill the top level as these dataclasses (the blocks below it are still the
-pipeline's dicts, passed through as they are).
+three ``run_*`` functions fill the top level as these dataclasses, compare's probe rows too (the model
+blocks and each model's probe block are still the pipeline's dicts, passed through as they are).
 
 ``report_schema()`` builds the schema with pydantic's ``TypeAdapter`` (which reads stdlib
 dataclasses); ``creepscan schema`` prints it, and the package ships it as
@@ -341,15 +341,10 @@ class PairedTest:
 
 @_open
 class CompareProbe:
-    """One probe in a compare report: both models' results and the change with its paired test."""
+    """One probe in a compare report: both models' results and the change with its paired test. Fields in
+    the order report.json writes them."""
 
     id: str
-    a: Probe
-    b: Probe
-    delta: dict[str, Any]
-    """B minus A per metric (linear_probe, zero_shot, few_shot by k, verification)."""
-    p_value: Num
-    """The probe's headline paired test (smallest Holm-adjusted p over its metrics)."""
     title: Optional[str] = None
     capability: Optional[str] = None
     policy: Optional[list[str]] = None
@@ -357,8 +352,14 @@ class CompareProbe:
     level_a: Optional[Level] = None
     level_b: Optional[Level] = None
     risk_rose: Optional[bool] = None
+    delta: dict[str, Any]
+    """B minus A per metric (linear_probe, zero_shot, few_shot by k, verification)."""
     tests: Optional[dict[str, Any]] = None
+    p_value: Num
+    """The probe's headline paired test (smallest Holm-adjusted p over its metrics)."""
     headline: Optional[dict[str, Any]] = None
+    a: Probe
+    b: Probe
     p_adjusted: Num = None
     """Holm-adjusted across probes."""
     significant: Optional[bool] = None
