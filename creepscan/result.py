@@ -10,8 +10,9 @@ further properties, so a report may grow without breaking readers that validate 
 ``load_report(obj)`` reads a report dict into these dataclasses (an ``AuditReport``, ``CompareReport`` or
 ``SweepReport`` by its ``kind``), for readers that read attributes instead of dict lookups (the CLI's gates,
 the model card). ``to_json_dict(report)`` is the other direction, the one serialiser the writers use: the
-three ``run_*`` functions fill the top level as these dataclasses, compare's probe rows too (the model
-blocks and each model's probe block are still the pipeline's dicts, passed through as they are).
+three ``run_*`` functions fill the top level as these dataclasses, compare's and sweep's probe rows too
+(the model blocks, each model's probe block and a sweep's steps are still the pipeline's dicts, passed
+through as they are).
 
 ``report_schema()`` builds the schema with pydantic's ``TypeAdapter`` (which reads stdlib
 dataclasses); ``creepscan schema`` prints it, and the package ships it as
@@ -418,15 +419,16 @@ class SweepStep:
 
 @_open
 class SweepProbe:
-    """One probe in a sweep: every model's result in order, and the consecutive steps' tests."""
+    """One probe in a sweep: every model's result in order, and the consecutive steps' tests. Fields in the
+    order report.json writes them."""
 
     id: str
-    per_model: list[Probe]
-    steps: list[SweepStep]
     title: Optional[str] = None
     capability: Optional[str] = None
     policy: Optional[list[str]] = None
     reference: Optional[bool] = None
+    per_model: list[Probe]
+    steps: list[SweepStep]
 
 
 @_open

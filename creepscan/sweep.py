@@ -22,7 +22,7 @@ from .errors import CreepscanError
 from .options import Options
 from .paired import compare_row
 from .pipeline import model_block, run, run_date
-from .result import SCHEMA_VERSION, SweepReport, Tool, to_json_dict
+from .result import SCHEMA_VERSION, SweepProbe, SweepReport, Tool, to_json_dict
 
 __all__ = ["ModelEntry", "SweepInputError", "ORDERS", "step_from_name", "read_models_file", "model_entries",
            "order_entries", "run_sweep", "sweep_steps"]
@@ -174,8 +174,8 @@ def run_sweep(encoders: list, probes: list, options: Options, *, steps: list | N
         p = pr.probe
         st = sweep_steps(pr, options.seed, alpha)
         rises += [{"probe": p.id, "from": s["from"], "to": s["to"]} for s in st if s["level_rose"]]
-        probe_rows.append({"id": p.id, "title": p.title, "capability": p.capability, "policy": p.policy,
-                           "reference": p.reference, "per_model": per_model, "steps": st})
+        probe_rows.append(SweepProbe(id=p.id, title=p.title, capability=p.capability, policy=p.policy,
+                                     reference=p.reference, per_model=per_model, steps=st))
         per_probe_timings[p.id] = timings
     report = SweepReport(
         schema_version=SCHEMA_VERSION, kind="sweep", tool=Tool.this(), seed=options.seed,
