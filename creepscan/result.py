@@ -10,8 +10,8 @@ further properties, so a report may grow without breaking readers that validate 
 ``load_report(obj)`` reads a report dict into these dataclasses (an ``AuditReport``, ``CompareReport`` or
 ``SweepReport`` by its ``kind``), for readers that read attributes instead of dict lookups (the CLI's gates,
 the model card). ``to_json_dict(report)`` is the other direction, the one serialiser the writers use: the
-three ``run_*`` functions fill the top level as these dataclasses, compare's and sweep's probe rows too
-(the model blocks, each model's probe block and a sweep's steps are still the pipeline's dicts, passed
+three ``run_*`` functions fill the top level as these dataclasses, compare's and sweep's probe rows and a
+sweep's steps too (the model blocks and each model's probe block are still the pipeline's dicts, passed
 through as they are).
 
 ``report_schema()`` builds the schema with pydantic's ``TypeAdapter`` (which reads stdlib
@@ -400,7 +400,8 @@ class SweepModel(ModelInfo):
 
 @_open
 class SweepStep:
-    """Checkpoint ``to`` against checkpoint ``from`` (compare's paired test, Holm across the steps)."""
+    """Checkpoint ``to`` against checkpoint ``from`` (compare's paired test, Holm across the steps). Fields in
+    the order report.json writes them."""
 
     from_: FromIndex
     to: int
@@ -408,11 +409,11 @@ class SweepStep:
     p_adjusted: Num = None
     significant: Optional[bool] = None
     delta: Num = None
+    headline: Optional[dict[str, Any]] = None
     level_from: Optional[Level] = None
     level_to: Optional[Level] = None
     level_rose: Optional[bool] = None
     rose_significantly: Optional[bool] = None
-    headline: Optional[dict[str, Any]] = None
     metrics_delta: Optional[dict[str, Any]] = None
     tests: Optional[dict[str, Any]] = None
 

@@ -22,7 +22,7 @@ from .errors import CreepscanError
 from .options import Options
 from .paired import compare_row
 from .pipeline import model_block, run, run_date
-from .result import SCHEMA_VERSION, SweepProbe, SweepReport, Tool, to_json_dict
+from .result import SCHEMA_VERSION, SweepProbe, SweepReport, SweepStep, Tool, to_json_dict
 
 __all__ = ["ModelEntry", "SweepInputError", "ORDERS", "step_from_name", "read_models_file", "model_entries",
            "order_entries", "run_sweep", "sweep_steps"]
@@ -128,20 +128,20 @@ def order_entries(entries: list[ModelEntry], order: str = "given") -> list[Model
     return sorted(entries, key=lambda e: e.step)
 
 
-def sweep_steps(pr, seed: int, alpha: float) -> list[dict]:
+def sweep_steps(pr, seed: int, alpha: float) -> list[SweepStep]:
     """Consecutive checkpoints of one probe's result: model i+1 against model i with compare's paired
     test (``compare.compare_row``), Holm-adjusted across the steps of the probe."""
     rows = [(i, compare_row(pr, i, i + 1, seed)) for i in range(len(pr.models) - 1)]
     adjusted = holm([r["p_value"] for _, r in rows])
     steps = []
     for (i, r), p_adj in zip(rows, adjusted):
-        steps.append({
-            "from": i, "to": i + 1, "p_value": r["p_value"], "p_adjusted": p_adj, "significant": bool(p_adj < alpha),
-            "delta": r["headline"]["change"], "headline": r["headline"],
-            "level_from": r["level_a"], "level_to": r["level_b"], "level_rose": r["risk_rose"],
-            "rose_significantly": bool(p_adj < alpha and r["headline"]["change"] > 0),
-            "metrics_delta": r["delta"], "tests": r["tests"],
-        })
+        steps.append(SweepStep(
+            from_=i, to=i + 1, p_value=r["p_value"], p_adjusted=p_adj, significant=bool(p_adj < alpha),
+            delta=r["headline"]["change"], headline=r["headline"],
+            level_from=r["level_a"], level_to=r["level_b"], level_rose=r["risk_rose"],
+            rose_significantly=bool(p_adj < alpha and r["headline"]["change"] > 0),
+            metrics_delta=r["delta"], tests=r["tests"],
+        ))
     return steps
 
 
@@ -173,7 +173,7 @@ def run_sweep(encoders: list, probes: list, options: Options, *, steps: list | N
             per_model.append(block)
         p = pr.probe
         st = sweep_steps(pr, options.seed, alpha)
-        rises += [{"probe": p.id, "from": s["from"], "to": s["to"]} for s in st if s["level_rose"]]
+        rises += [{"probe": p.id, "from": s.from_, "to": s.to} for s in st if s.level_rose]
         probe_rows.append(SweepProbe(id=p.id, title=p.title, capability=p.capability, policy=p.policy,
                                      reference=p.reference, per_model=per_model, steps=st))
         per_probe_timings[p.id] = timings
