@@ -23,6 +23,7 @@ from .evaluation import ModelResult, ProbeResult, risk_block, rules_for
 from .features import Features
 from .options import Options, RunState
 from .probes import Probe
+from .result import NotRun
 from .risk import DEFAULT_BASIS
 
 
@@ -238,7 +239,7 @@ def check_data_keys(probes: list[Probe], options: Options) -> None:
             )
 
 
-def load_or_record(probe: Probe, options: Options, n_probes: int, not_run: list) -> ProbeData | None:
+def load_or_record(probe: Probe, options: Options, n_probes: int, not_run: list[NotRun]) -> ProbeData | None:
     """A probe whose public data cannot be fetched is recorded as not run, so the others still run;
     the CLI then exits 2 after writing the report. Local data given with --data that fails, or a run
     of a single probe, fails at once."""
@@ -248,7 +249,7 @@ def load_or_record(probe: Probe, options: Options, n_probes: int, not_run: list)
         if options.data_path(probe.id) is not None or n_probes == 1:
             raise
         options.log(f"  {probe.id}: not run: {exc}", "warning")
-        not_run.append({"id": probe.id, "reason": str(exc)})
+        not_run.append(NotRun(id=probe.id, reason=str(exc)))
         return None
 
 
