@@ -71,8 +71,18 @@ def sweep_figures():
             f"{runs['ray']['peak_x_local']:.1f}× its peak memory"]
 
 
+def wait_policy_figures():
+    def spinning_x_default(name):
+        rows = {(r["condition"], r["setting"]): r["seconds"] for r in load(name)["rows"]}
+        busy = next(c for c, _ in rows if c.startswith("+"))
+        return rows[(busy, "spinning")] / rows[(busy, "default")]
+
+    return [f"spinning {spinning_x_default('threads_cpu_small.json'):.1f}× slower on 600 × 64 features, "
+            f"{spinning_x_default('threads_cpu.json'):.1f}× on 10,000 × 512"]
+
+
 @pytest.mark.parametrize("figures", [attacks_figures, linear_probe_figures, adversaries_figures, shared_cache_figures,
-                                     extract_figures, cpu_decode_figures, sweep_figures])
+                                     extract_figures, cpu_decode_figures, sweep_figures, wait_policy_figures])
 def test_readme_figures_match_the_committed_results(figures):
     readme = (REPO / "README.md").read_text()
     for text in figures():
