@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelUnavailable
-from .openclip import PRECISIONS, precision_autocast, resolve_precision
+from .openclip import PRECISIONS, LazyFloor, resolve_precision
 
 FLOOR_SEED = 0
 
@@ -26,7 +26,7 @@ def seeded(build: Callable[[], torch.nn.Module], seed: int = FLOOR_SEED) -> torc
         return build()
 
 
-class ModuleEncoder:
+class ModuleEncoder(LazyFloor):
     """A torch ``model`` whose ``embed(model, pixels) -> tensor [n, d]`` gives one pooled embedding
     per image; ``preprocess`` (PIL image -> float tensor [3, H, W]) comes from the checkpoint's own
     processor config and ``preprocess_id`` (part of the embedding cache key) names it.
@@ -86,16 +86,6 @@ class ModuleEncoder:
     def batch_size(self) -> int:
         """Images per forward pass: 16 on a CPU (as for open_clip), 256 on a GPU."""
         return 16 if self.device.type != "cuda" else 256
-
-    @property
-    def floor(self):
-        """The same architecture with seeded random weights (built once, when first asked for)."""
-        if self._floor is None and self._floor_factory is not None:
-            self._floor = self._floor_factory().configure(**self._settings)
-        return self._floor
-
-    def _autocast(self):
-        return precision_autocast(self.precision, self.device)
 
     def _prepare(self):
         if not self._ready:

@@ -92,7 +92,26 @@ def _min_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=1).min())
 
 
-class OpenClipEncoder:
+class LazyFloor:
+    """The floor and the autocast context shared by the torch-module encoders (open_clip here, and
+    transformers/timm in ``module.py``): ``_floor_factory`` builds the same architecture with seeded
+    random weights once, when first asked for, configured like the model (``_settings``)."""
+
+    _floor = None
+    _floor_factory = None
+    _settings: dict
+
+    @property
+    def floor(self):
+        if self._floor is None and self._floor_factory is not None:
+            self._floor = self._floor_factory().configure(**self._settings)
+        return self._floor
+
+    def _autocast(self):
+        return precision_autocast(self.precision, self.device)
+
+
+class OpenClipEncoder(LazyFloor):
     """A frozen open_clip model: image tower for the attacks, text tower for zero-shot.
 
     Speed settings (``configure``): ``precision`` (see ``resolve_precision``; on a CPU ``auto`` is
@@ -207,15 +226,6 @@ class OpenClipEncoder:
         # 1,000 images; keep well inside what is free.
         per_image = max(params * 2 * 40 / 1000, 1 << 20)
         return int(max(64, min(1024, free * 0.5 // per_image)))
-
-    @property
-    def floor(self):
-        if self._floor is None and self._floor_factory is not None:
-            self._floor = self._floor_factory().configure(**self._settings)
-        return self._floor
-
-    def _autocast(self):
-        return precision_autocast(self.precision, self.device)
 
     def encode_images(self, batch):
         # A compiled tower runs under no_grad: inference tensors would make it compile twice
