@@ -36,19 +36,20 @@ def test_ci_runs_the_readme_test_command_literally():
 def test_the_readme_test_command_collects_every_test_when_typed_bare():
     """`pytest -q` typed as the README shows (not `python -m pytest`, which adds the working folder to
     sys.path): every test file must import. The install half already ran to get here; the pytest half
-    runs as a subprocess, collecting only (running the suite inside itself would recurse)."""
+    runs as a subprocess, collecting only (running the suite inside itself would recurse), in one process
+    (``-n 0`` after the README's options: the same imports, without each xdist worker collecting again)."""
     cmd = readme_test_command()
     pytest_part = cmd.split("&&")[-1].strip()
     assert shlex.split(pytest_part)[0] == "pytest"
     exe = Path(sys.executable).with_name("pytest")
-    argv = [str(exe)] + shlex.split(pytest_part)[1:] + ["--collect-only", "-p", "no:cacheprovider"]
+    argv = [str(exe)] + shlex.split(pytest_part)[1:] + ["--collect-only", "-p", "no:cacheprovider", "-n", "0"]
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "error" not in proc.stdout.lower().split("collected")[-1]
     n = int(re.search(r"(\d+) tests? collected", proc.stdout).group(1))
     assert n > 100
     # and a test that imports fixtures/ runs under the bare command
-    proc = subprocess.run([str(exe), "-q", "-p", "no:cacheprovider", "tests/test_fixtures_generator.py"],
+    proc = subprocess.run([str(exe), "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_fixtures_generator.py"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:]
 
