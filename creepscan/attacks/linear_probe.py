@@ -227,17 +227,18 @@ def fit_logistic(Z: torch.Tensor, y: torch.Tensor, n_classes: int, lam: float, *
             q[:, -1].mul_(float(n_classes))
         for s_, y_, r_, a in zip(S, Yk, Rho, reversed(alphas)):
             q.add_(s_ * (a - r_ * _bdot(y_, q))[:, None, None])
-        d = q.neg_()
-        d[~active] = 0
+        # Selections by torch.where, not boolean-mask assignment: the same values, without the
+        # nonzero/index_put round trips that dominated small fits.
+        d = torch.where(active[:, None, None], q.neg_(), 0.0)
         gd = _bdot(g, d)
         uphill = active & (gd >= 0)
         if bool(uphill.any()):  # lost positive definiteness: restart those episodes downhill
-            d[uphill] = -g[uphill]
+            d = torch.where(uphill[:, None, None], -g, d)
             gd = _bdot(g, d)
         # Backtracking (Armijo) line search, per episode; convex objective so curvature holds.
         t = torch.ones(E, dtype=Z.dtype, device=Z.device)
         todo = active.clone()
-        P_new, f_new, g_new = P.clone(), f.clone(), g.clone()
+        P_new, f_new, g_new = P, f, g
         for _ in range(12):
             P_try = torch.addcmul(P, t[:, None, None], d)
             f_try, g_try = _loss_grad(Z, y, P_try, lam, n)
@@ -245,7 +246,9 @@ def fit_logistic(Z: torch.Tensor, y: torch.Tensor, n_classes: int, lam: float, *
             # derivative that is still <= 0: at tiny C the penalty-dominated part of the objective
             # is below float32 resolution of f, while the gradient stays accurate.
             ok = todo & ((f_try <= f + 1e-4 * t * gd) | (_bdot(g_try, d) <= 0))
-            P_new[ok], f_new[ok], g_new[ok] = P_try[ok], f_try[ok], g_try[ok]
+            ok3 = ok[:, None, None]
+            P_new, f_new, g_new = torch.where(ok3, P_try, P_new), torch.where(ok, f_try, f_new), \
+                torch.where(ok3, g_try, g_new)
             todo &= ~ok
             if not bool(todo.any()):
                 break
