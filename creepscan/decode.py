@@ -199,8 +199,8 @@ def choose(mode: str, preprocess, device) -> TensorTransform | None:
     preprocessing allows it. ``pil``: never."""
     if mode not in MODES:
         raise ValueError(f"decode mode must be one of {MODES}, got {mode!r}")
-    if mode == "pil" or _decode_jpeg() is None:
-        return None
-    if mode == "auto" and torch.device(device).type != "cuda":
+    if mode == "pil" or (mode == "auto" and torch.device(device).type != "cuda"):
+        return None  # decided before importing torchvision.io: seconds of a CPU run's start
+    if _decode_jpeg() is None:
         return None
     return TensorTransform.from_preprocess(preprocess)

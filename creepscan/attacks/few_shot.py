@@ -185,6 +185,7 @@ def _normalise(t: torch.Tensor) -> torch.Tensor:
     return t / t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+@torch.inference_mode()  # no head here learns by autograd (mlp and gd_budget run on the full split only)
 def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequence[int] | None = None,
                    C: float = 1.0, min_episodes: int = 10, max_episodes: int = 100,
                    target_halfwidth: float = 0.02, device="cpu", heads: Sequence[str] = DEFAULT_HEADS,
