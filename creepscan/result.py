@@ -9,10 +9,12 @@ further properties, so a report may grow without breaking readers that validate 
 
 ``load_report(obj)`` reads a report dict into these dataclasses (an ``AuditReport``, ``CompareReport`` or
 ``SweepReport`` by its ``kind``), for readers that read attributes instead of dict lookups (the CLI's gates,
-the model card). ``to_json_dict(report)`` is the other direction, the one serialiser the writers use: the
-three ``run_*`` functions fill the top level as these dataclasses, compare's and sweep's probe rows and a
-sweep's steps too (the model blocks and each model's probe block are still the pipeline's dicts, passed
-through as they are).
+the model card). ``to_json_dict(report)`` is the other direction, the one serialiser the writers use. The
+writers fill these dataclasses: the attacks' ``to_result()`` their blocks and ``Metrics``, ``risk.assess``
+the uplift, capability, power and inconclusive blocks, the pipeline each model's ``Probe`` and ``Control``,
+``paired.compare_row`` the ``CompareProbe`` with its delta, tests and headline, the three ``run_*`` functions
+the top level, ``spec.evaluate_spec`` the use spec's verdicts. The model blocks (what each backend records)
+and the top-level ``timings`` (machine-dependent) stay open dicts, passed through as they are.
 
 ``report_schema()`` builds the schema with pydantic's ``TypeAdapter`` (which reads stdlib
 dataclasses); ``creepscan schema`` prints it, and the package ships it as
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
 __all__ = ["SCHEMA_VERSION", "SCHEMA_FILE", "report_schema", "shipped_schema", "validate_report", "load_report",
-           "to_json_dict", "Report"]
+           "to_json_dict", "build", "Report"]
 
 SCHEMA_VERSION = "1"
 SCHEMA_FILE = f"report-v{SCHEMA_VERSION}.schema.json"
@@ -1068,6 +1070,18 @@ def load_report(obj: dict) -> Report:
             loc = loc[1:]  # the discriminated union names the branch first
         where = "/".join(str(p) for p in loc) or "(top level)"
         raise ValueError(f"report does not match its schema at {where}: {err['msg'][:300]}") from None
+
+
+def build(cls, values: dict):
+    """``cls`` (a dataclass above) filled from ``values``, a block as the code that measures it lays it out
+    (keys as report.json names them: ``from``, ``class``, ...). Keys ``cls`` does not declare are kept as
+    attributes, which ``to_json_dict`` writes after the declared fields (as ``load_report`` keeps them)."""
+    names = {f.metadata.get("json", f.name.rstrip("_")): f.name for f in fields(cls)}
+    obj = cls(**{names[k]: v for k, v in values.items() if k in names})
+    for k, v in values.items():
+        if k not in names:
+            setattr(obj, k, v)
+    return obj
 
 
 def to_json_dict(obj: Any) -> Any:
