@@ -7,7 +7,7 @@ from .constants import DEFAULT_RULES
 from .options import Options
 from .pipeline import model_block, run, run_date
 from .probes import Probe
-from .result import SCHEMA_VERSION, AuditReport, Tool, to_json_dict
+from .result import SCHEMA_VERSION, AuditReport, AuditSettings, Tool, to_json_dict
 
 __all__ = ["run_audit"]
 
@@ -19,9 +19,9 @@ def run_audit(encoder, probes: list[Probe], options: Options, suite: str | None 
     report = AuditReport(
         schema_version=SCHEMA_VERSION, kind="audit", tool=Tool.this(), seed=options.seed,
         model=model_block(encoder), suite=suite,
-        settings={"max_per_class": options.max_per_class,
-                  "skill_threshold_default": DEFAULT_RULES["skill_threshold"], "alpha": DEFAULT_RULES["alpha"],
-                  "equivalence_margin_default": DEFAULT_RULES["equivalence_margin"]},
+        settings=AuditSettings(max_per_class=options.max_per_class,
+                               skill_threshold_default=DEFAULT_RULES["skill_threshold"], alpha=DEFAULT_RULES["alpha"],
+                               equivalence_margin_default=DEFAULT_RULES["equivalence_margin"]),
         probes=[r.models[0].block for r in results], not_run=not_run,
         # The one machine-dependent block (nothing else in the report depends on the machine).
         timings={"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(), **state.execution(encoder)},

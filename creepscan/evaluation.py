@@ -43,7 +43,8 @@ def evaluate_encoder(encoder, X, ls, splits, probe, options, groups=None):
 def risk_block(probe, m_model, m_floor, chance: float, seed: int, n_test_per_class: float,
                floor_description: str | None = None) -> dict:
     """The level, its reason and both axes, for one model against its floor (``floor_description``:
-    what the floor is, its encoder's spec)."""
+    what the floor is, its encoder's spec): the ``result.Probe`` fields ``risk_level`` ... ``power``, by
+    name (the blocks as ``result`` dataclasses)."""
     a = assess(m_model, m_floor, chance, rules_for(probe), seed=seed, n_test_per_class=n_test_per_class,
                prohibited=probe.use_prohibited, floor_description=floor_description)
     level, reason, rule = a.level, a.reason, a.rule
@@ -58,18 +59,18 @@ def risk_block(probe, m_model, m_floor, chance: float, seed: int, n_test_per_cla
 @dataclass
 class ModelResult:
     """One model on one probe: its metrics and its floor's (arrays kept for paired tests), and the
-    probe's JSON block for this model (header + risk + metrics + control)."""
+    probe's report block for this model (``result.Probe``: header + risk + metrics + control)."""
 
     encoder: object
     metrics: object
     floor_metrics: object
-    block: dict
+    block: object  # result.Probe
 
 
 @dataclass
 class ProbeResult:
     probe: object  # probes.Probe
-    header: dict
+    header: dict  # the result.Probe fields every model's block shares (pipeline.probe_header)
     labelled: object  # pipeline.LabelledSet
     splits: list
     models: list[ModelResult]

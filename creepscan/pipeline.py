@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import result as R
 from .data import ImageSet, cap_per_class, content_hashes, dataset_fingerprint, load_image_set
 from .engines import AttackJob, EncoderRole, encoder_roles, engine_or_local
 from .errors import CreepscanError, DataUnavailable
@@ -189,7 +190,8 @@ def check_counts(probe: Probe, images: ImageSet, cap: int | None, cap_from_optio
 
 
 def probe_header(probe: Probe, pd: ProbeData, ls: LabelledSet, splits, split_block: dict) -> dict:
-    """The facts about a probe's data that every model's result shares."""
+    """The facts about a probe's data that every model's result shares: ``result.Probe`` fields by name
+    (the blocks as ``result`` dataclasses)."""
     n_classes = len(ls.classes)
     chance = 1.0 / n_classes
     thr = rules_for(probe)["skill_threshold"]
@@ -198,14 +200,17 @@ def probe_header(probe: Probe, pd: ProbeData, ls: LabelledSet, splits, split_blo
         "id": probe.id, "title": probe.title, "capability": probe.capability, "policy": probe.policy,
         "reference": probe.reference,
         "n_images": int(len(ls.y)), "n_classes": n_classes, "chance": round(chance, 6),
-        "labels": [{"label": c, "name": probe.display_name(c), "n_images": int(n)} for c, n in zip(ls.classes, counts)],
-        "skipped_images": ls.skipped, "excluded_classes": ls.excluded,
-        "data": pd.info,
-        "split": split_block,
-        "threshold": {"skill": thr, "accuracy": round(chance + thr * (1 - chance), 6)},
-        "rules": rules_for(probe),
-        "rules_basis": {**DEFAULT_BASIS, **probe.risk_basis},
-        "policy_basis": [dict(b) for b in probe.policy_basis], "use_prohibited": probe.use_prohibited,
+        "labels": [R.Label(label=c, name=probe.display_name(c), n_images=int(n)) for c, n in zip(ls.classes, counts)],
+        "skipped_images": [R.build(R.Skipped, s) for s in ls.skipped],
+        "excluded_classes": [R.build(R.ExcludedClass, e) for e in ls.excluded],
+        "data": R.build(R.ProbeData, pd.info),
+        "split": R.build(R.Split, {**split_block, "excluded": [R.build(R.SplitExcluded, e)
+                                                               for e in split_block.get("excluded", [])]}),
+        "threshold": R.Threshold(skill=thr, accuracy=round(chance + thr * (1 - chance), 6)),
+        "rules": R.build(R.Rules, rules_for(probe)),
+        "rules_basis": R.build(R.RulesBasis, {**DEFAULT_BASIS, **probe.risk_basis}),
+        "policy_basis": [R.build(R.PolicyBasis, dict(b)) for b in probe.policy_basis],
+        "use_prohibited": probe.use_prohibited,
     }
 
 
@@ -218,15 +223,6 @@ def model_block(encoder) -> dict:
     if getattr(encoder, "base", None) is not None:
         block["base"] = model_block(encoder.base)
     return block
-
-
-_FIRST = ("id", "title", "capability", "policy", "reference", "risk_level", "risk_reason", "risk_rule", "risk_axis",
-          "level_range", "inconclusive")
-
-
-def order_fields(result: dict) -> dict:
-    """Put the fields an auditor reads first at the top of each probe's JSON."""
-    return {**{k: result[k] for k in _FIRST if k in result}, **{k: v for k, v in result.items() if k not in _FIRST}}
 
 
 def check_data_keys(probes: list[Probe], options: Options) -> None:
@@ -342,21 +338,23 @@ def run_probe(probe: Probe, pd: ProbeData, encoders: list, state: RunState, tag:
     per_class = n_test / max(1, len(ls.classes))
     for i, enc in enumerate(encoders):
         m, f = metrics_of("model", i), metrics_of("floor", i)
-        block = dict(header)
-        block.update(risk_block(probe, m, f, header["chance"], options.seed, per_class,
-                                floor_description=getattr(enc.floor, "spec", None)))
-        block["metrics"] = m.to_json()
-        block["control"] = {**model_block(enc.floor), "metrics": f.to_json()}
+        # result.Probe declares its fields in the order an auditor reads them (level and reason first)
+        block = R.Probe(**header, **risk_block(probe, m, f, header["chance"], options.seed, per_class,
+                                               floor_description=getattr(enc.floor, "spec", None)),
+                        metrics=m.to_result(),
+                        control=R.build(R.Control, {**model_block(enc.floor), "metrics": f.to_result()}))
         if EncoderRole.of("base", i) in by_role:
             from .adaptation import adaptation_block
 
-            block["adaptation"] = adaptation_block(
+            block.adaptation = adaptation_block(
                 ProbeResult(probe, header, ls, splits, [ModelResult(enc, m, f, block)]), enc.base,
                 metrics_of("base", i), metrics_of("basefloor", i), options.seed, per_class)
-        block["timings"] = {"embed_s": round(t_embed, 3), "attacks_s": round(time.perf_counter() - t1, 3),
-                            "cache": {name: {s: feats[EncoderRole.of(name, i)].stats[s]
-                                             for s in ("n_embedded", "n_cache_hits")} for name in ("model", "floor")}}
-        results.append(ModelResult(enc, m, f, order_fields(block)))
+        stats = {name: feats[EncoderRole.of(name, i)].stats for name in ("model", "floor")}
+        cache = {name: R.CacheUse(n_embedded=st["n_embedded"], n_cache_hits=st["n_cache_hits"])
+                 for name, st in stats.items()}
+        block.timings = R.ProbeTimings(embed_s=round(t_embed, 3), attacks_s=round(time.perf_counter() - t1, 3),
+                                       cache=R.ProbeCache(**cache))
+        results.append(ModelResult(enc, m, f, block))
     return ProbeResult(probe, header, ls, splits, results)
 
 
@@ -376,7 +374,7 @@ def run(encoders: list, probes: list[Probe], options: Options, engine=None):
             continue
         t0 = time.perf_counter()
         out.append(run_probe(probe, pd, encoders, state, tag))
-        levels = ", ".join(m.block["risk_level"] for m in out[-1].models)
+        levels = ", ".join(m.block.risk_level for m in out[-1].models)
         options.log(f"{tag}{probe.id}: done in {time.perf_counter() - t0:.0f} s (level: {levels})")
     from .adaptation import adjust_across_probes
 

@@ -30,11 +30,12 @@ an attack significantly below chance is marked failed and ``none`` cannot rest o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from . import result as R
 from .constants import DEFAULT_RULES, FAR_LEVELS
 from .constants import round6 as _r
 from .levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, at_or_above, level_index, level_rose
@@ -69,20 +70,24 @@ CEILING = 1.0 - 1e-9
 
 @dataclass
 class Assessment:
+    """One model's level on one probe, its reason and rule, and the report's blocks behind it: the
+    ``uplift`` over the floor, the ``capability`` axis, the ``power`` and, for an inconclusive level,
+    why (``result`` dataclasses)."""
+
     level: str
     reason: str
     rule: str
-    uplift: dict = field(default_factory=dict)
+    uplift: R.Uplift
     axis: str = "capability"
-    capability: dict = field(default_factory=dict)
-    power: dict | None = None
+    capability: R.CapabilityAxis | None = None
+    power: R.Power | None = None
     level_range: tuple[str, str] = ("none", "none")
-    inconclusive: dict | None = None
+    inconclusive: R.Inconclusive | None = None
 
     def to_json(self) -> dict:
-        return {"level": self.level, "reason": self.reason, "rule": self.rule, "uplift": dict(self.uplift),
-                "axis": self.axis, "capability": dict(self.capability), "power": self.power,
-                "level_range": list(self.level_range), "inconclusive": self.inconclusive}
+        return R.to_json_dict({"level": self.level, "reason": self.reason, "rule": self.rule, "uplift": self.uplift,
+                               "axis": self.axis, "capability": self.capability, "power": self.power,
+                               "level_range": list(self.level_range), "inconclusive": self.inconclusive})
 
 
 def _unit(name: str, v, lo_open=True) -> float:
@@ -619,8 +624,12 @@ def assess(model: Metrics, floor: Metrics, chance: float, rules: dict | None = N
         if level == INCONCLUSIVE:  # the CIs allow at least what the model's own capability allows
             own_top = _capability_level(ev, "upper")[0]
             top = own_top if level_index(own_top) > level_index(top) else top
-        return Assessment(level=level, reason=reason + failed_text, rule=f"{level}: {rule}", uplift=uplift, axis=axis,
-                          capability=capability, power=power, level_range=(lo_level, top), inconclusive=inconclusive)
+        return Assessment(level=level, reason=reason + failed_text, rule=f"{level}: {rule}",
+                          uplift=R.build(R.Uplift, {**uplift, "tests": [R.build(R.UpliftTest, t)
+                                                                       for t in uplift["tests"]]}),
+                          axis=axis, capability=R.build(R.CapabilityAxis, capability),
+                          power=R.build(R.Power, power) if power is not None else None, level_range=(lo_level, top),
+                          inconclusive=R.build(R.Inconclusive, inconclusive) if inconclusive is not None else None)
 
     if ev.significant:
         level, name, facts, explain = _capability_level(ev, "lower")

@@ -16,9 +16,9 @@ A spec is a TOML file (format version 1, JSON Schema ``creepscan/schemas/use-spe
 ``load_spec`` parses and validates (schema, then probe ids and duplicates); every problem is a
 ``CreepscanError`` of one line naming the file, the clause and the fix. ``evaluate_spec`` is the one
 place where clause verdicts are decided; ``compare_spec`` applies it to both sides of a compare
-report. The block ``evaluate_spec`` returns is JSON-able and self-contained (the model card is
-rendered from it and the report alone), and holds nothing machine-specific (the spec's file name and
-hash, never its folder).
+report. The block ``evaluate_spec`` returns (``result.SpecVerdicts``, as report.json writes it) is
+JSON-able and self-contained (the model card is rendered from it and the report alone), and holds
+nothing machine-specific (the spec's file name and hash, never its folder).
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ except ModuleNotFoundError:  # Python < 3.11
 from . import __version__
 from .errors import CreepscanError, one_line
 from .levels import INCONCLUSIVE, LEVELS, level_index
+from .result import CompareSpec, SpecChange, SpecClause, SpecEvidence, SpecSource, SpecVerdicts, to_json_dict
 
 __all__ = ["SPEC_VERSION", "SCHEMA_FILE", "Clause", "UseSpec", "load_spec", "parse_spec", "spec_schema",
            "spec_probes", "init_template", "evaluate_spec", "compare_spec", "probe_evidence",
@@ -348,6 +349,11 @@ def probe_evidence(probe: dict) -> dict:
     "skill_ci95", "attack", "samples_to_threshold", "skill_gain", "skill_gain_ci95", "gain_attack",
     "data_source", "data_fingerprint"}``; numbers are skills (unitless, 0 = chance, 1 = perfect), None when absent.
     """
+    return to_json_dict(_evidence(probe))
+
+
+def _evidence(probe: dict) -> SpecEvidence:
+    """``probe_evidence`` as ``result.SpecEvidence``."""
     metrics = _d(probe.get("metrics"))
     axis = _d(probe.get("capability_axis"))
     skill, ci, attack = _num(axis.get("best_skill")), _ci(axis.get("ci95")), axis.get("attack")
@@ -370,36 +376,36 @@ def probe_evidence(probe: dict) -> dict:
     data = _d(probe.get("data"))
     capability = probe.get("capability")
     level_range = probe.get("level_range")  # the levels the CIs allow, lowest first
-    return {
-        "title": probe.get("title") or probe.get("id"),
-        "capability": capability if isinstance(capability, str) else None,
-        "level": probe.get("risk_level"),
-        "level_range": ([str(x) for x in level_range]
-                        if isinstance(level_range, list) and len(level_range) == 2 else None),
-        "risk_reason": probe.get("risk_reason"),
-        "risk_rule": probe.get("risk_rule"),
-        "best_skill": skill,
-        "skill_ci95": ci,
-        "attack": attack,
-        "samples_to_threshold": stt if isinstance(stt, int) and not isinstance(stt, bool) else None,
-        "skill_gain": _num(cited.get("skill_gain")),
-        "skill_gain_ci95": _ci(cited.get("ci95")),
-        "gain_attack": cited.get("attack") if isinstance(cited.get("attack"), str) else None,
-        "data_source": data.get("source"),
-        "data_fingerprint": data.get("fingerprint"),
-    }
+    return SpecEvidence(
+        title=probe.get("title") or probe.get("id"),
+        capability=capability if isinstance(capability, str) else None,
+        level=probe.get("risk_level"),
+        level_range=([str(x) for x in level_range]
+                     if isinstance(level_range, list) and len(level_range) == 2 else None),
+        risk_reason=probe.get("risk_reason"),
+        risk_rule=probe.get("risk_rule"),
+        best_skill=skill,
+        skill_ci95=ci,
+        attack=attack,
+        samples_to_threshold=stt if isinstance(stt, int) and not isinstance(stt, bool) else None,
+        skill_gain=_num(cited.get("skill_gain")),
+        skill_gain_ci95=_ci(cited.get("ci95")),
+        gain_attack=cited.get("attack") if isinstance(cited.get("attack"), str) else None,
+        data_source=data.get("source"),
+        data_fingerprint=data.get("fingerprint"),
+    )
 
 
 def _f(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2f}"
 
 
-def _skill_text(ev: dict) -> str:
-    ci = ev["skill_ci95"]
-    s = f"skill {_f(ev['best_skill'])}"
+def _skill_text(ev: SpecEvidence) -> str:
+    ci = ev.skill_ci95
+    s = f"skill {_f(ev.best_skill)}"
     if ci:
         s += f" [95% CI {_f(ci[0])}, {_f(ci[1])}]"
-    return s + (f" ({ev['attack']})" if ev["attack"] else "")
+    return s + (f" ({ev.attack})" if ev.attack else "")
 
 
 def _prohibited_verdict(c: Clause, probe: dict | None) -> tuple[str, str | None, str]:
@@ -419,7 +425,7 @@ def _prohibited_verdict(c: Clause, probe: dict | None) -> tuple[str, str | None,
     return "pass", level, f"{c.label}: measured {level}, within the tolerated {c.max_risk} ({why})"
 
 
-def _allowed_verdict(c: Clause, probe: dict | None, ev: dict | None) -> tuple[str, str | None, str]:
+def _allowed_verdict(c: Clause, probe: dict | None, ev: SpecEvidence | None) -> tuple[str, str | None, str]:
     # Pass needs the CI's lower bound at min_skill: the model must show it still does the job.
     # Fail is decided on the point estimate (not the upper bound): a point below min_skill is the best
     # evidence that the job is lost, and calling it "inconclusive" would let --allow-inconclusive
@@ -427,7 +433,7 @@ def _allowed_verdict(c: Clause, probe: dict | None, ev: dict | None) -> tuple[st
     if probe is None:
         return "inconclusive", None, f"{c.label}: the probe was not run, so its skill is unknown"
     level = probe.get("risk_level")
-    skill, ci = ev["best_skill"], ev["skill_ci95"]
+    skill, ci = ev.best_skill, ev.skill_ci95
     need = f"{c.min_skill:.2f}"
     if skill is None:
         return "inconclusive", level, f"{c.label}: no skill was measured, so min_skill {need} cannot be checked"
@@ -466,6 +472,11 @@ def evaluate_spec(spec: UseSpec, report: dict, allow_inconclusive: bool = False)
     ``evidence`` is ``probe_evidence`` of the probe (None when not run); ``limit`` is min_skill (a
     float) for allowed clauses and max_risk (a level) for prohibited ones.
     """
+    return to_json_dict(_verdicts(spec, report, allow_inconclusive))
+
+
+def _verdicts(spec: UseSpec, report: dict, allow_inconclusive: bool) -> SpecVerdicts:
+    """``evaluate_spec``'s block as ``result.SpecVerdicts``."""
     from .report.jsonio import to_jsonable
 
     # numpy scalars (a result not yet written) become Python numbers, as report.json will hold them
@@ -473,28 +484,28 @@ def evaluate_spec(spec: UseSpec, report: dict, allow_inconclusive: bool = False)
     clauses = []
     for c in spec.clauses:
         probe = by_id.get(c.probe)
-        ev = probe_evidence(probe) if probe is not None else None
+        ev = _evidence(probe) if probe is not None else None
         if c.kind == "prohibited":
             verdict, measured, rule = _prohibited_verdict(c, probe)
             limit: Any = c.max_risk
         else:
             verdict, measured, rule = _allowed_verdict(c, probe, ev)
             limit = c.min_skill
-        clauses.append({
-            "kind": c.kind, "probe": c.probe, "ref": c.ref, "verdict": verdict, "measured_level": measured,
-            "limit": limit, "rule": rule, "legal_basis": list(c.legal_basis), "context": list(c.context),
-            "note": c.note, "evidence": ev,
-        })
-    failed = [f"{c['kind']} {c['probe']}" for c in clauses if c["verdict"] == "fail"]
-    unsure = [f"{c['kind']} {c['probe']}" for c in clauses if c["verdict"] == "inconclusive"]
-    return {
-        "spec_version": spec.spec_version, "model": spec.model, "note": spec.note,
-        "source": {"file": spec.source_name, "sha256": spec.source_sha256},
-        "allow_inconclusive": bool(allow_inconclusive),
-        "clauses": clauses,
-        "passed": not failed and (not unsure or bool(allow_inconclusive)),
-        "failed": failed, "inconclusive": unsure,
-    }
+        clauses.append(SpecClause(
+            kind=c.kind, probe=c.probe, ref=c.ref, verdict=verdict, measured_level=measured,
+            limit=limit, rule=rule, legal_basis=list(c.legal_basis), context=list(c.context),
+            note=c.note, evidence=ev,
+        ))
+    failed = [f"{c.kind} {c.probe}" for c in clauses if c.verdict == "fail"]
+    unsure = [f"{c.kind} {c.probe}" for c in clauses if c.verdict == "inconclusive"]
+    return SpecVerdicts(
+        spec_version=spec.spec_version, model=spec.model, note=spec.note,
+        source=SpecSource(file=spec.source_name, sha256=spec.source_sha256),
+        allow_inconclusive=bool(allow_inconclusive),
+        clauses=clauses,
+        passed=not failed and (not unsure or bool(allow_inconclusive)),
+        failed=failed, inconclusive=unsure,
+    )
 
 
 def _side_report(report: dict, side: str) -> dict:
@@ -517,15 +528,14 @@ def compare_spec(spec: UseSpec, compare_report: dict, allow_inconclusive: bool =
     from .report.jsonio import to_jsonable
 
     compare_report = to_jsonable(compare_report)
-    a = evaluate_spec(spec, _side_report(compare_report, "a"), allow_inconclusive)
-    b = evaluate_spec(spec, _side_report(compare_report, "b"), allow_inconclusive)
+    a = _verdicts(spec, _side_report(compare_report, "a"), allow_inconclusive)
+    b = _verdicts(spec, _side_report(compare_report, "b"), allow_inconclusive)
     changed = [
-        {"clause": f"{ca['kind']} {ca['probe']}", "kind": ca["kind"], "probe": ca["probe"],
-         "verdict_a": ca["verdict"], "verdict_b": cb["verdict"],
-         "level_a": ca["measured_level"], "level_b": cb["measured_level"]}
-        for ca, cb in zip(a["clauses"], b["clauses"]) if ca["verdict"] != cb["verdict"]
+        SpecChange(clause=f"{ca.kind} {ca.probe}", kind=ca.kind, probe=ca.probe,
+                   verdict_a=ca.verdict, verdict_b=cb.verdict, level_a=ca.measured_level, level_b=cb.measured_level)
+        for ca, cb in zip(a.clauses, b.clauses) if ca.verdict != cb.verdict
     ]
-    return {"a": a, "b": b, "changed": changed, "passed": a["passed"] and b["passed"]}
+    return to_json_dict(CompareSpec(a=a, b=b, changed=changed, passed=a.passed and b.passed))
 
 
 def format_verdicts(block: dict) -> list[str]:

@@ -10,6 +10,7 @@ without weights, in the MODEL spec).
 """
 from __future__ import annotations
 
+import copy
 import csv
 import re
 import time
@@ -22,7 +23,17 @@ from .errors import CreepscanError
 from .options import Options
 from .paired import compare_row
 from .pipeline import model_block, run, run_date
-from .result import SCHEMA_VERSION, SweepProbe, SweepReport, SweepStep, Tool, to_json_dict
+from .result import (
+    SCHEMA_VERSION,
+    SweepProbe,
+    SweepReport,
+    SweepRise,
+    SweepSettings,
+    SweepStep,
+    SweepSummary,
+    Tool,
+    to_json_dict,
+)
 
 __all__ = ["ModelEntry", "SweepInputError", "ORDERS", "step_from_name", "read_models_file", "model_entries",
            "order_entries", "run_sweep", "sweep_steps"]
@@ -132,15 +143,15 @@ def sweep_steps(pr, seed: int, alpha: float) -> list[SweepStep]:
     """Consecutive checkpoints of one probe's result: model i+1 against model i with compare's paired
     test (``compare.compare_row``), Holm-adjusted across the steps of the probe."""
     rows = [(i, compare_row(pr, i, i + 1, seed)) for i in range(len(pr.models) - 1)]
-    adjusted = holm([r["p_value"] for _, r in rows])
+    adjusted = holm([r.p_value for _, r in rows])
     steps = []
     for (i, r), p_adj in zip(rows, adjusted):
         steps.append(SweepStep(
-            from_=i, to=i + 1, p_value=r["p_value"], p_adjusted=p_adj, significant=bool(p_adj < alpha),
-            delta=r["headline"]["change"], headline=r["headline"],
-            level_from=r["level_a"], level_to=r["level_b"], level_rose=r["risk_rose"],
-            rose_significantly=bool(p_adj < alpha and r["headline"]["change"] > 0),
-            metrics_delta=r["delta"], tests=r["tests"],
+            from_=i, to=i + 1, p_value=r.p_value, p_adjusted=p_adj, significant=bool(p_adj < alpha),
+            delta=r.headline.change, headline=r.headline,
+            level_from=r.level_a, level_to=r.level_b, level_rose=r.risk_rose,
+            rose_significantly=bool(p_adj < alpha and r.headline.change > 0),
+            metrics_delta=r.delta, tests=r.tests,
         ))
     return steps
 
@@ -168,12 +179,13 @@ def run_sweep(encoders: list, probes: list, options: Options, *, steps: list | N
     for pr in results:
         per_model, timings = [], []
         for m in pr.models:
-            block = dict(m.block)
-            timings.append(block.pop("timings", None))
+            block = copy.copy(m.block)  # the sweep keeps each model's timings under its own top-level timings
+            timings.append(block.timings)
+            block.timings = None
             per_model.append(block)
         p = pr.probe
         st = sweep_steps(pr, options.seed, alpha)
-        rises += [{"probe": p.id, "from": s.from_, "to": s.to} for s in st if s.level_rose]
+        rises += [SweepRise(probe=p.id, from_=s.from_, to=s.to) for s in st if s.level_rose]
         probe_rows.append(SweepProbe(id=p.id, title=p.title, capability=p.capability, policy=p.policy,
                                      reference=p.reference, per_model=per_model, steps=st))
         per_probe_timings[p.id] = timings
@@ -181,11 +193,11 @@ def run_sweep(encoders: list, probes: list, options: Options, *, steps: list | N
         schema_version=SCHEMA_VERSION, kind="sweep", tool=Tool.this(), seed=options.seed,
         models=[{**model_block(enc), "order": i, "step": step} for i, (enc, step) in enumerate(zip(encoders, steps))],
         suite=suite,
-        settings={"order": order, "alpha": alpha, "max_per_class": options.max_per_class,
-                  "correction": "holm: within a probe over its metrics, then across the probe's steps",
-                  "skill_threshold_default": DEFAULT_RULES["skill_threshold"]},
+        settings=SweepSettings(order=order, alpha=alpha, max_per_class=options.max_per_class,
+                               correction="holm: within a probe over its metrics, then across the probe's steps",
+                               skill_threshold_default=DEFAULT_RULES["skill_threshold"]),
         probes=probe_rows, not_run=not_run,
-        summary={"rose": rises},
+        summary=SweepSummary(rose=rises),
         # The one machine-dependent block (nothing else in the report depends on the machine or the engine).
         timings={"total_s": round(time.perf_counter() - t_start, 3), "date": run_date(),
                  "engine": state.engine.describe(),

@@ -77,7 +77,7 @@ def test_small_classes_give_a_partial_curve_and_say_why():
     assert res.ks == [1, 2]
     assert res.unavailable[1] == {"k": 8, "reason": "4 of 6 classes have fewer than 8 training images"}
     assert res.unavailable[0]["k"] == 4 and "every training image of the smallest class" in res.unavailable[0]["reason"]
-    assert res.unavailable_json() == res.unavailable
+    assert [(u.k, u.reason) for u in res.unavailable_result()] == [(u["k"], u["reason"]) for u in res.unavailable]
     for e in res:
         assert e.ci95[1] - e.ci95[0] > 0.1  # 7 test images: wide, honest intervals
     with pytest.raises(KeyError):

@@ -57,10 +57,10 @@ def test_separable_model_is_high_against_a_noise_floor():
     a = assess(model, floor, chance=model.chance)
     assert a.level == "high" and a.rule == "high: samples_to_threshold <= high_max_k"
     assert a.reason.startswith("high: ") and "per class reach skill" in a.reason and a.axis == "capability"
-    assert a.capability["samples_to_threshold"] <= 2 and a.capability["ci95"][0] <= a.capability["best_skill"]
-    assert a.uplift["significant"] and a.uplift["p_value"] < 0.01 and a.uplift["ci95"][0] > 0.5
-    assert set(a.uplift) >= {"skill_model", "skill_floor", "skill_gain", "ci95", "p_value", "significant"}
-    assert a.uplift["skill_gain"] == pytest.approx(a.uplift["skill_model"] - a.uplift["skill_floor"], abs=1e-5)
+    assert a.capability.samples_to_threshold <= 2 and a.capability.ci95[0] <= a.capability.best_skill
+    assert a.uplift.significant and a.uplift.p_value < 0.01 and a.uplift.ci95[0] > 0.5
+    assert set(a.to_json()["uplift"]) >= {"skill_model", "skill_floor", "skill_gain", "ci95", "p_value", "significant"}
+    assert a.uplift.skill_gain == pytest.approx(a.uplift.skill_model - a.uplift.skill_floor, abs=1e-5)
 
 
 def test_identities_that_verify_are_critical():
@@ -102,13 +102,13 @@ def test_shuffled_labels_with_enough_images_are_none_by_equivalence():
     lo, hi = model.linear_probe.ci95
     assert lo <= 1 / N_CLASSES <= hi
     a = assess(model, floor, chance=model.chance)
-    assert a.level == "none" and not a.uplift["significant"], a.reason
-    assert a.rule.startswith("none: equivalence") and a.uplift["max_upper95"] < DEFAULT_RULES["equivalence_margin"]
+    assert a.level == "none" and not a.uplift.significant, a.reason
+    assert a.rule.startswith("none: equivalence") and a.uplift.max_upper95 < DEFAULT_RULES["equivalence_margin"]
     assert a.level_range == ("none", "none") and a.axis == "uplift"
     assert model.samples_to_threshold is None
     # the same data held to a margin it cannot show is not "none"
     b = assess(model, floor, chance=model.chance, rules={"equivalence_margin": 0.01})
-    assert b.level == INCONCLUSIVE and b.inconclusive["reason"] == "underpowered"
+    assert b.level == INCONCLUSIVE and b.inconclusive.reason == "underpowered"
     # an attack significantly below chance (a text tower that names every class as the next one) is
     # flagged as failed and "none" cannot rest on it
     yt = y[split.test]
@@ -116,9 +116,9 @@ def test_shuffled_labels_with_enough_images_are_none_by_equivalence():
                       np.eye(N_CLASSES, dtype=np.float32), N_CLASSES, seed=0)
     failed = dataclasses.replace(model, zero_shot=wrong)
     c = assess(failed, floor, chance=model.chance)
-    assert c.level == INCONCLUSIVE and c.inconclusive["reason"] == "below_chance", c.reason
+    assert c.level == INCONCLUSIVE and c.inconclusive.reason == "below_chance", c.reason
     assert "zero_shot" in c.reason and "significantly below chance" in c.reason
-    assert c.capability["below_chance"] == ["zero_shot"] and c.level_range[1] != "none"
+    assert c.capability.below_chance == ["zero_shot"] and c.level_range[1] != "none"
     j = failed.to_json()["zero_shot"]
     assert j["below_chance"] is True and j["note"].startswith("failed")
 
@@ -131,9 +131,9 @@ def test_shuffled_labels_on_a_small_probe_are_inconclusive_not_none():
     model = evaluate(X, y, N_CLASSES, split, seed=0, attacks=FEW)
     floor = evaluate(noise(y.size), y, N_CLASSES, split, seed=0, attacks=FEW)
     a = assess(model, floor, chance=model.chance)
-    assert a.level == INCONCLUSIVE and a.inconclusive["reason"] == "underpowered", a.reason
-    assert a.power["mde"] > DEFAULT_RULES["equivalence_margin"]
-    assert a.power["images_needed_per_class"] > a.power["test_images_per_class"]
+    assert a.level == INCONCLUSIVE and a.inconclusive.reason == "underpowered", a.reason
+    assert a.power.mde > DEFAULT_RULES["equivalence_margin"]
+    assert a.power.images_needed_per_class > a.power.test_images_per_class
     assert "minimum detectable effect" in a.reason and "test images per class" in a.reason
 
 
@@ -147,8 +147,8 @@ def test_two_classes_of_fifteen_separable_images_on_one_split_are_underpowered()
     floor = evaluate(noise(y.size), y, 2, split, seed=0, attacks=FEW)
     assert model.linear_probe.accuracy == 1.0
     a = assess(model, floor, chance=model.chance)
-    assert a.level == INCONCLUSIVE and a.inconclusive["reason"] == "underpowered", a.reason
-    assert a.power["mde"] > 0.1 and a.level_range[1] in ("high", "critical")
+    assert a.level == INCONCLUSIVE and a.inconclusive.reason == "underpowered", a.reason
+    assert a.power.mde > 0.1 and a.level_range[1] in ("high", "critical")
 
 
 def test_a_floor_at_ceiling_is_saturated_never_none():
@@ -163,9 +163,9 @@ def test_a_floor_at_ceiling_is_saturated_never_none():
     floor = evaluate(Xf, y, 10, split, seed=0, attacks=FEW)
     assert floor.linear_probe.accuracy == 1.0
     a = assess(model, floor, chance=model.chance)
-    assert a.level == INCONCLUSIVE and a.inconclusive["reason"] == "saturated", a.reason
-    assert a.inconclusive["model_level_alone"] in ("high", "critical")
-    assert "too easy" in a.reason and a.capability["best_skill"] == pytest.approx(1.0)
+    assert a.level == INCONCLUSIVE and a.inconclusive.reason == "saturated", a.reason
+    assert a.inconclusive.model_level_alone in ("high", "critical")
+    assert "too easy" in a.reason and a.capability.best_skill == pytest.approx(1.0)
     # the CIs allow up to what the model alone can do: never "none" alone; the floor as given
     assert a.level_range[0] == "none" and a.level_range[1] in ("high", "critical"), a.level_range
     b = assess(model, floor, chance=model.chance, floor_description="raw pixels, 16x16")
@@ -206,7 +206,7 @@ def test_rule_order_medium_and_low():
     assert reached < 0.99
     b = assess(model, floor, chance=model.chance, rules={"skill_threshold": reached + 0.005})
     assert b.level == "low" and b.rule == "low: significant uplift below skill_threshold"
-    assert b.reason.startswith("low: ") and b.uplift["significant"]
+    assert b.reason.startswith("low: ") and b.uplift.significant
     # high_max_k decides whether few-shot counts as high
     c = assess(model, floor, chance=model.chance, rules={"high_max_k": 1})
     assert c.level in ("high", "medium")

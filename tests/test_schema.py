@@ -57,7 +57,7 @@ def test_contract_fields_are_required_and_checked(tmp_path):
             write_reports(broken, tmp_path)
     # more properties are fine: the report may grow
     grown = copy.deepcopy(report)
-    grown["probes"][0]["adaptation"] = {"base": "x"}
+    grown["probes"][0]["a_later_block"] = {"base": "x"}
     grown["probes"][0]["metrics"]["linear_probe"]["below_chance"] = True
     validate_report(grown)
 

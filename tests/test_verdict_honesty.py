@@ -104,11 +104,11 @@ def test_no_gain_exceeds_one_when_the_floor_is_below_chance():
                      text_embeddings=(centres[[1, 0]] / 3.0).astype(np.float32))
     assert model.zero_shot.skill > 0.9 and floor.zero_shot.skill < -0.9     # +1 against -1
     a = assess(model, floor, chance=model.chance)
-    zs = next(t for t in a.uplift["tests"] if t["attack"] == "zero_shot")
-    assert zs["skill_gain"] <= 1.0 and zs["floor_clipped_to_chance"] and zs["ci95"][1] <= 1.0
-    assert zs["skill_gain"] == pytest.approx(model.zero_shot.skill, abs=1e-6)  # the floor read at chance
-    assert all(t["skill_gain"] <= 1.0 for t in a.uplift["tests"])
-    assert zs["p_value"] >= 0.5  # two names: the label-name null holds the zero-shot test back
+    zs = next(t for t in a.uplift.tests if t.attack == "zero_shot")
+    assert zs.skill_gain <= 1.0 and zs.floor_clipped_to_chance and zs.ci95[1] <= 1.0
+    assert zs.skill_gain == pytest.approx(model.zero_shot.skill, abs=1e-6)  # the floor read at chance
+    assert all(t.skill_gain <= 1.0 for t in a.uplift.tests)
+    assert zs.p_value >= 0.5  # two names: the label-name null holds the zero-shot test back
     assert "+2.00" not in a.reason and a.level != "critical"
     # the floor's own below-chance zero-shot is flagged in its JSON
     assert floor.to_json()["zero_shot"]["below_chance"] is True

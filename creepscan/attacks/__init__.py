@@ -1,7 +1,8 @@
 """The adaptation attacks: arrays in, metrics out (no I/O).
 
 ``evaluate`` runs the attacks a probe asks for on one encoder's features and returns ``Metrics``;
-``Metrics.to_json()`` is the report's ``metrics`` block and the object keeps the arrays that paired
+``Metrics.to_result()`` is the report's ``metrics`` block (``result.Metrics``; ``to_json()``: the same as
+report.json writes it) and the object keeps the arrays that paired
 tests need (``linear_probe.test_correct``, ``zero_shot.test_correct``,
 ``few_shot[k].episode_accuracy``), all over the same test images in the same order
 (``Metrics.test_index``), whether from one split or merged over rotating test folds.
@@ -15,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .. import result as R
 from ..constants import ATTACKS, DEFAULT_ATTACKS
 from ..seeds import Stream, stream
 from .few_shot import FewShotEntry, FewShotResult, draw_supports, few_shot_curve, paired_few_shot, samples_to_threshold
@@ -93,38 +95,43 @@ class Metrics:
         return [(a, r, lab) for a, lab in (("open_set", ""), ("open_set_learned", " (learned metric)"))
                 if (r := getattr(self, a, None)) is not None]
 
+    def to_result(self) -> R.Metrics:
+        """The report's ``metrics`` block (``result.Metrics``); the blocks of attacks that did not run are
+        left out."""
+        zs, fs = self.zero_shot, self.few_shot
+
+        def opt(r):
+            return r.to_result() if r is not None else None
+
+        return R.Metrics(
+            zero_shot=_flag_below_chance(zs.to_result(), zs.chance) if zs is not None else None,
+            linear_probe=_flag_below_chance(self.linear_probe.to_result(), self.chance),
+            few_shot=[_flag_below_chance(e, self.chance) for e in fs.to_result()] if fs is not None else [],
+            few_shot_unavailable=fs.unavailable_result() if fs is not None else [],
+            verification=opt(self.verification),
+            samples_to_threshold=self.samples_to_threshold,
+            heads=({name: _flag_below_chance(h.to_result(), self.chance) for name, h in self.heads.items()}
+                   if self.heads else None),
+            verification_learned=opt(self.verification_learned),
+            open_set=opt(self.open_set),
+            open_set_learned=opt(self.open_set_learned),
+            finetune=opt(self.finetune),
+        )
+
     def to_json(self) -> dict:
-        zs = self.zero_shot
-        out = {
-            "zero_shot": _flag_below_chance(zs.to_json(), zs.chance) if zs is not None else None,
-            "linear_probe": _flag_below_chance(self.linear_probe.to_json(), self.chance),
-            "few_shot": ([_flag_below_chance(e, self.chance) for e in self.few_shot.to_json()]
-                         if self.few_shot is not None else []),
-            "few_shot_unavailable": self.few_shot.unavailable_json() if self.few_shot is not None else [],
-            "verification": self.verification.to_json() if self.verification is not None else None,
-            "samples_to_threshold": self.samples_to_threshold,
-        }
-        if self.heads:
-            out["heads"] = {name: _flag_below_chance(h.to_json(), self.chance) for name, h in self.heads.items()}
-        if self.verification_learned is not None:
-            out["verification_learned"] = self.verification_learned.to_json()
-        if self.open_set is not None:
-            out["open_set"] = self.open_set.to_json()
-        if self.open_set_learned is not None:
-            out["open_set_learned"] = self.open_set_learned.to_json()
-        if self.finetune is not None:
-            out["finetune"] = self.finetune.to_json()
-        return out
+        """``to_result()`` as report.json writes it."""
+        return R.to_json_dict(self.to_result())
 
 
-def _flag_below_chance(block: dict, chance: float) -> dict:
+def _flag_below_chance(block, chance: float):
     """An attack whose 95% CI lies wholly below chance found structure and failed to use it: its
-    JSON says so (``below_chance``, ``note``), and the risk rules never read it as absence."""
-    ci = block.get("ci95")
+    block (a ``result`` dataclass with ``ci95``) says so (``below_chance``, ``note``), and the risk
+    rules never read it as absence."""
+    ci = block.ci95
     if isinstance(ci, list) and len(ci) == 2 and ci[1] is not None and ci[1] < chance:
-        block["below_chance"] = True
-        block["note"] = (f"failed: significantly below chance (95% CI upper bound {ci[1]:.3f} < chance "
-                         f"{chance:.3f}); not evidence that the capability is absent")
+        block.below_chance = True
+        block.note = (f"failed: significantly below chance (95% CI upper bound {ci[1]:.3f} < chance "
+                      f"{chance:.3f}); not evidence that the capability is absent")
     return block
 
 
@@ -139,12 +146,12 @@ class CrossFitLinearProbeResult(LinearProbeResult):
     fold_val_accuracy: list = field(default_factory=list)
     fold_preprocess: list = field(default_factory=list)
 
-    def to_json(self) -> dict:
-        out = super().to_json()
-        out["folds"] = len(self.fold_C)
-        out["C_per_fold"] = [float(f"{float(c):.6g}") for c in self.fold_C]
+    def to_result(self) -> R.LinearProbe:
+        out = super().to_result()
+        out.folds = len(self.fold_C)
+        out.C_per_fold = [float(f"{float(c):.6g}") for c in self.fold_C]
         if self.fold_preprocess:
-            out["preprocess_per_fold"] = list(self.fold_preprocess)
+            out.preprocess_per_fold = list(self.fold_preprocess)
         return out
 
 
@@ -159,11 +166,11 @@ class CrossFitFewShotEntry(FewShotEntry):
     fold_winners: list = field(default_factory=list)
     fold_preprocess: list = field(default_factory=list)
 
-    def to_json(self) -> dict:
-        out = super().to_json()
-        out["winner_per_fold"] = list(self.fold_winners)
+    def to_result(self) -> R.FewShot:
+        out = super().to_result()
+        out.winner_per_fold = list(self.fold_winners)
         if self.fold_preprocess:
-            out["preprocess_per_fold"] = list(self.fold_preprocess)
+            out.preprocess_per_fold = list(self.fold_preprocess)
         return out
 
 

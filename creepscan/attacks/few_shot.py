@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from .. import result as R
 from ..seeds import Stream
 from . import preprocess as _pre
 from .heads import HEADS as _EXTRA_HEADS
@@ -91,24 +92,18 @@ class FewShotEntry:
     preprocess: str = "none"
     preprocess_val_accuracy: dict = field(default_factory=dict)
 
-    def to_json(self) -> dict:
-        out = self._base_json()
-        out["preprocess"] = self.preprocess
-        if self.head_accuracy:
-            out["heads"] = {name: _r(acc) for name, acc in self.head_accuracy.items()}
-        return out
+    def to_result(self) -> R.FewShot:
+        """One entry of the report's ``few_shot`` list (``result.FewShot``)."""
+        return R.FewShot(
+            k=int(self.k), accuracy=_r(self.accuracy), ci95=[_r(self.ci95[0]), _r(self.ci95[1])],
+            episodes=int(self.episodes), winner=self.winner, skill=_r(self.skill),
+            prototype_accuracy=_r(self.prototype_accuracy), logistic_accuracy=_r(self.logistic_accuracy),
+            preprocess=self.preprocess,
+            heads={name: _r(acc) for name, acc in self.head_accuracy.items()} if self.head_accuracy else None)
 
-    def _base_json(self) -> dict:
-        return {
-            "k": int(self.k),
-            "accuracy": _r(self.accuracy),
-            "ci95": [_r(self.ci95[0]), _r(self.ci95[1])],
-            "episodes": int(self.episodes),
-            "winner": self.winner,
-            "skill": _r(self.skill),
-            "prototype_accuracy": _r(self.prototype_accuracy),
-            "logistic_accuracy": _r(self.logistic_accuracy),
-        }
+    def to_json(self) -> dict:
+        """``to_result()`` as report.json writes it."""
+        return R.to_json_dict(self.to_result())
 
 
 @dataclass
@@ -136,11 +131,17 @@ class FewShotResult:
     def ks(self) -> list[int]:
         return [e.k for e in self.entries]
 
-    def to_json(self) -> list[dict]:
-        return [e.to_json() for e in self.entries]
+    def to_result(self) -> list[R.FewShot]:
+        """The report's ``few_shot`` list, one entry per k."""
+        return [e.to_result() for e in self.entries]
 
-    def unavailable_json(self) -> list[dict]:
-        return [{"k": int(u["k"]), "reason": str(u["reason"])} for u in self.unavailable]
+    def to_json(self) -> list[dict]:
+        """``to_result()`` as report.json writes it."""
+        return R.to_json_dict(self.to_result())
+
+    def unavailable_result(self) -> list[R.FewShotUnavailable]:
+        """The report's ``few_shot_unavailable`` list: the ks the data could not give, and why."""
+        return [R.FewShotUnavailable(k=int(u["k"]), reason=str(u["reason"])) for u in self.unavailable]
 
 
 def draw_supports(train_labels: np.ndarray, classes: np.ndarray, k: int, seed: int,

@@ -42,6 +42,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .. import result as R
 from ..seeds import Stream, stream
 from .few_shot import draw_supports
 from .heads import Adam, head_seed, seeded_generator
@@ -90,13 +91,18 @@ class FinetunePoint:
     test_labels: np.ndarray = field(repr=False)
     test_clusters: np.ndarray | None = field(default=None, repr=False)  # the test images' groups, or None
 
+    def to_result(self) -> R.FinetunePoint:
+        """One entry of the ``finetune`` block's ``points`` (``result.FinetunePoint``)."""
+        return R.FinetunePoint(
+            k=int(self.k), steps=int(self.steps), accuracy=_r(self.accuracy),
+            ci95=[_r(self.ci95[0]), _r(self.ci95[1])], skill=_r(self.skill), val_accuracy=_r(self.val_accuracy),
+            initial_val_accuracy=_r(self.initial_val_accuracy),
+            stopped_at=int(self.stopped_at), seconds=_r(self.seconds, 3), flops=int(self.flops),
+            flops_per_step=int(self.flops_per_step), batch=int(self.batch))
+
     def to_json(self) -> dict:
-        return {"k": int(self.k), "steps": int(self.steps), "accuracy": _r(self.accuracy),
-                "ci95": [_r(self.ci95[0]), _r(self.ci95[1])], "skill": _r(self.skill),
-                "val_accuracy": _r(self.val_accuracy), "initial_val_accuracy": _r(self.initial_val_accuracy),
-                "stopped_at": int(self.stopped_at),
-                "seconds": _r(self.seconds, 3), "flops": int(self.flops), "flops_per_step": int(self.flops_per_step),
-                "batch": int(self.batch)}
+        """``to_result()`` as report.json writes it."""
+        return R.to_json_dict(self.to_result())
 
 
 @dataclass
@@ -122,12 +128,18 @@ class FinetuneResult:
                 return p
         raise KeyError(f"no budget point {key}; available: {[(p.k, p.steps) for p in self.points]}")
 
+    def to_result(self) -> R.Finetune:
+        """The report's ``finetune`` block (``result.Finetune``)."""
+        return R.Finetune(
+            method=self.method, blocks=int(self.blocks), trainable_params=int(self.trainable_params),
+            device=self.device, chance=_r(self.chance), prefix_seconds=_r(self.prefix_seconds, 3),
+            prefix_flops=int(self.prefix_flops), points=[p.to_result() for p in self.points],
+            unavailable=[R.FinetuneUnavailable(k=int(u["k"]), steps=int(u["steps"]), reason=str(u["reason"]))
+                         for u in self.unavailable])
+
     def to_json(self) -> dict:
-        return {"method": self.method, "blocks": int(self.blocks), "trainable_params": int(self.trainable_params),
-                "device": self.device, "chance": _r(self.chance), "prefix_seconds": _r(self.prefix_seconds, 3),
-                "prefix_flops": int(self.prefix_flops), "points": [p.to_json() for p in self.points],
-                "unavailable": [{"k": int(u["k"]), "steps": int(u["steps"]), "reason": str(u["reason"])}
-                                for u in self.unavailable]}
+        """``to_result()`` as report.json writes it."""
+        return R.to_json_dict(self.to_result())
 
 
 # ---------------------------------------------------------------------------------------------

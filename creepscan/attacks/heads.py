@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .. import result as R
 from ..constants import HEADS
 from ..seeds import Stream, stream
 from . import preprocess as _pre
@@ -521,20 +522,22 @@ class HeadResult:
     test_labels: np.ndarray = field(repr=False)
     budgets: list[dict] = field(default_factory=list)
 
-    def to_json(self) -> dict:
-        out = {
-            "accuracy": _r(self.accuracy),
-            "ci95": [_r(self.ci95[0]), _r(self.ci95[1])],
-            "skill": _r(self.skill),
-            "val_accuracy": _r(self.val_accuracy),
-            "params": {k: (_r(v) if isinstance(v, float) else v) for k, v in self.params.items()},
-            "n_train": int(self.n_train), "n_val": int(self.n_val), "n_test": int(self.n_test),
-        }
+    def to_result(self) -> R.Head:
+        """The head's entry in the report's ``heads`` block (``result.Head``)."""
+        budgets = None
         if self.budgets:
-            out["budgets"] = [{k: (_r(v) if isinstance(v, float) else
-                                   [_r(x) for x in v] if isinstance(v, (list, tuple)) else v)
-                               for k, v in b.items()} for b in self.budgets]
-        return out
+            budgets = [R.build(R.HeadBudget, {k: (_r(v) if isinstance(v, float) else
+                                                  [_r(x) for x in v] if isinstance(v, (list, tuple)) else v)
+                                              for k, v in b.items()}) for b in self.budgets]
+        return R.Head(
+            accuracy=_r(self.accuracy), ci95=[_r(self.ci95[0]), _r(self.ci95[1])], skill=_r(self.skill),
+            val_accuracy=_r(self.val_accuracy),
+            params={k: (_r(v) if isinstance(v, float) else v) for k, v in self.params.items()},
+            n_train=int(self.n_train), n_val=int(self.n_val), n_test=int(self.n_test), budgets=budgets)
+
+    def to_json(self) -> dict:
+        """``to_result()`` as report.json writes it."""
+        return R.to_json_dict(self.to_result())
 
 
 def run_head(name: str, X, y, n_classes: int, split: Split, *, seed: int, device="cpu", n_boot: int = 2000,

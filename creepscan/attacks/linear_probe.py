@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import result as R
 from ..seeds import Stream, stream
 from . import preprocess as _pre
 from .splits import Split
@@ -84,22 +85,19 @@ class LinearProbeResult:
     preprocess: str = "none"
     preprocess_search: list = field(default_factory=list)
 
+    def to_result(self) -> R.LinearProbe:
+        """The report's ``linear_probe`` block (``result.LinearProbe``)."""
+        return R.LinearProbe(
+            accuracy=_r(self.accuracy), ci95=[_r(self.ci95[0]), _r(self.ci95[1])], C=_rc(self.C),
+            skill=_r(self.skill), val_accuracy=_r(self.val_accuracy), n_train=int(self.n_train),
+            n_val=int(self.n_val), n_test=int(self.n_test), c_search=[[_rc(c), _r(a)] for c, a in self.c_search],
+            preprocess=self.preprocess,
+            preprocess_search=([[name, _r(a)] for name, a in self.preprocess_search]
+                               if self.preprocess_search else None))
+
     def to_json(self) -> dict:
-        out = {
-            "accuracy": _r(self.accuracy),
-            "ci95": [_r(self.ci95[0]), _r(self.ci95[1])],
-            "C": _rc(self.C),
-            "skill": _r(self.skill),
-            "val_accuracy": _r(self.val_accuracy),
-            "n_train": int(self.n_train),
-            "n_val": int(self.n_val),
-            "n_test": int(self.n_test),
-            "c_search": [[_rc(c), _r(a)] for c, a in self.c_search],
-            "preprocess": self.preprocess,
-        }
-        if self.preprocess_search:
-            out["preprocess_search"] = [[name, _r(a)] for name, a in self.preprocess_search]
-        return out
+        """``to_result()`` as report.json writes it."""
+        return R.to_json_dict(self.to_result())
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import result as R
 from .stats import round6 as _r
 from .verification import (
     MIN_TAIL,
@@ -160,31 +161,36 @@ class OpenSetResult:
             self._draws[key] = {"rank1": st.rank1(mg), "fnir": fnir}
         return self._draws[key]
 
-    def to_json(self) -> dict:
-        out = {"measurable": bool(self.measurable), "reason": self.reason,
-               "n_identities": int(self.n_identities), "n_enrol": int(self.n_enrol)}
+    def to_result(self) -> R.OpenSet:
+        """The report's ``open_set`` block (``result.OpenSet``; the measured fields only when measurable)."""
+        out = R.OpenSet(measurable=bool(self.measurable), reason=self.reason,
+                        n_identities=int(self.n_identities), n_enrol=int(self.n_enrol))
         if not self.measurable:
             return out
-        out.update({
-            "rank1": _r(self.rank1),
-            "rank1_ci95": [_r(v) for v in self.rank1_ci95],
-            "fnir_at_fpir": {k: _r(v) for k, v in self.fnir_at_fpir.items()},
-            "fnir_ci95": {k: None if v is None else [_r(v[0]), _r(v[1])] for k, v in self.fnir_ci95.items()},
-            "threshold_at_fpir": {k: _r(v) for k, v in self.threshold_at_fpir.items()},
-            "not_measurable": list(self.not_measurable),
-            "n_gallery_identities": int(self.n_gallery_identities),
-            "n_nonmated_identities": int(self.n_nonmated_identities),
-            "n_mated_searches": int(self.n_mated_searches),
-            "n_nonmated_searches": int(self.n_nonmated_searches),
-            "metric": self.metric,
-            "det": [[float(f"{f:.6g}"), _r(v)] for f, v in self.det],
-            "protocol": (f"1:N open set: {self.n_gallery_identities} enrolled identities ({self.n_enrol} image(s) "
-                         f"each, mean template), {self.n_nonmated_identities} never enrolled; rank-1 hit "
-                         f"above the threshold set on non-mated searches"),
-            "ci_method": (f"identity-level bootstrap, {self.n_boot} draws (gallery and non-mated identities "
-                          f"resampled separately, gallery fixed)"),
-        })
-        return out
+        return R.OpenSet(
+            measurable=out.measurable, reason=out.reason, n_identities=out.n_identities, n_enrol=out.n_enrol,
+            rank1=_r(self.rank1),
+            rank1_ci95=[_r(v) for v in self.rank1_ci95],
+            fnir_at_fpir={k: _r(v) for k, v in self.fnir_at_fpir.items()},
+            fnir_ci95={k: None if v is None else [_r(v[0]), _r(v[1])] for k, v in self.fnir_ci95.items()},
+            threshold_at_fpir={k: _r(v) for k, v in self.threshold_at_fpir.items()},
+            not_measurable=list(self.not_measurable),
+            n_gallery_identities=int(self.n_gallery_identities),
+            n_nonmated_identities=int(self.n_nonmated_identities),
+            n_mated_searches=int(self.n_mated_searches),
+            n_nonmated_searches=int(self.n_nonmated_searches),
+            metric=self.metric,
+            det=[[float(f"{f:.6g}"), _r(v)] for f, v in self.det],
+            protocol=(f"1:N open set: {self.n_gallery_identities} enrolled identities ({self.n_enrol} image(s) "
+                      f"each, mean template), {self.n_nonmated_identities} never enrolled; rank-1 hit "
+                      f"above the threshold set on non-mated searches"),
+            ci_method=(f"identity-level bootstrap, {self.n_boot} draws (gallery and non-mated identities "
+                       f"resampled separately, gallery fixed)"),
+        )
+
+    def to_json(self) -> dict:
+        """``to_result()`` as report.json writes it."""
+        return R.to_json_dict(self.to_result())
 
 
 def _design(y: np.ndarray, seed, n_enrol: int, nonmated_fraction: float):

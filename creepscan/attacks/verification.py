@@ -51,6 +51,7 @@ import torch
 from scipy import sparse
 from scipy.stats import t as student_t
 
+from .. import result as R
 from ..constants import FAR_LEVELS
 from .stats import round6 as _r
 
@@ -491,27 +492,33 @@ class VerificationResult:
             self._draws[key] = {"tar": tar, "auc": auc}
         return self._draws[key]
 
+    def to_result(self) -> R.Verification:
+        """The report's ``verification`` block (``result.Verification``)."""
+        return R.Verification(
+            tar_at_far={k: _r(v) for k, v in self.tar_at_far.items()},
+            auc=_r(self.auc),
+            n_genuine=int(self.n_genuine),
+            n_impostor=int(self.n_impostor),
+            not_measurable=list(self.not_measurable),
+            roc=[[float(f"{f:.6g}"), _r(t)] for f, t in self.roc],
+            tar_ci95={k: None if v is None else [_r(v[0]), _r(v[1])] for k, v in self.tar_ci95.items()},
+            auc_ci95=[_r(self.auc_ci95[0]), _r(self.auc_ci95[1])],
+            n_identities=int(self.n_identities),
+            n_genuine_identities=int(self.n_genuine_identities),
+            n_identity_pairs=int(self.n_identity_pairs),
+            metric=self.metric,
+            weighting=("identity: each identity's genuine pairs, and each identity pair's impostor pairs, "
+                       "weigh equally"),
+            ci_method=(f"identity-level bootstrap, {self.n_boot} draws (AUC: "
+                       f"{'exact' if self.auc_ci_method == 'exact' else 'linearised'})"),
+            unweighted=R.VerificationUnweighted(
+                tar_at_far={k: _r(v) for k, v in self.unweighted["tar_at_far"].items()},
+                auc=_r(self.unweighted["auc"])),
+        )
+
     def to_json(self) -> dict:
-        return {
-            "tar_at_far": {k: _r(v) for k, v in self.tar_at_far.items()},
-            "auc": _r(self.auc),
-            "n_genuine": int(self.n_genuine),
-            "n_impostor": int(self.n_impostor),
-            "not_measurable": list(self.not_measurable),
-            "roc": [[float(f"{f:.6g}"), _r(t)] for f, t in self.roc],
-            "tar_ci95": {k: None if v is None else [_r(v[0]), _r(v[1])] for k, v in self.tar_ci95.items()},
-            "auc_ci95": [_r(self.auc_ci95[0]), _r(self.auc_ci95[1])],
-            "n_identities": int(self.n_identities),
-            "n_genuine_identities": int(self.n_genuine_identities),
-            "n_identity_pairs": int(self.n_identity_pairs),
-            "metric": self.metric,
-            "weighting": ("identity: each identity's genuine pairs, and each identity pair's impostor pairs, "
-                          "weigh equally"),
-            "ci_method": (f"identity-level bootstrap, {self.n_boot} draws (AUC: "
-                          f"{'exact' if self.auc_ci_method == 'exact' else 'linearised'})"),
-            "unweighted": {"tar_at_far": {k: _r(v) for k, v in self.unweighted["tar_at_far"].items()},
-                           "auc": _r(self.unweighted["auc"])},
-        }
+        """``to_result()`` as report.json writes it."""
+        return R.to_json_dict(self.to_result())
 
 
 # ---------------------------------------------------------------------------------------------

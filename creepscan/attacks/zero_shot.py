@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import result as R
 from ..seeds import Stream, stream
 from .stats import balanced_accuracy, bootstrap_ci
 from .stats import round6 as _r
@@ -55,14 +56,17 @@ class ZeroShotResult:
     # the label-name permutation test: {"p_value", "min_p", "method", "assignments"}
     label_permutation: dict = field(default_factory=dict)
 
+    def to_result(self) -> R.ZeroShot:
+        """The report's ``zero_shot`` block (``result.ZeroShot``)."""
+        lp = self.label_permutation
+        return R.ZeroShot(accuracy=_r(self.accuracy), ci95=[_r(self.ci95[0]), _r(self.ci95[1])],
+                          skill=_r(self.skill), n_test=int(self.n_test),
+                          label_permutation=(R.LabelPermutation(p_value=_r(lp["p_value"]), min_p=_r(lp["min_p"], 10),
+                                                                method=lp["method"]) if lp else None))
+
     def to_json(self) -> dict:
-        out = {"accuracy": _r(self.accuracy), "ci95": [_r(self.ci95[0]), _r(self.ci95[1])],
-               "skill": _r(self.skill), "n_test": int(self.n_test)}
-        if self.label_permutation:
-            lp = self.label_permutation
-            out["label_permutation"] = {"p_value": _r(lp["p_value"]), "min_p": _r(lp["min_p"], 10),
-                                        "method": lp["method"]}
-        return out
+        """``to_result()`` as report.json writes it."""
+        return R.to_json_dict(self.to_result())
 
 
 def label_permutation_test(y, pred, candidates, seed) -> dict:
