@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..result import ModelInfo, load_report
+from ..result import ModelInfo, Probe, load_report
 from . import jsonio
-from ._fmt import NA, as_dict, as_list
+from ._fmt import NA
 from .markdown import md
 
 __all__ = ["CARD_FILES", "write_card", "regenerate_card", "render_card_markdown", "render_card_cyclonedx",
@@ -106,6 +106,15 @@ def _attack_words(text: Any) -> str:
 # The one view the two renderers read
 
 
+def as_list(v: Any) -> list:
+    """``v`` when it is a list (the use spec's blocks, still the dicts ``spec.evaluate_spec`` returned)."""
+    return v if isinstance(v, list) else []
+
+
+def as_dict(v: Any) -> dict:
+    return v if isinstance(v, dict) else {}
+
+
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
@@ -124,8 +133,10 @@ def _model_facts(model: ModelInfo) -> dict:
 
 
 def _view(report: dict, spec_block: dict, sha: str) -> dict:
-    """The card's facts: the top level read from the typed report (``result.load_report``: a report that
-    breaks the schema raises ``ValueError``), the probes as the dicts the use spec's evidence reads."""
+    """The card's facts, from the typed report (``result.load_report``: a report that breaks the schema raises
+    ``ValueError``) and the use spec's verdicts (``spec_block``: the dict ``spec.evaluate_spec`` or
+    ``compare_spec`` returned). Each probe's headline evidence is ``spec.probe_evidence`` of its report.json
+    block, as the spec's clauses carry it."""
     if not isinstance(report, dict):
         raise ValueError(f"report must be the report.json dict, got {type(report).__name__}")
     if not isinstance(spec_block, dict):
@@ -141,10 +152,10 @@ def _view(report: dict, spec_block: dict, sha: str) -> dict:
     baseline = {}
     if compare:
         baseline = {f"{c.get('kind')} {c.get('probe')}": c for c in as_list(spec_block["a"].get("clauses"))}
-    probes = [as_dict(p.get("b")) if compare else p for p in as_list(report.get("probes")) if isinstance(p, dict)]
-    date = (typed.timings or {}).get("date")
+    probes = [p.b if compare else p for p in typed.probes]
+    raw = [p["b"] if compare else p for p in report["probes"]]  # schema-valid: the same probes, as dicts
+    date = (typed.timings or {}).get("date")  # an open block: machine-dependent
     return {
-        "report": report,
         "block": block,
         "baseline": baseline,
         "baseline_model": _model_facts(typed.model_a) if compare else {},
@@ -154,9 +165,10 @@ def _view(report: dict, spec_block: dict, sha: str) -> dict:
         "suite": getattr(typed, "suite", None),
         "date": date if isinstance(date, str) else None,
         "report_sha256": sha,
-        "probes": [p for p in probes if p.get("id")],
+        "probes": [p for p in probes if p.id],
+        "evidence": {p.id: _evidence(r) for p, r in zip(probes, raw) if p.id},
         "not_run": list(typed.not_run or []),
-        "finetune": any(as_dict(p.get("metrics")).get("finetune") for p in probes),
+        "finetune": any(p.metrics.finetune for p in probes),
         "allowed": [c for c in block["clauses"] if isinstance(c, dict) and c.get("kind") == "allowed"],
         "prohibited": [c for c in block["clauses"] if isinstance(c, dict) and c.get("kind") == "prohibited"],
     }
@@ -216,11 +228,10 @@ def _eval_results(v: dict) -> list:
 
     out = []
     for p in v["probes"]:
-        ev = _evidence(p)
-        data = as_dict(p.get("data"))
+        ev = v["evidence"][p.id]
         common = dict(task_type="image-classification", task_name=f"{ev['title']} (creepscan probe)",
-                      dataset_type=str(p["id"]), dataset_name=f"creepscan probe {p['id']}",
-                      dataset_revision=data.get("fingerprint") if isinstance(data.get("fingerprint"), str) else None)
+                      dataset_type=str(p.id), dataset_name=f"creepscan probe {p.id}",
+                      dataset_revision=p.data.fingerprint if p.data else None)
         if ev["best_skill"] is not None:
             args = {"attack": _attack_words(ev["attack"])} if ev["attack"] else {}
             if ev["skill_ci95"]:
@@ -234,7 +245,7 @@ def _eval_results(v: dict) -> list:
             out.append(EvalResult(**common, metric_type="skill_gain", metric_name="skill gained over the floor",
                                   metric_value=ev["skill_gain"], metric_args=args or None))
         out.append(EvalResult(**common, metric_type="risk_level", metric_name="function-creep risk level",
-                              metric_value=str(p.get("risk_level"))))
+                              metric_value=str(p.risk_level)))
     return out
 
 
@@ -265,19 +276,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [_row(header), "|" + "|".join(" --- " for _ in header) + "|"] + [_row(r) for r in rows]
 
 
-def adaptation_lines(report: dict, probe_id: Any) -> list[str]:
+def adaptation_lines(probes: list[Probe], probe_id: Any) -> list[str]:
     """For an adapted model (a PEFT adapter, or audited with --base): whether the adaptation raised,
     kept or lowered this probe's level, against the base's level, with the paired test's verdict."""
-    for p in as_list(report.get("probes")):
-        a = as_dict(as_dict(p).get("adaptation"))
-        if as_dict(p).get("id") == probe_id and a:
-            base = as_dict(a.get("base"))
-            sig = "a significant change" if a.get("significant") else "no significant change"
-            p_adj = a.get("p_adjusted")
-            p_text = f"{p_adj:.3g}" if isinstance(p_adj, (int, float)) else NA
-            name = md(base.get("spec") or base.get("name"))
-            return [f"- The adaptation {md(a.get('change'))} this risk: base {name} "
-                    f"rates {md(a.get('base_level'))}, the adapted model {md(a.get('level'))} ({sig} in the paired "
+    for p in probes:
+        a = p.adaptation
+        if p.id == probe_id and a is not None:
+            sig = "a significant change" if a.significant else "no significant change"
+            p_text = f"{a.p_adjusted:.3g}" if a.p_adjusted is not None else NA
+            return [f"- The adaptation {md(a.change)} this risk: base {md(a.base.spec or a.base.name)} "
+                    f"rates {md(a.base_level)}, the adapted model {md(a.level)} ({sig} in the paired "
                     f"test, p = {p_text} after Holm across probes)"]
     return []
 
@@ -400,7 +408,7 @@ def _evidence_section(v: dict) -> list[str]:
         if base:
             bc = as_dict(base.get(f"prohibited {c.get('probe')}"))
             lines.append(f"- Baseline (model A): {md(bc.get('measured_level'))}, {md(bc.get('verdict'))}")
-        lines += adaptation_lines(v["report"], c.get("probe"))
+        lines += adaptation_lines(v["probes"], c.get("probe"))
         lines.append("")
     return lines
 
@@ -410,9 +418,9 @@ def _limitation_items(v: dict) -> list[str]:
     items = [LIMITATIONS[0].format(finetune=", and budgeted fine-tuning of the last blocks" if v["finetune"] else
                                    " (the image tower stays frozen: no fine-tuning adversary ran)")]
     items += LIMITATIONS[1:]
-    unsure = [p for p in v["probes"] if p.get("risk_level") == "inconclusive"]
+    unsure = [p for p in v["probes"] if p.risk_level == "inconclusive"]
     if unsure:
-        items.append("Inconclusive here: " + ", ".join(str(p["id"]) for p in unsure) + ".")
+        items.append("Inconclusive here: " + ", ".join(str(p.id) for p in unsure) + ".")
     if v["not_run"]:
         items.append("Not run (no data): " + ", ".join(str(n.id) for n in v["not_run"]) + ".")
     return items
@@ -495,15 +503,15 @@ def _model_card_json(v: dict) -> dict:
     """The component's ``modelCard``: metrics with CIs per probe, findings, limitations."""
     metrics, findings = [], []
     for p in v["probes"]:
-        ev = _evidence(p)
-        pid = str(p["id"])
+        ev = v["evidence"][p.id]
+        pid = str(p.id)
         if ev["best_skill"] is not None:
             metrics.append(_metric("best adaptation skill", ev["best_skill"], pid, ev["skill_ci95"]))
         if ev["skill_gain"] is not None:
             metrics.append(_metric("skill gained over the floor", ev["skill_gain"], pid, ev["skill_gain_ci95"]))
-        metrics.append(_metric("function-creep risk level", p.get("risk_level"), pid))
-        if not p.get("reference"):
-            findings.append({"name": f"{ev['title']} ({pid}): risk level {p.get('risk_level')}. "
+        metrics.append(_metric("function-creep risk level", p.risk_level, pid))
+        if not p.reference:
+            findings.append({"name": f"{ev['title']} ({pid}): risk level {p.risk_level}. "
                                      f"{_attack_words(ev['risk_reason'] or '')}".strip()})
     use_cases = [str(v["block"]["note"])] if v["block"].get("note") else []
     for c in v["allowed"]:
@@ -545,7 +553,7 @@ def render_card_cyclonedx(report: dict, spec_block: dict, report_sha: str) -> st
     props = [("report:sha256", v["report_sha256"]), ("seed", v["seed"]), ("model:fingerprint", m["fingerprint"]),
              ("audit:date", v["date"]), ("suite", v["suite"]), ("spec:file", as_dict(b.get("source")).get("file")),
              ("spec:sha256", as_dict(b.get("source")).get("sha256")), ("spec:passed", bool(b.get("passed")))]
-    props += [(f"probe:{p['id']}:risk_level", p.get("risk_level")) for p in v["probes"]]
+    props += [(f"probe:{p.id}:risk_level", p.risk_level) for p in v["probes"]]
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=str(m["name"]), bom_ref="model",
         hashes=hashes(m["fingerprint"]),
@@ -562,11 +570,10 @@ def render_card_cyclonedx(report: dict, spec_block: dict, report_sha: str) -> st
         bom.components.add(base[0])
     bom.register_dependency(model, base)  # an adapter needs its base; other models stand alone
     for p in v["probes"]:
-        fp = as_dict(p.get("data")).get("fingerprint")
-        bom.components.add(Component(type=ComponentType.DATA, name=f"creepscan probe data {p['id']}",
-                                     bom_ref=f"data-{p['id']}", hashes=hashes(fp),
-                                     description=f"images of probe {p['id']} ({p.get('n_images')} images, "
-                                                 f"{p.get('n_classes')} classes)"))
+        bom.components.add(Component(type=ComponentType.DATA, name=f"creepscan probe data {p.id}",
+                                     bom_ref=f"data-{p.id}", hashes=hashes(p.data.fingerprint if p.data else None),
+                                     description=f"images of probe {p.id} ({p.n_images} images, "
+                                                 f"{p.n_classes} classes)"))
     with warnings.catch_warnings():
         # the library warns that a root with no dependencies leaves the graph "incomplete": a model
         # that is not an adapter has none
