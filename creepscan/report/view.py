@@ -395,7 +395,7 @@ def _tar_fars(*blocks: Any) -> list[str]:
 
 
 def _pairs_text(block: Any, first: str, second: str) -> Fixed:
-    """``n / m`` of two counts of a block (n/a where it is null or absent)."""
+    """``n / m`` of two declared counts of a block (n/a where it is null or absent)."""
     n, m = (getattr(block, first, None), getattr(block, second, None)) if block is not None else (None, None)
     return Fixed(f"{F.count(n)} / {F.count(m)}")
 
@@ -432,7 +432,8 @@ def _open_set_rows(om: Optional[OpenSet], of: Optional[OpenSet]) -> list:
         rows.append([cell(f"Open-set FNIR at FPIR {F.text(fpir)}"), cell(F.pct(_fnir(om, fpir))),
                      cell(F.pct(_fnir(of, fpir)))])
     rows.append([cell(Fixed("Open-set gallery identities / non-mated probes")),
-                 cell(_pairs_text(om, "n_gallery", "n_nonmated")), cell(_pairs_text(of, "n_gallery", "n_nonmated"))])
+                 cell(_pairs_text(om, "n_gallery_identities", "n_nonmated_searches")),
+                 cell(_pairs_text(of, "n_gallery_identities", "n_nonmated_searches"))])
     return rows
 
 
