@@ -30,9 +30,9 @@ import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from ..result import ModelInfo, Probe, load_report
+from ..result import ModelInfo, Probe, SpecClause, SpecEvidence, SpecSource, SpecVerdicts, load_report
 from . import jsonio
 from ._fmt import NA
 from .markdown import md
@@ -106,15 +106,6 @@ def _attack_words(text: Any) -> str:
 # The one view the two renderers read
 
 
-def as_list(v: Any) -> list:
-    """``v`` when it is a list (the use spec's blocks, still the dicts ``spec.evaluate_spec`` returned)."""
-    return v if isinstance(v, list) else []
-
-
-def as_dict(v: Any) -> dict:
-    return v if isinstance(v, dict) else {}
-
-
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
@@ -133,10 +124,10 @@ def _model_facts(model: ModelInfo) -> dict:
 
 
 def _view(report: dict, spec_block: dict, sha: str) -> dict:
-    """The card's facts, from the typed report (``result.load_report``: a report that breaks the schema raises
-    ``ValueError``) and the use spec's verdicts (``spec_block``: the dict ``spec.evaluate_spec`` or
-    ``compare_spec`` returned). Each probe's headline evidence is ``spec.probe_evidence`` of its report.json
-    block, as the spec's clauses carry it."""
+    """The card's facts, from the typed report with the use spec's verdicts (``spec_block``: the dict
+    ``spec.evaluate_spec`` or ``compare_spec`` returned) as its ``spec`` block, read once by
+    ``result.load_report`` (a report or block that breaks the schema raises ``ValueError``). Each probe's
+    headline evidence is ``spec.probe_evidence`` of its report.json block, as the spec's clauses carry it."""
     if not isinstance(report, dict):
         raise ValueError(f"report must be the report.json dict, got {type(report).__name__}")
     if not isinstance(spec_block, dict):
@@ -146,17 +137,17 @@ def _view(report: dict, spec_block: dict, sha: str) -> dict:
     block = spec_block["b"] if compare else spec_block
     if not isinstance(block.get("clauses"), list):
         raise ValueError("spec_block has no 'clauses' list: pass what creepscan.spec.evaluate_spec returned")
-    typed = load_report(report)
-    if typed.kind != ("compare" if compare else "audit"):
-        raise ValueError(f"spec_block is {'compare' if compare else 'audit'}'s but the report is a {typed.kind}")
-    baseline = {}
-    if compare:
-        baseline = {f"{c.get('kind')} {c.get('probe')}": c for c in as_list(spec_block["a"].get("clauses"))}
+    if report.get("kind") != ("compare" if compare else "audit"):
+        raise ValueError(f"spec_block is {'compare' if compare else 'audit'}'s but the report is a "
+                         f"{report.get('kind')}")
+    typed = load_report({**report, "spec": spec_block})
+    verdicts: SpecVerdicts = typed.spec.b if compare else typed.spec
+    baseline = {f"{c.kind} {c.probe}": c for c in typed.spec.a.clauses} if compare else {}
     probes = [p.b if compare else p for p in typed.probes]
     raw = [p["b"] if compare else p for p in report["probes"]]  # schema-valid: the same probes, as dicts
     date = (typed.timings or {}).get("date")  # an open block: machine-dependent
     return {
-        "block": block,
+        "block": verdicts,
         "baseline": baseline,
         "baseline_model": _model_facts(typed.model_a) if compare else {},
         "model": _model_facts(typed.model_b if compare else typed.model),
@@ -169,8 +160,8 @@ def _view(report: dict, spec_block: dict, sha: str) -> dict:
         "evidence": {p.id: _evidence(r) for p, r in zip(probes, raw) if p.id},
         "not_run": list(typed.not_run or []),
         "finetune": any(p.metrics.finetune for p in probes),
-        "allowed": [c for c in block["clauses"] if isinstance(c, dict) and c.get("kind") == "allowed"],
-        "prohibited": [c for c in block["clauses"] if isinstance(c, dict) and c.get("kind") == "prohibited"],
+        "allowed": [c for c in verdicts.clauses if c.kind == "allowed"],
+        "prohibited": [c for c in verdicts.clauses if c.kind == "prohibited"],
     }
 
 
@@ -184,28 +175,27 @@ def _signed(v: Any) -> str:
 
 def _with_ci(v: Any, ci: Any, fmt=_f2) -> str:
     s = fmt(v)
-    if s != NA and isinstance(ci, list) and len(ci) == 2:
+    if s != NA and isinstance(ci, (list, tuple)) and len(ci) == 2:
         s += f" [{_f2(ci[0])}, {_f2(ci[1])}]"
     return s
 
 
-def _limit(c: dict) -> str:
-    limit = c.get("limit")
-    return md(limit) if isinstance(limit, str) else _f2(limit)
+def _limit(c: SpecClause) -> str:
+    return md(c.limit) if isinstance(c.limit, str) else _f2(c.limit)
 
 
-def _ev(c: dict) -> dict:
-    return as_dict(c.get("evidence"))
+def _ev(c: SpecClause) -> SpecEvidence:
+    """The clause's evidence; an empty one when the probe was not run."""
+    return c.evidence or SpecEvidence()
 
 
-def _title(c: dict) -> str:
-    title = _ev(c).get("title")
-    probe = c.get("probe")
-    return f"{title} ({probe})" if title and title != probe else str(probe)
+def _title(c: SpecClause) -> str:
+    title = _ev(c).title
+    return f"{title} ({c.probe})" if title and title != c.probe else str(c.probe)
 
 
-def _list_text(items: Any) -> str:
-    return "; ".join(str(x) for x in as_list(items)) or NA
+def _list_text(items: Optional[list]) -> str:
+    return "; ".join(str(x) for x in items or []) or NA
 
 
 def _evidence(probe: dict) -> dict:
@@ -290,12 +280,12 @@ def adaptation_lines(probes: list[Probe], probe_id: Any) -> list[str]:
     return []
 
 
-def _result_line(b: dict) -> str:
-    n = len(b["clauses"])
-    if b.get("passed"):
+def _result_line(b: SpecVerdicts) -> str:
+    n = len(b.clauses)
+    if b.passed:
         result = f"**Use specification: passed** ({n} clause{'s' * (n != 1)}"
-        return result + (", inconclusive ones allowed)." if b.get("inconclusive") else ").")
-    bad = as_list(b.get("failed")) + ([] if b.get("allow_inconclusive") else as_list(b.get("inconclusive")))
+        return result + (", inconclusive ones allowed)." if b.inconclusive else ").")
+    bad = (b.failed or []) + ([] if b.allow_inconclusive else b.inconclusive or [])
     return f"**Use specification: failed** ({len(bad)} of {n} clauses: {md(', '.join(map(str, bad)))})."
 
 
@@ -326,8 +316,8 @@ def _intro(v: dict) -> list[str]:
 def _allowed_section(v: dict) -> list[str]:
     b, base = v["block"], v["baseline"]
     lines = ["## Intended uses", ""]
-    if b.get("note"):
-        lines += [md(b["note"]), ""]
+    if b.note:
+        lines += [md(b.note), ""]
     if not v["allowed"]:
         return lines + ["The use specification names no allowed uses to check.", ""]
     lines += ["The model must still do these jobs. Skill is the best adaptation attack's "
@@ -339,14 +329,14 @@ def _allowed_section(v: dict) -> list[str]:
     rows = []
     for c in v["allowed"]:
         ev = _ev(c)
-        row = [md(_title(c)), _limit(c), _with_ci(ev.get("best_skill"), ev.get("skill_ci95")),
-               md(c.get("verdict")), md(_list_text(c.get("context")))]
+        row = [md(_title(c)), _limit(c), _with_ci(ev.best_skill, ev.skill_ci95), md(c.verdict),
+               md(_list_text(c.context))]
         if base:
-            row.insert(4, md(as_dict(base.get(f"allowed {c.get('probe')}")).get("verdict")))
+            row.insert(4, md(_baseline_verdict(base, c)))
         rows.append(row)
     lines += _table(header, rows) + [""]
-    lines += [f"- {md(_attack_words(c.get('rule')))}" for c in v["allowed"]] + [""]
-    notes = [f"- {md(c.get('probe'))}: {md(c['note'])}" for c in v["allowed"] if c.get("note")]
+    lines += [f"- {md(_attack_words(c.rule))}" for c in v["allowed"]] + [""]
+    notes = [f"- {md(c.probe)}: {md(c.note)}" for c in v["allowed"] if c.note]
     return lines + notes + ([""] if notes else [])
 
 
@@ -365,15 +355,37 @@ def _prohibited_section(v: dict) -> list[str]:
         header.insert(4, "Baseline (model A)")
     rows = []
     for c in v["prohibited"]:
-        row = [md(_title(c)), md(c.get("limit")), md(c.get("measured_level")), md(c.get("verdict")),
-               md(_list_text(c.get("legal_basis"))), md(_list_text(c.get("context")))]
+        row = [md(_title(c)), md(c.limit), md(c.measured_level), md(c.verdict), md(_list_text(c.legal_basis)),
+               md(_list_text(c.context))]
         if base:
-            bc = as_dict(base.get(f"prohibited {c.get('probe')}"))
-            row.insert(4, md(f"{bc.get('verdict', NA)} ({bc.get('measured_level') or NA})"))
+            bc = base.get(f"prohibited {c.probe}")
+            row.insert(4, md(f"{bc.verdict if bc else NA} ({(bc.measured_level if bc else None) or NA})"))
         rows.append(row)
     lines += _table(header, rows) + [""]
-    notes = [f"- {md(c.get('probe'))}: {md(c['note'])}" for c in v["prohibited"] if c.get("note")]
+    notes = [f"- {md(c.probe)}: {md(c.note)}" for c in v["prohibited"] if c.note]
     return lines + notes + ([""] if notes else [])
+
+
+def _baseline_verdict(base: dict, c: SpecClause) -> Any:
+    """Model A's verdict on the same clause (a compare card), or None."""
+    bc = base.get(f"allowed {c.probe}")
+    return bc.verdict if bc else None
+
+
+def _evidence_lines(c: SpecClause, ev: SpecEvidence) -> list[str]:
+    """A prohibited use's measured level and headline numbers."""
+    why = ev.risk_reason
+    stt = ev.samples_to_threshold
+    return [
+        f"- Measured level: {md(c.measured_level)}" + (f": {md(_attack_words(why))}" if why else "")
+        + (f"; levels the CIs allow: {md(ev.level_range[0])} to {md(ev.level_range[1])}" if ev.level_range else ""),
+        f"- Best adaptation skill [95% CI]: {_with_ci(ev.best_skill, ev.skill_ci95)}"
+        + (f" ({md(_attack_words(ev.attack))})" if ev.attack else ""),
+        f"- Skill gained over the floor [95% CI]: {_with_ci(ev.skill_gain, ev.skill_gain_ci95, _signed)}"
+        + (f" ({md(_attack_words(ev.gain_attack))})" if ev.gain_attack else ""),
+        f"- Labelled images per class to reach the skill threshold: {md(stt) if stt is not None else 'not reached'}",
+        f"- Probe data fingerprint: {md(ev.data_fingerprint)}",
+    ]
 
 
 def _evidence_section(v: dict) -> list[str]:
@@ -385,30 +397,18 @@ def _evidence_section(v: dict) -> list[str]:
     for c in v["prohibited"]:
         ev = _ev(c)
         lines += [f"### {md(_title(c))}", ""]
-        if ev.get("capability"):
-            lines.append(f"- What a misuser would do: {md(ev['capability'])}")
-        lines.append(f"- Verdict: **{md(c.get('verdict'))}** (highest level tolerated: {md(c.get('limit'))})")
-        if not ev:
+        if ev.capability:
+            lines.append(f"- What a misuser would do: {md(ev.capability)}")
+        lines.append(f"- Verdict: **{md(c.verdict)}** (highest level tolerated: {md(c.limit)})")
+        if c.evidence is None:
             lines += ["- Not measured: the probe was not in the report.", ""]
             continue
-        why = ev.get("risk_reason")
-        lines += [
-            f"- Measured level: {md(c.get('measured_level'))}" + (f": {md(_attack_words(why))}" if why else "")
-            + (f"; levels the CIs allow: {md(ev['level_range'][0])} to {md(ev['level_range'][1])}"
-               if ev.get("level_range") else ""),
-            f"- Best adaptation skill [95% CI]: {_with_ci(ev.get('best_skill'), ev.get('skill_ci95'))}"
-            + (f" ({md(_attack_words(ev['attack']))})" if ev.get("attack") else ""),
-            f"- Skill gained over the floor [95% CI]: "
-            f"{_with_ci(ev.get('skill_gain'), ev.get('skill_gain_ci95'), _signed)}"
-            + (f" ({md(_attack_words(ev['gain_attack']))})" if ev.get("gain_attack") else ""),
-            f"- Labelled images per class to reach the skill threshold: "
-            f"{md(ev.get('samples_to_threshold')) if ev.get('samples_to_threshold') is not None else 'not reached'}",
-            f"- Probe data fingerprint: {md(ev.get('data_fingerprint'))}",
-        ]
+        lines += _evidence_lines(c, ev)
         if base:
-            bc = as_dict(base.get(f"prohibited {c.get('probe')}"))
-            lines.append(f"- Baseline (model A): {md(bc.get('measured_level'))}, {md(bc.get('verdict'))}")
-        lines += adaptation_lines(v["probes"], c.get("probe"))
+            bc = base.get(f"prohibited {c.probe}")
+            lines.append(f"- Baseline (model A): {md(bc.measured_level if bc else None)}, "
+                         f"{md(bc.verdict if bc else None)}")
+        lines += adaptation_lines(v["probes"], c.probe)
         lines.append("")
     return lines
 
@@ -432,7 +432,7 @@ def _limitations(v: dict) -> list[str]:
 
 def _provenance(v: dict) -> list[str]:
     b, m = v["block"], v["model"]
-    src = as_dict(b.get("source"))
+    src = b.source or SpecSource()
     prov = [["Model", md(m["name"])]]
     if m["library"]:
         prov.append(["Loaded with", md(m["library"])])
@@ -448,8 +448,8 @@ def _provenance(v: dict) -> list[str]:
         ["Seed", md(v["seed"])],
         ["Probe suite", md(v["suite"]) if v["suite"] else "the probes named by the use specification"],
         ["Use specification",
-         f"{md(src.get('file'))} ({md(src.get('sha256'))}), format version {md(b.get('spec_version'))}"],
-        ["Inconclusive clauses", "allowed" if b.get("allow_inconclusive") else "fail the specification"],
+         f"{md(src.file)} ({md(src.sha256)}), format version {md(b.spec_version)}"],
+        ["Inconclusive clauses", "allowed" if b.allow_inconclusive else "fail the specification"],
         ["Report hash (sha256 of report.json)", md(v["report_sha256"])],
     ]
     return ["## Provenance", ""] + _table(["Item", "Value"], prov)
@@ -494,7 +494,7 @@ def _timestamp(date: str | None) -> datetime:
 
 def _metric(kind: str, value: Any, slice_: str, ci: Any = None) -> dict:
     out = {"type": kind, "value": str(value), "slice": slice_}
-    if isinstance(ci, list) and len(ci) == 2:
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
         out["confidenceInterval"] = {"lowerBound": str(ci[0]), "upperBound": str(ci[1])}
     return out
 
@@ -513,15 +513,15 @@ def _model_card_json(v: dict) -> dict:
         if not p.reference:
             findings.append({"name": f"{ev['title']} ({pid}): risk level {p.risk_level}. "
                                      f"{_attack_words(ev['risk_reason'] or '')}".strip()})
-    use_cases = [str(v["block"]["note"])] if v["block"].get("note") else []
+    use_cases = [str(v["block"].note)] if v["block"].note else []
     for c in v["allowed"]:
         ev = _ev(c)
-        use_cases.append(f"{_title(c)}: required skill {_f2(c.get('limit'))}, measured "
-                         f"{_with_ci(ev.get('best_skill'), ev.get('skill_ci95'))}: {c.get('verdict')}")
+        use_cases.append(f"{_title(c)}: required skill {_f2(c.limit)}, measured "
+                         f"{_with_ci(ev.best_skill, ev.skill_ci95)}: {c.verdict}")
     for c in v["prohibited"]:
-        basis = "; ".join(map(str, as_list(c.get("legal_basis"))))
-        findings.append({"name": f"Prohibited use {_title(c)}: highest level tolerated {c.get('limit')}, measured "
-                                 f"{c.get('measured_level') or NA}: {c.get('verdict')}"
+        basis = "; ".join(map(str, c.legal_basis or []))
+        findings.append({"name": f"Prohibited use {_title(c)}: highest level tolerated {c.limit}, measured "
+                                 f"{c.measured_level or NA}: {c.verdict}"
                                  + (f" (legal basis: {basis})" if basis else "")})
     considerations: dict = {"technicalLimitations": _limitation_items(v)}
     if use_cases:
@@ -551,8 +551,8 @@ def render_card_cyclonedx(report: dict, spec_block: dict, report_sha: str) -> st
         return [HashType(alg=HashAlgorithm.SHA_256, content=hex_)] if hex_ else []
 
     props = [("report:sha256", v["report_sha256"]), ("seed", v["seed"]), ("model:fingerprint", m["fingerprint"]),
-             ("audit:date", v["date"]), ("suite", v["suite"]), ("spec:file", as_dict(b.get("source")).get("file")),
-             ("spec:sha256", as_dict(b.get("source")).get("sha256")), ("spec:passed", bool(b.get("passed")))]
+             ("audit:date", v["date"]), ("suite", v["suite"]), ("spec:file", b.source.file if b.source else None),
+             ("spec:sha256", b.source.sha256 if b.source else None), ("spec:passed", bool(b.passed))]
     props += [(f"probe:{p.id}:risk_level", p.risk_level) for p in v["probes"]]
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=str(m["name"]), bom_ref="model",
