@@ -270,6 +270,16 @@ def test_cyclonedx_bom_is_strictly_valid_1_6(tmp_path):
     assert _strict(json.dumps(bad)) is not None
 
 
+def test_card_refuses_a_spec_block_that_breaks_the_schema(tmp_path):
+    """The card reads the report with its spec block typed: a verdict off the three is refused, naming it."""
+    report = _hostile_report()
+    block = evaluate_spec(_spec(), report)
+    block["clauses"][0]["verdict"] = "maybe"
+    with pytest.raises(ValueError, match="spec/clauses/0/verdict"):
+        write_card(report, block, tmp_path / "card")
+    assert not (tmp_path / "card").exists()
+
+
 def test_compare_card_describes_model_b_beside_a(tmp_path):
     from huggingface_hub import metadata_load
 

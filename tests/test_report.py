@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from creepscan.report import render_html, render_markdown, summary_text, to_jsonable, write_reports
+from creepscan.report import render_html, render_markdown, render_reports, summary_text, to_jsonable, write_reports
 
 DATA = Path(__file__).parent / "data"
 HOSTILE = "<script>alert(1)</script>"
@@ -300,31 +300,55 @@ def test_svg_coordinates_are_finite(result):
 
 # --- robustness --------------------------------------------------------------------------
 
+def _metrics(**over) -> dict:
+    """A metrics block with every attack null or empty (what an encoder without them reports)."""
+    return {"zero_shot": None, "linear_probe": None, "few_shot": [], "verification": None,
+            "samples_to_threshold": None, **over}
+
+
+def _probe(pid: str = "p", **over) -> dict:
+    """A schema-valid probe with every optional block null or absent."""
+    return {"id": pid, "capability": "c", "policy": [], "risk_level": "inconclusive", "risk_reason": "r",
+            "n_images": 0, "n_classes": 0, "chance": None, "skipped_images": [], "metrics": _metrics(),
+            "control": {"spec": "floor", "metrics": _metrics()}, **over}
+
+
+def _report(kind: str, **over) -> dict:
+    """A schema-valid report of ``kind`` with no probes and every optional field absent."""
+    top = {"schema_version": "1", "kind": kind, "tool": {"name": "creepscan", "version": "0"}, "seed": 0}
+    models = {"audit": {"model": {"spec": "m", "fingerprint": "f"}},
+              "compare": {"model_a": {"spec": "a", "fingerprint": "fa"}, "model_b": {"spec": "b", "fingerprint": "fb"}},
+              "sweep": {"models": [{"spec": "m0", "fingerprint": "f0"}]}}[kind]
+    return {**top, **models, "probes": [], **over}
+
+
+def _compare_probe(pid: str = "c", **over) -> dict:
+    return {"id": pid, "delta": {"linear_probe": None}, "p_value": None, "a": _probe(), "b": _probe(), **over}
+
+
+# partial results: every block that may be null is null, every list that may be empty is empty, and the
+# numbers that were NaN are null; each still renders, showing n/a
 MINIMAL = [
-    {},
-    {"kind": "audit"},
-    {"kind": "audit", "probes": [{}]},
-    {"kind": "audit", "probes": [{"id": "x", "metrics": None, "control": None, "labels": None}]},
-    {"kind": "audit", "model": None, "settings": None, "probes": [
-        {"id": "p", "risk_level": "weird", "metrics": {
-            "few_shot": [{"k": 1, "accuracy": 0.5, "ci95": None}, {"k": None}, "junk"],
-            "linear_probe": {"accuracy": 0.7},
-            "verification": {"tar_at_far": {"1e-3": None}, "not_measurable": ["1e-3"]}}}]},
-    {"kind": "compare"},
-    {"kind": "compare", "probes": [{}, {"id": "y", "a": None, "b": {"risk_level": "high"}}]},
-    {"kind": "compare", "probes": [{"id": "z", "level_a": "low", "level_b": "critical",
-                                    "delta": None, "tests": None, "a": {}, "b": {}}]},
-    {"kind": "sweep"},
-    {"kind": "sweep", "models": [{}], "probes": [{}]},
-    {"kind": "sweep", "models": None, "probes": [
-        {"id": "s", "per_model": [None, {"risk_level": "inconclusive", "inconclusive": None,
-                                         "level_range": ["low"], "capability_axis": {"ci95": [None, 1]}}],
-         "steps": [{"to": 1, "level_rose": True}, "junk", {"to": "x"}]}]},
-    {"kind": "audit", "spec": {"clauses": [{}, None], "passed": None}, "probes": [
-        {"id": "n", "risk_level": "inconclusive", "inconclusive": {"reason": None}, "power": {},
-         "uplift": {"tests": [{}, None]}, "split": {"grouped": True},
-         "metrics": {"heads": {"mlp": None, "gd_budget": {"budgets": [{}]}}, "finetune": {"points": [{}]},
-                     "few_shot": [{"k": 2, "heads": {"knn": None}}], "open_set": {}}}]},
+    _report("audit"),
+    _report("audit", probes=[_probe()], settings=None, not_run=[{"id": "q", "reason": "no data"}]),
+    _report("audit", probes=[_probe("p", risk_level="high", inconclusive={"reason": None}, metrics=_metrics(
+        few_shot=[{"k": 1, "accuracy": 0.5, "ci95": [None, None]}, {"k": 2, "accuracy": None, "ci95": [None, None]}],
+        linear_probe={"accuracy": 0.7, "ci95": [None, None]},
+        verification={"tar_at_far": {"1e-3": None}, "auc": None, "not_measurable": ["1e-3"]}))]),
+    _report("audit", spec={"clauses": [{}], "passed": None}, probes=[_probe(
+        "n", inconclusive={"reason": None}, power={"mde": None}, level_range=["low", "high"],
+        uplift={"skill_gain": None, "ci95": [None, None], "tests": [{"attack": "mlp", "skill_gain": None,
+                                                                    "ci95": [None, None]}]},
+        split={"grouped": True}, threshold={}, capability_axis={"best_skill": None, "ci95": [None, 1]},
+        metrics=_metrics(heads={"mlp": None, "gd_budget": {"accuracy": None, "ci95": [None, None], "budgets": [{}]}},
+                         finetune={"points": []}, few_shot=[{"k": 2, "accuracy": None, "ci95": [None, None],
+                                                             "heads": {"knn": None}}],
+                         open_set={"measurable": False}))]),
+    _report("compare"),
+    _report("compare", probes=[_compare_probe("z", level_a="low", level_b="critical", tests=None)]),
+    _report("sweep"),
+    _report("sweep", probes=[{"id": "s", "per_model": [_probe(), _probe(risk_level="low")],
+                              "steps": [{"from": 0, "to": 1, "p_value": None, "level_rose": True}]}]),
 ]
 
 
@@ -338,12 +362,42 @@ def test_partial_results_render(res, tmp_path):
     _check_screen(summary_text(res), 100)
     if res.get("probes"):
         _assert_svg_finite(page)
+        assert "n/a" in paths[1].read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("broken, where", [
+    ({}, "(top level)"),
+    ({"kind": "audit"}, "schema_version"),
+    (_report("audit", probes=[{}]), "probes/0/id"),
+    (_report("audit", probes=[_probe(risk_level="weird")]), "probes/0/risk_level"),
+    (_report("audit", probes=[_probe(metrics=_metrics(few_shot=["junk"]))]), "probes/0/metrics/few_shot/0"),
+    (_report("compare", probes=[_compare_probe(a=None)]), "probes/0/a"),
+    (_report("sweep", probes=[{"id": "s", "per_model": [None], "steps": []}]), "probes/0/per_model/0"),
+])
+def test_a_report_that_breaks_the_schema_is_rejected_with_the_place(broken, where, tmp_path):
+    """The renderers read the typed report: a dict that is not one is refused with one line that names the
+    place, before any file is written (the CLI turns it into exit 2)."""
+    for render in (render_reports, summary_text, render_markdown, render_html):
+        with pytest.raises(ValueError, match=f"^report does not match its schema at {re.escape(where)}: "):
+            render(broken)
+    with pytest.raises(ValueError, match="does not match its schema"):
+        write_reports(broken, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_renderers_read_the_typed_report(result):
+    """The entry reads the dict with load_report once; the typed report itself renders the same."""
+    from creepscan.result import load_report
+
+    typed = load_report(to_jsonable(result))
+    assert render_markdown(typed) == render_markdown(result)
+    assert summary_text(typed, None) == summary_text(result, None)
 
 
 def test_compare_rose_derived_from_levels_when_flag_missing():
-    res = {"kind": "compare", "alpha": 0.05, "probes": [
-        {"id": "same", "level_a": "low", "level_b": "low", "p_adjusted": 0.5},
-        {"id": "up", "level_a": "low", "level_b": "critical", "p_adjusted": 0.01}]}
+    res = _report("compare", alpha=0.05, probes=[
+        _compare_probe("same", level_a="low", level_b="low", p_adjusted=0.5),
+        _compare_probe("up", level_a="low", level_b="critical", p_adjusted=0.01)])
     lines = summary_text(res).splitlines()
     rows = [line for line in lines if line.startswith(("same", "up"))]
     assert rows[0].startswith("up") and "ROSE" in rows[0] and "significant" in rows[0]

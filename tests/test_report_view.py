@@ -14,6 +14,8 @@ import pytest
 from creepscan.levels import ALL_LEVELS, level_rose
 from creepscan.report import render_html, render_markdown, summary_text
 from creepscan.report.view import LEVEL_COLOURS, Badge, Figures, Items, Pairs, Para, Subheading, Table, build_view
+from creepscan.report.view import badge as view_badge
+from creepscan.result import load_report
 
 DATA = Path(__file__).parent / "data"
 HOSTILE = "<script>alert(9)</script> | *x* [a](http://e)"
@@ -106,15 +108,24 @@ def test_inconclusive_probe_shows_badge_code_meaning_and_detail(audit):
     assert paras(section(build_view(audit), "face-identity"), "inconclusive") == []
 
 
-def test_inconclusive_badge_has_its_own_colour_and_is_loud():
+def _bare_inconclusive(audit: dict) -> dict:
+    """The sample with its first probe inconclusive and no inconclusive block."""
+    p = audit["probes"][0]
+    p["risk_level"], p["inconclusive"] = "inconclusive", None
+    return audit
+
+
+def test_inconclusive_badge_has_its_own_colour_and_is_loud(audit):
     others = {LEVEL_COLOURS[k] for k in ("none", "low", "medium", "high", "critical", "n/a")}
     assert LEVEL_COLOURS["inconclusive"] not in others
-    v = build_view({"kind": "audit", "probes": [{"id": "p", "risk_level": "inconclusive"}]})
-    (badge,) = section(v, "p").badges
+    v = build_view(_bare_inconclusive(audit))
+    (badge,) = section(v, audit["probes"][0]["id"]).badges
     assert badge.loud and badge.label == "INCONCLUSIVE"
-    # a level the report does not know is n/a, never "none"
-    v = build_view({"kind": "audit", "probes": [{"id": "p", "risk_level": "safe-ish"}]})
-    assert section(v, "p").badges[0].name == "n/a"
+    # a level the report does not know is n/a, never "none"; a report.json with one breaks the schema
+    assert view_badge("safe-ish").name == "n/a"
+    audit["probes"][0]["risk_level"] = "safe-ish"
+    with pytest.raises(ValueError, match="schema at probes/0/risk_level"):
+        build_view(audit)
 
 
 def test_inconclusive_in_markdown_and_html(audit):
@@ -133,9 +144,9 @@ def test_inconclusive_in_markdown_and_html(audit):
     assert "minimum detectable effect is 0.31 &gt; margin 0.10" in block
 
 
-def test_inconclusive_without_reason_block_still_says_so():
-    v = build_view({"kind": "audit", "probes": [{"id": "p", "risk_level": "inconclusive"}]})
-    (para,) = paras(section(v, "p"), "inconclusive")
+def test_inconclusive_without_reason_block_still_says_so(audit):
+    v = build_view(_bare_inconclusive(audit))
+    (para,) = paras(section(v, audit["probes"][0]["id"]), "inconclusive")
     assert para.startswith("Inconclusive: unspecified")
 
 
@@ -307,7 +318,7 @@ def section_summary_rows(result: dict) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("level_a, level_b, rose", [("inconclusive", "low", True), ("inconclusive", "critical", True),
                                                    ("inconclusive", "none", False), ("high", "inconclusive", True),
-                                                   ("inconclusive", "inconclusive", False), ("n/a", "high", False)])
+                                                   ("inconclusive", "inconclusive", False), (None, "high", False)])
 def test_compare_rise_without_risk_rose_is_the_one_level_rose(compare, level_a, level_b, rose):
     """An older report without ``risk_rose``: the view derives it with ``levels.level_rose``, as compare
     does. From inconclusive, anything above none is a rise (nothing established A's level: a gate must not
@@ -320,6 +331,13 @@ def test_compare_rise_without_risk_rose_is_the_one_level_rose(compare, level_a, 
     assert (section_summary_rows(compare)["attribute-gender"][2] == "ROSE") is rose
     if level_a in ALL_LEVELS:
         assert level_rose(level_a, level_b) is rose
+
+
+def test_compare_level_off_the_scale_is_rejected(compare):
+    """A level that is not one of the six breaks the schema: it is refused, never read as no rise."""
+    probe(compare, "attribute-gender")["level_a"] = "n/a"
+    with pytest.raises(ValueError, match="level_a"):
+        build_view(compare)
 
 
 # --- sweep ---------------------------------------------------------------------------------
@@ -415,7 +433,6 @@ def test_summary_shows_the_use_spec_verdict(audit):
 
 NEW_FIELDS = [
     ("emotion", "inconclusive", "detail"),
-    ("emotion", "inconclusive", "reason"),
     ("face-identity", "risk_axis"),
     ("face-identity", "strongest_adversary"),
     ("face-identity", "capability_axis", "attack"),
@@ -534,11 +551,11 @@ def test_sweep_axis_uses_the_steps_and_plots_the_deciding_metric(sweep):
     for m, step in zip(sweep["models"], (0, 1000, 2500, 4000)):
         m["step"] = step
     sweep["settings"]["order"] = "step"
-    face = sweep["probes"][0]
-    svg = plots.trajectory_svg(face, sweep["models"], "step")
+    report = load_report(sweep)
+    svg = plots.trajectory_svg(report.probes[0], report.models, "step")
     assert ">2,500</text>" in svg and "training step" in svg
     assert ">2</text>" not in svg.split('class="xlabel"')[0].split("</path>")[-1]
-    for pm in face["per_model"]:
+    for pm in sweep["probes"][0]["per_model"]:
         pm["risk_rule"] = "critical: verification TAR at FAR 1e-3 >= 0.5"
         pm.setdefault("metrics", {})["verification"] = {"tar_at_far": {"1e-3": 0.6}, "tar_ci95": {"1e-3": [0.5, 0.7]},
                                                         "auc": 0.9}

@@ -1,9 +1,11 @@
 """Report layer: the JSON-able result dict -> report.json, report.md, report.html, stdout summary.
 
-One view model (``view.build_view``: the dict -> sections, tables, badges, figures) feeds both
+One view model (``view.build_view``: the typed report -> sections, tables, badges, figures) feeds both
 Jinja2 templates (``templates/report.md.j2``, ``templates/report.html.j2``). Renderers read only the
-result dict (see docs/INTERFACES.md); they never touch arrays, models or images, and the same dict
-always gives byte-identical files.
+typed report that ``result.load_report`` makes of the result dict, once, at the entry (``render_reports``,
+``summary_text``, ``build_view``, the card; see docs/INTERFACES.md): a dict that breaks the schema is
+rejected with its ``ValueError``. They never touch arrays, models or images, and the same dict always
+gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..result import load_report
 from . import jsonio
 from .html import render_html
 from .jsonio import to_jsonable
@@ -25,11 +28,14 @@ REPORT_FILES = ("report.json", "report.md", "report.html")
 def render_reports(result: dict) -> dict[str, str]:
     """The texts of report.json, report.md and report.html (file name -> text, in that order).
 
-    NaN and infinities become null."""
+    NaN and infinities become null. The JSON-clean dict is read into the typed report once
+    (``result.load_report``), and both renderers read that; a dict that breaks the schema raises its
+    ``ValueError`` (naming the place) before any text is made."""
     if not isinstance(result, dict):
         raise TypeError(f"write_reports: result must be a dict, got {type(result).__name__}")
     clean = to_jsonable(result)
-    texts = (jsonio.dumps(clean), render_markdown(clean), render_html(clean))
+    report = load_report(clean)
+    texts = (jsonio.dumps(clean), render_markdown(report), render_html(report))
     return dict(zip(REPORT_FILES, texts))
 
 
@@ -47,7 +53,8 @@ def write_reports(result: dict, out_dir) -> list[Path]:
     return jsonio.write_all_or_nothing(Path(out_dir), render_reports(result))
 
 
-def summary_text(result: dict, width: int | None = 100) -> str:
+def summary_text(result, width: int | None = 100) -> str:
     """The one-screen plain-text summary (no ANSI, every line at most ``width`` columns; ``None``:
-    nothing cut or wrapped, for piped output)."""
-    return _summary_text(to_jsonable(result), width=width)
+    nothing cut or wrapped, for piped output) of a typed report, or of a result dict (read with
+    ``result.load_report`` first)."""
+    return _summary_text(result, width=width)

@@ -1,8 +1,10 @@
-"""Small, deterministic accessors and formatters that the view model, the plots and the terminal
-summary share.
+"""Small, deterministic formatters and readers of the typed report (``creepscan.result``) that the view
+model, the plots and the terminal summary share.
 
-Every accessor tolerates missing keys and nulls: real results are partial (no text tower, no
-verification, a probe that could not run), and a report must still render, showing "n/a".
+The renderers read the report as ``result.load_report`` returns it (``typed_report``: once, at the entry),
+so a field is an attribute of its declared type and only an ``Optional`` one needs a None check. Real
+results are partial (no text tower, no verification, a value that was NaN), and a report must still
+render, showing "n/a" where a value is null.
 
 Text the report composes from numbers and fixed words is returned as ``Fixed``; text taken from the
 data (labels, paths, reasons, specs) is returned as plain ``str``. The Markdown renderer escapes
@@ -13,11 +15,44 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from ..levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, level_rose
+from ..result import (
+    Accuracy,
+    AuditReport,
+    CompareProbe,
+    CompareReport,
+    Metrics,
+    ModelInfo,
+    Probe,
+    Report,
+    SweepModel,
+    SweepProbe,
+    SweepReport,
+    SweepStep,
+    Uplift,
+    UpliftTest,
+    Verification,
+    load_report,
+    to_json_dict,
+)
+from ..result import Headline as HeadlineTest
 
-__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "Fixed", "NA"]
+__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "Fixed", "NA", "typed_report"]
+
+
+def typed_report(result: Any) -> Report:
+    """The typed report the renderers read: a dict (report.json's, or the pipeline's before it was made
+    JSON) is made JSON-clean (``jsonio.to_jsonable``) and read by ``result.load_report``, once; a typed
+    report is returned as it is. A dict that breaks the schema raises ``load_report``'s ``ValueError``."""
+    if isinstance(result, dict):
+        from .jsonio import to_jsonable
+
+        return load_report(to_jsonable(result))
+    if isinstance(result, (AuditReport, CompareReport, SweepReport)):
+        return result
+    raise ValueError(f"report must be report.json's dict or a typed report, got {type(result).__name__}")
 
 
 class Fixed(str):
@@ -29,10 +64,6 @@ class Fixed(str):
 
 
 NA = Fixed("n/a")
-
-
-def fixed(s: str) -> Fixed:
-    return Fixed(s)
 
 
 # --- levels ------------------------------------------------------------------------------
@@ -55,17 +86,17 @@ def is_inconclusive(level: Any) -> bool:
     return level_name(level) == INCONCLUSIVE
 
 
-def level_range(probe: Any) -> tuple[str, str] | None:
+def level_range(probe: Probe) -> tuple[str, str] | None:
     """(lowest, highest) level the CIs allow, or None when the result does not say."""
-    lr = get(probe, "level_range")
-    if isinstance(lr, list) and len(lr) == 2:
+    lr = probe.level_range
+    if lr is not None and len(lr) == 2:
         lo, hi = level_name(lr[0]), level_name(lr[1])
         if lo != NA and hi != NA:
             return lo, hi
     return None
 
 
-def level_range_text(probe: Any) -> Fixed:
+def level_range_text(probe: Probe) -> Fixed:
     lr = level_range(probe)
     if lr is None:
         return NA
@@ -75,9 +106,9 @@ def level_range_text(probe: Any) -> Fixed:
 AXIS_WORDS = {"capability": "capability axis", "uplift": "uplift axis", "both": "both axes"}
 
 
-def axis_text(probe: Any) -> str:
+def axis_text(probe: Probe) -> str:
     """Which axis decided the level, in words (unknown values are shown as given, as data)."""
-    axis = get(probe, "risk_axis")
+    axis = probe.risk_axis
     if axis is None:
         return NA
     return Fixed(AXIS_WORDS[axis]) if axis in AXIS_WORDS else text(axis)
@@ -94,16 +125,16 @@ INCONCLUSIVE_WHY = {
 }
 
 
-def inconclusive_info(probe: Any) -> tuple[str, str, str] | None:
-    """(reason code, what the code means, the result's detail) when the probe is inconclusive."""
-    block = get(probe, "inconclusive")
-    if not isinstance(block, dict) and not is_inconclusive(get(probe, "risk_level")):
+def inconclusive_info(probe: Probe, level: Any = None) -> tuple[str, str, str] | None:
+    """(reason code, what the code means, the result's detail) when the probe is inconclusive (at ``level``
+    when given: the level a compare states for that side)."""
+    block = probe.inconclusive
+    if block is None and not is_inconclusive(probe.risk_level if level is None else level):
         return None
-    block = as_dict(block)
-    code = block.get("reason")
+    code = block.reason if block else None
     why = Fixed(INCONCLUSIVE_WHY[code]) if code in INCONCLUSIVE_WHY else NA
     code_s = Fixed(code) if code in INCONCLUSIVE_WHY else (text(code) if code else Fixed("unspecified"))
-    detail = block.get("detail")
+    detail = block.detail if block else None
     return code_s, why, text(detail) if detail else ""
 
 
@@ -113,33 +144,10 @@ def is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def get(obj: Any, *path: Any, default: Any = None) -> Any:
-    """``obj[p0][p1]...`` where each step may be a dict key or list index; ``default`` on any miss."""
-    cur = obj
-    for step in path:
-        if isinstance(cur, dict):
-            if step not in cur:
-                return default
-            cur = cur[step]
-        elif isinstance(cur, list) and isinstance(step, int):
-            if not -len(cur) <= step < len(cur):
-                return default
-            cur = cur[step]
-        else:
-            return default
-    return default if cur is None else cur
-
-
-def as_list(v: Any) -> list:
-    return v if isinstance(v, list) else []
-
-
-def as_dict(v: Any) -> dict:
-    return v if isinstance(v, dict) else {}
-
-
-def dicts(v: Any) -> list[dict]:
-    return [x for x in as_list(v) if isinstance(x, dict)]
+def extra(obj: Any, name: str) -> Any:
+    """A property the schema does not describe (``load_report`` keeps it as an attribute, as report.json
+    holds it), or None: only for fields of older reports that the dataclasses no longer declare."""
+    return getattr(obj, name, None)
 
 
 def text(v: Any) -> str:
@@ -152,7 +160,8 @@ def text(v: Any) -> str:
 
 
 def is_ci(ci: Any) -> bool:
-    return isinstance(ci, list) and len(ci) == 2 and is_num(ci[0]) and is_num(ci[1])
+    """A [lower, upper] interval of two finite numbers (the typed report holds it as a tuple)."""
+    return isinstance(ci, (list, tuple)) and len(ci) == 2 and is_num(ci[0]) and is_num(ci[1])
 
 
 def pct(v: Any, digits: int = 1) -> Fixed:
@@ -174,9 +183,12 @@ def with_ci(value: Fixed, ci: Fixed) -> Fixed:
     return Fixed(f"{value} {ci}") if ci else value
 
 
-def acc_ci(block: Any) -> Fixed:
-    """``90.0% [85.0, 95.0]`` from a metric block with accuracy and ci95."""
-    return with_ci(pct(get(block, "accuracy")), ci_pct(get(block, "ci95")))
+def acc_ci(block: Optional[Accuracy]) -> Fixed:
+    """``90.0% [85.0, 95.0]`` from a metric block with accuracy and ci95 (any of the typed blocks), n/a for
+    None."""
+    if block is None:
+        return NA
+    return with_ci(pct(block.accuracy), ci_pct(block.ci95))
 
 
 def pp(v: Any, digits: int = 1) -> Fixed:
@@ -234,21 +246,55 @@ def count(v: Any) -> Fixed:
     return Fixed(f"{v:,.1f}") if is_num(v) else NA
 
 
+def _cited_index(rows: list[tuple[Any, Any, Any, Any]], significant: Any, strongest: Any) -> int | None:
+    """Which uplift test a level's reason cites, from ``rows`` = (attack, skill_gain, p_adjusted, upper95) of
+    the tests with a finite gain: with a significant uplift the strongest test (``uplift.strongest``; failing
+    that, as risk.assess chooses it: the smallest adjusted p, then the largest gain), else the one with the
+    largest upper 95% bound (the one that decides equivalence or its absence). None: no test decides."""
+    if significant:
+        lead = [i for i, r in enumerate(rows) if r[0] == strongest]
+        ranked = [i for i, r in enumerate(rows) if is_num(r[2])]
+        if lead or ranked:
+            return lead[0] if lead else min(ranked, key=lambda i: (rows[i][2], -rows[i][1]))
+    elif rows and all(is_num(r[3]) for r in rows):
+        return max(range(len(rows)), key=lambda i: rows[i][3])
+    return None
+
+
 def cited_uplift_test(uplift: Any) -> dict:
-    """The uplift test a level's reason cites: with a significant uplift the strongest test
-    (``uplift.strongest``), else the one with the largest upper 95% bound (the one that decides
-    equivalence or its absence); the linear probe's summary when the result has no tests. The
-    skill gain shown beside a level is this test's, so the figure and the reason agree."""
-    u = as_dict(uplift)
-    tests = [t for t in dicts(u.get("tests")) if is_num(t.get("skill_gain"))]
-    if u.get("significant"):
-        lead = [t for t in tests if t.get("attack") == u.get("strongest")]
-        ranked = [t for t in tests if is_num(t.get("p_adjusted"))]
-        if lead or ranked:  # as risk.assess chooses it: the smallest adjusted p, then the largest gain
-            return lead[0] if lead else min(ranked, key=lambda t: (t["p_adjusted"], -t["skill_gain"]))
-    elif tests and all(is_num(t.get("upper95")) for t in tests):
-        return max(tests, key=lambda t: t["upper95"])
+    """``cited_gain`` for an uplift block still held as a dict (the use spec's evidence, built from the
+    pipeline's result): the cited test's dict; the block itself, with ``attack`` linear_probe, when no test
+    decides."""
+    u = uplift if isinstance(uplift, dict) else {}
+    given = u.get("tests") if isinstance(u.get("tests"), list) else []
+    tests = [t for t in given if isinstance(t, dict) and is_num(t.get("skill_gain"))]
+    i = _cited_index([(t.get("attack"), t["skill_gain"], t.get("p_adjusted"), t.get("upper95")) for t in tests],
+                     u.get("significant"), u.get("strongest"))
+    if i is not None:
+        return tests[i]
     return {"attack": "linear_probe" if is_num(u.get("skill_gain")) else None, **u}
+
+
+@dataclass(frozen=True)
+class CitedGain:
+    """The skill gain a level's reason cites, its 95% CI and the attack it comes from."""
+    attack: Optional[str]
+    skill_gain: Any
+    ci95: Any
+
+
+def cited_gain(uplift: Optional[Uplift]) -> CitedGain:
+    """The uplift test a level's reason cites (``_cited_index``); the linear probe's summary (the uplift
+    block's own gain) when no test decides. The skill gain shown beside a level is this test's, so the
+    figure and the reason agree."""
+    if uplift is None:
+        return CitedGain(None, None, None)
+    tests: list[UpliftTest] = [t for t in uplift.tests or [] if is_num(t.skill_gain)]
+    i = _cited_index([(t.attack, t.skill_gain, t.p_adjusted, t.upper95) for t in tests], uplift.significant,
+                     uplift.strongest)
+    if i is not None:
+        return CitedGain(tests[i].attack, tests[i].skill_gain, tests[i].ci95)
+    return CitedGain("linear_probe" if is_num(uplift.skill_gain) else None, uplift.skill_gain, uplift.ci95)
 
 
 # Severity order of a report: what an auditor must see first. Inconclusive sits just below high:
@@ -256,11 +302,11 @@ def cited_uplift_test(uplift: Any) -> dict:
 SEVERITY = ("critical", "high", "inconclusive", "medium", "low", "none")
 
 
-def severity_rank(probe: Any, level_key: str = "risk_level") -> tuple[int, int]:
+def severity_rank(probe: Probe) -> tuple[int, int]:
     """Sort key, most severe first; reference probes (not a prohibited capability) last."""
-    name = level_name(get(probe, level_key))
+    name = level_name(probe.risk_level)
     rank = SEVERITY.index(name) if name in SEVERITY else len(SEVERITY)
-    return (1 if get(probe, "reference") is True else 0, rank)
+    return (1 if probe.reference is True else 0, rank)
 
 
 def level_counts(levels: Iterable[Any]) -> list[tuple[str, int]]:
@@ -317,9 +363,9 @@ def skill_ci_of(ci: Any, chance: Any) -> Any:
 
 # --- metric blocks -----------------------------------------------------------------------
 
-def far_items(tar_at_far: Any) -> list[tuple[str, Any]]:
+def far_items(tar_at_far: Optional[dict[str, Any]]) -> list[tuple[str, Any]]:
     """``tar_at_far`` items ordered by FAR, largest first (1e-2 before 1e-3)."""
-    items = list(as_dict(tar_at_far).items())
+    items = list((tar_at_far or {}).items())
 
     def far(kv):
         try:
@@ -330,68 +376,50 @@ def far_items(tar_at_far: Any) -> list[tuple[str, Any]]:
     return sorted(items, key=lambda kv: (far(kv), str(kv[0])))
 
 
-def tar_text(verification: Any, far: str, with_interval: bool = True) -> Fixed:
+def tar_text(verification: Optional[Verification], far: str, with_interval: bool = True) -> Fixed:
     """TAR at ``far`` as a percent with its CI, "not measurable" when the data is too small."""
-    if not isinstance(verification, dict):
+    if verification is None:
         return NA
-    v = get(verification, "tar_at_far", far)
+    v = verification.tar_at_far.get(far)
     if is_num(v):
-        ci = ci_pct(get(verification, "tar_ci95", far)) if with_interval else Fixed("")
+        ci = ci_pct((verification.tar_ci95 or {}).get(far)) if with_interval else Fixed("")
         return with_ci(pct(v), ci)
-    if far in as_list(verification.get("not_measurable")):
+    if far in (verification.not_measurable or []):
         return Fixed("not measurable")
     return NA
 
 
-def few_shot_by_k(metrics: Any) -> dict[int, dict]:
-    """{k: few-shot block} for the measured k, ascending."""
-    out: dict[int, dict] = {}
-    for row in dicts(get(metrics, "few_shot")):
-        k = as_k(row.get("k"))
-        if k is not None:
-            out[k] = row
+def few_shot_by_k(metrics: Metrics) -> dict[int, Any]:
+    """{k: few-shot block} for the measured k, ascending (a repeated k: the last block)."""
+    out = {row.k: row for row in metrics.few_shot}
     return dict(sorted(out.items()))
 
 
-def as_k(k: Any) -> int | None:
-    if isinstance(k, int) and not isinstance(k, bool):
-        return k
-    if is_num(k) and float(k).is_integer():
-        return int(k)
-    return None
-
-
-def samples_text(metrics: Any) -> Fixed:
+def samples_text(metrics: Metrics) -> Fixed:
     """samples_to_threshold as text: "k=4", "not reached" (measured, never reached), or n/a."""
-    stt = get(metrics, "samples_to_threshold")
-    if is_num(stt):
-        return Fixed(f"k={int(stt)}") if float(stt).is_integer() else Fixed(f"k={num(stt)}")
+    stt = metrics.samples_to_threshold
+    if stt is not None:
+        return Fixed(f"k={stt}")
     if few_shot_by_k(metrics):
         return Fixed("not reached")
     return NA
 
 
-def threshold_accuracy(probe: Any) -> Any:
+def threshold_accuracy(probe: Probe) -> Any:
     """The accuracy the risk threshold corresponds to (given, or chance + skill * (1 - chance))."""
-    acc = get(probe, "threshold", "accuracy")
-    if is_num(acc):
-        return acc
-    skill, chance = get(probe, "threshold", "skill"), get(probe, "chance")
-    if is_num(skill) and is_num(chance):
-        return chance + skill * (1.0 - chance)
+    thr = probe.threshold
+    if thr is None:
+        return None
+    if is_num(thr.accuracy):
+        return thr.accuracy
+    if is_num(thr.skill) and is_num(probe.chance):
+        return probe.chance + thr.skill * (1.0 - probe.chance)
     return None
 
 
-def floor_metrics(probe: Any) -> dict:
-    return as_dict(get(probe, "control", "metrics"))
-
-
-def model_metrics(probe: Any) -> dict:
-    return as_dict(get(probe, "metrics"))
-
-
-def strongest_adversary(probe: Any) -> Any:
-    return get(probe, "strongest_adversary") or get(probe, "metrics", "strongest_adversary")
+def strongest_adversary(probe: Probe) -> Any:
+    """The strongest adversary an older report named (``strongest_adversary``, no longer declared)."""
+    return extra(probe, "strongest_adversary") or extra(probe.metrics, "strongest_adversary")
 
 
 @dataclass(frozen=True)
@@ -402,22 +430,20 @@ class Headline:
     source: str
 
 
-def headline_skill(probe: Any) -> Headline:
+def headline_skill(probe: Probe) -> Headline:
     """The capability axis's best skill and CI; failing that, the linear probe's skill (its CI
     mapped from accuracy through chance); failing that, the uplift block's model skill."""
-    cap = as_dict(get(probe, "capability_axis"))
-    if is_num(cap.get("best_skill")):
-        attack = cap.get("attack")
-        return Headline(cap["best_skill"], cap.get("ci95") if is_ci(cap.get("ci95")) else None,
-                        text(attack) if attack else Fixed("best attack"))
-    lp = get(probe, "metrics", "linear_probe")
-    chance = get(probe, "chance")
-    s = get(lp, "skill")
-    if not is_num(s):
-        s = skill_of(get(lp, "accuracy"), chance)
+    cap = probe.capability_axis
+    if cap is not None and is_num(cap.best_skill):
+        return Headline(cap.best_skill, cap.ci95 if is_ci(cap.ci95) else None,
+                        text(cap.attack) if cap.attack else Fixed("best attack"))
+    lp = probe.metrics.linear_probe
+    s = lp.skill if lp else None
+    if lp is not None and not is_num(s):
+        s = skill_of(lp.accuracy, probe.chance)
     if is_num(s):
-        return Headline(s, skill_ci_of(get(lp, "ci95"), chance), Fixed("linear probe"))
-    s = get(probe, "uplift", "skill_model")
+        return Headline(s, skill_ci_of(lp.ci95, probe.chance), Fixed("linear probe"))
+    s = probe.uplift.skill_model if probe.uplift else None
     return Headline(s if is_num(s) else None, None, Fixed("uplift block") if is_num(s) else NA)
 
 
@@ -442,34 +468,30 @@ class CostPoint:
     flops: Any = None
 
 
-def cost_points(probe: Any) -> list[CostPoint]:
+def cost_points(probe: Probe) -> list[CostPoint]:
     """Every measured (adversary, k) point of a probe: few-shot heads per k, full-split heads
     (gd_budget per step budget), the linear probe, and fine-tuning budget points."""
-    mm = model_metrics(probe)
+    mm = probe.metrics
     pts: list[CostPoint] = []
     for k, row in few_shot_by_k(mm).items():
-        for name, acc in as_dict(row.get("heads")).items():
-            ci = row.get("ci95") if name == row.get("winner") else None
+        for name, acc in (row.heads or {}).items():
+            ci = row.ci95 if name == row.winner else None
             pts.append(CostPoint(text(name), k, acc if is_num(acc) else None, ci))
-    for name, head in as_dict(mm.get("heads")).items():
-        head = as_dict(head)
-        budgets = dicts(head.get("budgets"))
-        if budgets:
-            for b in budgets:
-                pts.append(CostPoint(f"{text(name)}, {num(b.get('steps'))} steps", ALL_TRAIN,
-                                     b.get("accuracy"), b.get("ci95")))
+    for name, head in (mm.heads or {}).items():
+        if head is not None and head.budgets:
+            for b in head.budgets:
+                pts.append(CostPoint(f"{text(name)}, {num(b.steps)} steps", ALL_TRAIN, b.accuracy, b.ci95))
         else:
-            pts.append(CostPoint(text(name), ALL_TRAIN, head.get("accuracy"), head.get("ci95")))
-    for p in dicts(get(mm, "finetune", "points")):
-        pts.append(CostPoint(f"finetune, {num(p.get('steps'))} steps", as_k(p.get("k")),
-                             p.get("accuracy"), p.get("ci95"), p.get("seconds"), p.get("flops")))
-    if pts and is_num(get(mm, "linear_probe", "accuracy")):
-        lp = mm["linear_probe"]
-        pts.append(CostPoint(Fixed("linear probe"), ALL_TRAIN, lp.get("accuracy"), lp.get("ci95")))
+            pts.append(CostPoint(text(name), ALL_TRAIN, head.accuracy if head else None, head.ci95 if head else None))
+    for p in mm.finetune.points if mm.finetune else []:
+        pts.append(CostPoint(f"finetune, {num(p.steps)} steps", p.k, p.accuracy, p.ci95, p.seconds, p.flops))
+    lp = mm.linear_probe
+    if pts and lp is not None and is_num(lp.accuracy):
+        pts.append(CostPoint(Fixed("linear probe"), ALL_TRAIN, lp.accuracy, lp.ci95))
     return pts
 
 
-def has_cost(probe: Any) -> bool:
+def has_cost(probe: Probe) -> bool:
     return bool(cost_points(probe))
 
 
@@ -483,36 +505,28 @@ def ordered_unique(items: Iterable[Any]) -> list:
 
 # --- data issues -------------------------------------------------------------------------
 
-def skipped(probe: Any) -> list[dict]:
-    return dicts(get(probe, "skipped_images"))
-
-
-def excluded(probe: Any) -> list[dict]:
-    return dicts(get(probe, "excluded_classes"))
-
-
-def reason_counts(items: list[dict]) -> list[tuple[str, int]]:
-    """[(reason, how many)] most common first, ties in first-seen order."""
+def reason_counts(items: list[Any]) -> list[tuple[str, int]]:
+    """[(reason, how many)] of skipped images or excluded classes, most common first, ties in first-seen
+    order."""
     counts: dict[str, int] = {}
     for it in items:
-        r = text(it.get("reason"))
+        r = text(it.reason)
         counts[r] = counts.get(r, 0) + 1
     return sorted(counts.items(), key=lambda kv: -kv[1])
 
 
 # --- compare -----------------------------------------------------------------------------
 
-def compare_levels(cp: dict) -> tuple[str, str]:
-    la = cp.get("level_a") or get(cp, "a", "risk_level")
-    lb = cp.get("level_b") or get(cp, "b", "risk_level")
-    return level_name(la), level_name(lb)
+def compare_levels(cp: CompareProbe) -> tuple[str, str]:
+    """The levels the compare block states (A, B), else the sides' own."""
+    return level_name(cp.level_a or cp.a.risk_level), level_name(cp.level_b or cp.b.risk_level)
 
 
-def compare_rose(cp: dict) -> bool:
+def compare_rose(cp: CompareProbe) -> bool:
     """The compare report's ``risk_rose``; for an older report without it, ``levels.level_rose`` of the two
-    levels (never a rise when either level is missing or unknown: there is nothing to compare)."""
-    if isinstance(cp.get("risk_rose"), bool):
-        return cp["risk_rose"]
+    levels (never a rise when either level is unknown: there is nothing to compare)."""
+    if cp.risk_rose is not None:
+        return cp.risk_rose
     la, lb = compare_levels(cp)
     return la in ALL_LEVELS and lb in ALL_LEVELS and level_rose(la, lb)
 
@@ -527,95 +541,70 @@ def change_word(la: Any, lb: Any, rose: bool) -> Fixed:
     return Fixed("changed")
 
 
-def compare_significant(cp: dict, alpha: Any) -> Any:
+def compare_significant(cp: CompareProbe, alpha: Any) -> Any:
     """True/False, or None when there is no test to judge by."""
-    if isinstance(cp.get("significant"), bool):
-        return cp["significant"]
-    p = cp.get("p_adjusted", cp.get("p_value"))
+    if cp.significant is not None:
+        return cp.significant
+    p = cp.p_adjusted if cp.p_adjusted is not None else cp.p_value
     if is_num(p) and is_num(alpha):
         return p < alpha
     return None
 
 
-def compare_order(probes: Iterable[Any]) -> list[dict]:
+def compare_order(probes: Iterable[CompareProbe]) -> list[CompareProbe]:
     """Probes whose risk rose first (stable), then the rest in their given order."""
-    ps = [p for p in probes if isinstance(p, dict)]
+    ps = list(probes)
     return [p for p in ps if compare_rose(p)] + [p for p in ps if not compare_rose(p)]
 
 
-def compare_rose_and_significant(result: dict) -> tuple[list[str], list[str]]:
-    """Ids whose risk rose and ids with a significant change: the result's ``summary`` when it has
+def compare_rose_and_significant(report: CompareReport) -> tuple[list[str], list[str]]:
+    """Ids whose risk rose and ids with a significant change: the report's ``summary`` when it has
     one, else derived from the probes."""
-    summ = as_dict(result.get("summary"))
-    probes = probe_list(result)
-    rose = summ.get("rose")
-    sig = summ.get("significant")
-    if not isinstance(rose, list):
-        rose = [p.get("id") for p in probes if compare_rose(p)]
-    if not isinstance(sig, list):
-        sig = [p.get("id") for p in probes if compare_significant(p, result.get("alpha")) is True]
+    if report.summary is not None:
+        rose, sig = report.summary.rose, report.summary.significant
+    else:
+        rose = [p.id for p in report.probes if compare_rose(p)]
+        sig = [p.id for p in report.probes if compare_significant(p, report.alpha) is True]
     return [text(x) for x in rose], [text(x) for x in sig]
 
 
-def compare_headline_text(cp: Any) -> str:
-    """The compare headline: the metric with the smallest within-probe adjusted p, and its change."""
-    h = as_dict(as_dict(cp).get("headline"))
-    if not h:
+def compare_headline_text(headline: Optional[HeadlineTest]) -> str:
+    """A paired comparison's headline: the metric with the smallest within-probe adjusted p, and its change."""
+    if headline is None:
         return NA
-    return f"{text(h.get('metric'))} {pp(h.get('change'))}"
+    return f"{text(headline.metric)} {pp(headline.change)}"
 
 
-def same_data(a: dict, b: dict) -> bool:
+def same_data(a: Probe, b: Probe) -> bool:
     """Whether two probe results describe the same images (then the report shows them once)."""
     keys = ("data", "labels", "skipped_images", "excluded_classes", "split", "n_images", "n_classes")
-    return all(a.get(k) == b.get(k) for k in keys)
+    return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
 # --- sweep -------------------------------------------------------------------------------
 
-def sweep_models(result: Any) -> list[dict]:
-    """The swept models in checkpoint order (the ``order`` key, else as listed)."""
-    ms = dicts(get(result, "models"))
-    return sorted(ms, key=lambda m: (0, m["order"]) if is_num(m.get("order")) else (1, 0))
+def sweep_models(report: SweepReport) -> list[SweepModel]:
+    """The swept models in checkpoint order (the ``order`` field, else as listed)."""
+    return sorted(report.models, key=lambda m: (0, m.order) if m.order is not None else (1, 0))
 
 
-def model_label(model: Any, i: int) -> str:
-    m = as_dict(model)
-    return text(m.get("name") or m.get("spec") or f"model {i}")
+def model_label(model: Optional[ModelInfo], i: int) -> str:
+    if model is None:
+        return text(f"model {i}")
+    return text(model.name or model.spec or f"model {i}")
 
 
-def sweep_steps(sp: Any) -> dict[int, dict]:
+def nth(items: list, i: int) -> Any:
+    """``items[i]``, or None when there is no such item (a sweep probe with fewer results than models)."""
+    return items[i] if -len(items) <= i < len(items) else None
+
+
+def sweep_steps(sp: SweepProbe) -> dict[int, SweepStep]:
     """{index of the later model: step block} for the consecutive-checkpoint tests."""
-    out = {}
-    for st in dicts(get(sp, "steps")):
-        to = as_k(st.get("to"))
-        if to is not None:
-            out[to] = st
-    return out
+    return {st.to: st for st in sp.steps}
 
 
-# --- result kinds ------------------------------------------------------------------------
-
-def probe_list(result: Any) -> list[dict]:
-    return dicts(get(result, "probes"))
-
-
-def result_kind(result: Any) -> str:
-    """audit, compare or sweep (from ``kind``, else guessed from the keys)."""
-    kind = get(result, "kind")
-    if kind in ("audit", "compare", "sweep"):
-        return kind
-    r = as_dict(result)
-    if "models" in r:
-        return "sweep"
-    if "model_a" in r or "model_b" in r:
-        return "compare"
-    return "audit"
-
-
-def is_compare(result: Any) -> bool:
-    return result_kind(result) == "compare"
-
+# --- settings ----------------------------------------------------------------------------
 
 def compact(v: Any) -> str:
     """A short, deterministic rendering of a setting value (0.05, 200, cpu, true)."""
@@ -631,6 +620,7 @@ def compact(v: Any) -> str:
 
 
 def settings_text(settings: Any) -> str:
+    """The settings block (a typed block, in report.json's order) as ``key=value, ...``."""
     # an unset setting (None) means each probe's own default, not a missing value
-    items = [f"{k}={'default' if v is None else compact(v)}" for k, v in as_dict(settings).items()]
+    items = [f"{k}={'default' if v is None else compact(v)}" for k, v in (to_json_dict(settings) or {}).items()]
     return ", ".join(items) if items else NA

@@ -30,11 +30,11 @@ import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from ..result import ModelInfo, load_report
+from ..result import ModelInfo, Probe, SpecClause, SpecEvidence, SpecSource, SpecVerdicts, load_report
 from . import jsonio
-from ._fmt import NA, as_dict, as_list
+from ._fmt import NA
 from .markdown import md
 
 __all__ = ["CARD_FILES", "write_card", "regenerate_card", "render_card_markdown", "render_card_cyclonedx",
@@ -124,8 +124,10 @@ def _model_facts(model: ModelInfo) -> dict:
 
 
 def _view(report: dict, spec_block: dict, sha: str) -> dict:
-    """The card's facts: the top level read from the typed report (``result.load_report``: a report that
-    breaks the schema raises ``ValueError``), the probes as the dicts the use spec's evidence reads."""
+    """The card's facts, from the typed report with the use spec's verdicts (``spec_block``: the dict
+    ``spec.evaluate_spec`` or ``compare_spec`` returned) as its ``spec`` block, read once by
+    ``result.load_report`` (a report or block that breaks the schema raises ``ValueError``). Each probe's
+    headline evidence is ``spec.probe_evidence`` of its report.json block, as the spec's clauses carry it."""
     if not isinstance(report, dict):
         raise ValueError(f"report must be the report.json dict, got {type(report).__name__}")
     if not isinstance(spec_block, dict):
@@ -135,17 +137,17 @@ def _view(report: dict, spec_block: dict, sha: str) -> dict:
     block = spec_block["b"] if compare else spec_block
     if not isinstance(block.get("clauses"), list):
         raise ValueError("spec_block has no 'clauses' list: pass what creepscan.spec.evaluate_spec returned")
-    typed = load_report(report)
-    if typed.kind != ("compare" if compare else "audit"):
-        raise ValueError(f"spec_block is {'compare' if compare else 'audit'}'s but the report is a {typed.kind}")
-    baseline = {}
-    if compare:
-        baseline = {f"{c.get('kind')} {c.get('probe')}": c for c in as_list(spec_block["a"].get("clauses"))}
-    probes = [as_dict(p.get("b")) if compare else p for p in as_list(report.get("probes")) if isinstance(p, dict)]
-    date = (typed.timings or {}).get("date")
+    if report.get("kind") != ("compare" if compare else "audit"):
+        raise ValueError(f"spec_block is {'compare' if compare else 'audit'}'s but the report is a "
+                         f"{report.get('kind')}")
+    typed = load_report({**report, "spec": spec_block})
+    verdicts: SpecVerdicts = typed.spec.b if compare else typed.spec
+    baseline = {f"{c.kind} {c.probe}": c for c in typed.spec.a.clauses} if compare else {}
+    probes = [p.b if compare else p for p in typed.probes]
+    raw = [p["b"] if compare else p for p in report["probes"]]  # schema-valid: the same probes, as dicts
+    date = (typed.timings or {}).get("date")  # an open block: machine-dependent
     return {
-        "report": report,
-        "block": block,
+        "block": verdicts,
         "baseline": baseline,
         "baseline_model": _model_facts(typed.model_a) if compare else {},
         "model": _model_facts(typed.model_b if compare else typed.model),
@@ -154,11 +156,12 @@ def _view(report: dict, spec_block: dict, sha: str) -> dict:
         "suite": getattr(typed, "suite", None),
         "date": date if isinstance(date, str) else None,
         "report_sha256": sha,
-        "probes": [p for p in probes if p.get("id")],
+        "probes": [p for p in probes if p.id],
+        "evidence": {p.id: _evidence(r) for p, r in zip(probes, raw) if p.id},
         "not_run": list(typed.not_run or []),
-        "finetune": any(as_dict(p.get("metrics")).get("finetune") for p in probes),
-        "allowed": [c for c in block["clauses"] if isinstance(c, dict) and c.get("kind") == "allowed"],
-        "prohibited": [c for c in block["clauses"] if isinstance(c, dict) and c.get("kind") == "prohibited"],
+        "finetune": any(p.metrics.finetune for p in probes),
+        "allowed": [c for c in verdicts.clauses if c.kind == "allowed"],
+        "prohibited": [c for c in verdicts.clauses if c.kind == "prohibited"],
     }
 
 
@@ -172,28 +175,27 @@ def _signed(v: Any) -> str:
 
 def _with_ci(v: Any, ci: Any, fmt=_f2) -> str:
     s = fmt(v)
-    if s != NA and isinstance(ci, list) and len(ci) == 2:
+    if s != NA and isinstance(ci, (list, tuple)) and len(ci) == 2:
         s += f" [{_f2(ci[0])}, {_f2(ci[1])}]"
     return s
 
 
-def _limit(c: dict) -> str:
-    limit = c.get("limit")
-    return md(limit) if isinstance(limit, str) else _f2(limit)
+def _limit(c: SpecClause) -> str:
+    return md(c.limit) if isinstance(c.limit, str) else _f2(c.limit)
 
 
-def _ev(c: dict) -> dict:
-    return as_dict(c.get("evidence"))
+def _ev(c: SpecClause) -> SpecEvidence:
+    """The clause's evidence; an empty one when the probe was not run."""
+    return c.evidence or SpecEvidence()
 
 
-def _title(c: dict) -> str:
-    title = _ev(c).get("title")
-    probe = c.get("probe")
-    return f"{title} ({probe})" if title and title != probe else str(probe)
+def _title(c: SpecClause) -> str:
+    title = _ev(c).title
+    return f"{title} ({c.probe})" if title and title != c.probe else str(c.probe)
 
 
-def _list_text(items: Any) -> str:
-    return "; ".join(str(x) for x in as_list(items)) or NA
+def _list_text(items: Optional[list]) -> str:
+    return "; ".join(str(x) for x in items or []) or NA
 
 
 def _evidence(probe: dict) -> dict:
@@ -216,11 +218,10 @@ def _eval_results(v: dict) -> list:
 
     out = []
     for p in v["probes"]:
-        ev = _evidence(p)
-        data = as_dict(p.get("data"))
+        ev = v["evidence"][p.id]
         common = dict(task_type="image-classification", task_name=f"{ev['title']} (creepscan probe)",
-                      dataset_type=str(p["id"]), dataset_name=f"creepscan probe {p['id']}",
-                      dataset_revision=data.get("fingerprint") if isinstance(data.get("fingerprint"), str) else None)
+                      dataset_type=str(p.id), dataset_name=f"creepscan probe {p.id}",
+                      dataset_revision=p.data.fingerprint if p.data else None)
         if ev["best_skill"] is not None:
             args = {"attack": _attack_words(ev["attack"])} if ev["attack"] else {}
             if ev["skill_ci95"]:
@@ -234,7 +235,7 @@ def _eval_results(v: dict) -> list:
             out.append(EvalResult(**common, metric_type="skill_gain", metric_name="skill gained over the floor",
                                   metric_value=ev["skill_gain"], metric_args=args or None))
         out.append(EvalResult(**common, metric_type="risk_level", metric_name="function-creep risk level",
-                              metric_value=str(p.get("risk_level"))))
+                              metric_value=str(p.risk_level)))
     return out
 
 
@@ -265,29 +266,26 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [_row(header), "|" + "|".join(" --- " for _ in header) + "|"] + [_row(r) for r in rows]
 
 
-def adaptation_lines(report: dict, probe_id: Any) -> list[str]:
+def adaptation_lines(probes: list[Probe], probe_id: Any) -> list[str]:
     """For an adapted model (a PEFT adapter, or audited with --base): whether the adaptation raised,
     kept or lowered this probe's level, against the base's level, with the paired test's verdict."""
-    for p in as_list(report.get("probes")):
-        a = as_dict(as_dict(p).get("adaptation"))
-        if as_dict(p).get("id") == probe_id and a:
-            base = as_dict(a.get("base"))
-            sig = "a significant change" if a.get("significant") else "no significant change"
-            p_adj = a.get("p_adjusted")
-            p_text = f"{p_adj:.3g}" if isinstance(p_adj, (int, float)) else NA
-            name = md(base.get("spec") or base.get("name"))
-            return [f"- The adaptation {md(a.get('change'))} this risk: base {name} "
-                    f"rates {md(a.get('base_level'))}, the adapted model {md(a.get('level'))} ({sig} in the paired "
+    for p in probes:
+        a = p.adaptation
+        if p.id == probe_id and a is not None:
+            sig = "a significant change" if a.significant else "no significant change"
+            p_text = f"{a.p_adjusted:.3g}" if a.p_adjusted is not None else NA
+            return [f"- The adaptation {md(a.change)} this risk: base {md(a.base.spec or a.base.name)} "
+                    f"rates {md(a.base_level)}, the adapted model {md(a.level)} ({sig} in the paired "
                     f"test, p = {p_text} after Holm across probes)"]
     return []
 
 
-def _result_line(b: dict) -> str:
-    n = len(b["clauses"])
-    if b.get("passed"):
+def _result_line(b: SpecVerdicts) -> str:
+    n = len(b.clauses)
+    if b.passed:
         result = f"**Use specification: passed** ({n} clause{'s' * (n != 1)}"
-        return result + (", inconclusive ones allowed)." if b.get("inconclusive") else ").")
-    bad = as_list(b.get("failed")) + ([] if b.get("allow_inconclusive") else as_list(b.get("inconclusive")))
+        return result + (", inconclusive ones allowed)." if b.inconclusive else ").")
+    bad = (b.failed or []) + ([] if b.allow_inconclusive else b.inconclusive or [])
     return f"**Use specification: failed** ({len(bad)} of {n} clauses: {md(', '.join(map(str, bad)))})."
 
 
@@ -318,8 +316,8 @@ def _intro(v: dict) -> list[str]:
 def _allowed_section(v: dict) -> list[str]:
     b, base = v["block"], v["baseline"]
     lines = ["## Intended uses", ""]
-    if b.get("note"):
-        lines += [md(b["note"]), ""]
+    if b.note:
+        lines += [md(b.note), ""]
     if not v["allowed"]:
         return lines + ["The use specification names no allowed uses to check.", ""]
     lines += ["The model must still do these jobs. Skill is the best adaptation attack's "
@@ -331,14 +329,14 @@ def _allowed_section(v: dict) -> list[str]:
     rows = []
     for c in v["allowed"]:
         ev = _ev(c)
-        row = [md(_title(c)), _limit(c), _with_ci(ev.get("best_skill"), ev.get("skill_ci95")),
-               md(c.get("verdict")), md(_list_text(c.get("context")))]
+        row = [md(_title(c)), _limit(c), _with_ci(ev.best_skill, ev.skill_ci95), md(c.verdict),
+               md(_list_text(c.context))]
         if base:
-            row.insert(4, md(as_dict(base.get(f"allowed {c.get('probe')}")).get("verdict")))
+            row.insert(4, md(_baseline_verdict(base, c)))
         rows.append(row)
     lines += _table(header, rows) + [""]
-    lines += [f"- {md(_attack_words(c.get('rule')))}" for c in v["allowed"]] + [""]
-    notes = [f"- {md(c.get('probe'))}: {md(c['note'])}" for c in v["allowed"] if c.get("note")]
+    lines += [f"- {md(_attack_words(c.rule))}" for c in v["allowed"]] + [""]
+    notes = [f"- {md(c.probe)}: {md(c.note)}" for c in v["allowed"] if c.note]
     return lines + notes + ([""] if notes else [])
 
 
@@ -357,15 +355,37 @@ def _prohibited_section(v: dict) -> list[str]:
         header.insert(4, "Baseline (model A)")
     rows = []
     for c in v["prohibited"]:
-        row = [md(_title(c)), md(c.get("limit")), md(c.get("measured_level")), md(c.get("verdict")),
-               md(_list_text(c.get("legal_basis"))), md(_list_text(c.get("context")))]
+        row = [md(_title(c)), md(c.limit), md(c.measured_level), md(c.verdict), md(_list_text(c.legal_basis)),
+               md(_list_text(c.context))]
         if base:
-            bc = as_dict(base.get(f"prohibited {c.get('probe')}"))
-            row.insert(4, md(f"{bc.get('verdict', NA)} ({bc.get('measured_level') or NA})"))
+            bc = base.get(f"prohibited {c.probe}")
+            row.insert(4, md(f"{bc.verdict if bc else NA} ({(bc.measured_level if bc else None) or NA})"))
         rows.append(row)
     lines += _table(header, rows) + [""]
-    notes = [f"- {md(c.get('probe'))}: {md(c['note'])}" for c in v["prohibited"] if c.get("note")]
+    notes = [f"- {md(c.probe)}: {md(c.note)}" for c in v["prohibited"] if c.note]
     return lines + notes + ([""] if notes else [])
+
+
+def _baseline_verdict(base: dict, c: SpecClause) -> Any:
+    """Model A's verdict on the same clause (a compare card), or None."""
+    bc = base.get(f"allowed {c.probe}")
+    return bc.verdict if bc else None
+
+
+def _evidence_lines(c: SpecClause, ev: SpecEvidence) -> list[str]:
+    """A prohibited use's measured level and headline numbers."""
+    why = ev.risk_reason
+    stt = ev.samples_to_threshold
+    return [
+        f"- Measured level: {md(c.measured_level)}" + (f": {md(_attack_words(why))}" if why else "")
+        + (f"; levels the CIs allow: {md(ev.level_range[0])} to {md(ev.level_range[1])}" if ev.level_range else ""),
+        f"- Best adaptation skill [95% CI]: {_with_ci(ev.best_skill, ev.skill_ci95)}"
+        + (f" ({md(_attack_words(ev.attack))})" if ev.attack else ""),
+        f"- Skill gained over the floor [95% CI]: {_with_ci(ev.skill_gain, ev.skill_gain_ci95, _signed)}"
+        + (f" ({md(_attack_words(ev.gain_attack))})" if ev.gain_attack else ""),
+        f"- Labelled images per class to reach the skill threshold: {md(stt) if stt is not None else 'not reached'}",
+        f"- Probe data fingerprint: {md(ev.data_fingerprint)}",
+    ]
 
 
 def _evidence_section(v: dict) -> list[str]:
@@ -377,30 +397,18 @@ def _evidence_section(v: dict) -> list[str]:
     for c in v["prohibited"]:
         ev = _ev(c)
         lines += [f"### {md(_title(c))}", ""]
-        if ev.get("capability"):
-            lines.append(f"- What a misuser would do: {md(ev['capability'])}")
-        lines.append(f"- Verdict: **{md(c.get('verdict'))}** (highest level tolerated: {md(c.get('limit'))})")
-        if not ev:
+        if ev.capability:
+            lines.append(f"- What a misuser would do: {md(ev.capability)}")
+        lines.append(f"- Verdict: **{md(c.verdict)}** (highest level tolerated: {md(c.limit)})")
+        if c.evidence is None:
             lines += ["- Not measured: the probe was not in the report.", ""]
             continue
-        why = ev.get("risk_reason")
-        lines += [
-            f"- Measured level: {md(c.get('measured_level'))}" + (f": {md(_attack_words(why))}" if why else "")
-            + (f"; levels the CIs allow: {md(ev['level_range'][0])} to {md(ev['level_range'][1])}"
-               if ev.get("level_range") else ""),
-            f"- Best adaptation skill [95% CI]: {_with_ci(ev.get('best_skill'), ev.get('skill_ci95'))}"
-            + (f" ({md(_attack_words(ev['attack']))})" if ev.get("attack") else ""),
-            f"- Skill gained over the floor [95% CI]: "
-            f"{_with_ci(ev.get('skill_gain'), ev.get('skill_gain_ci95'), _signed)}"
-            + (f" ({md(_attack_words(ev['gain_attack']))})" if ev.get("gain_attack") else ""),
-            f"- Labelled images per class to reach the skill threshold: "
-            f"{md(ev.get('samples_to_threshold')) if ev.get('samples_to_threshold') is not None else 'not reached'}",
-            f"- Probe data fingerprint: {md(ev.get('data_fingerprint'))}",
-        ]
+        lines += _evidence_lines(c, ev)
         if base:
-            bc = as_dict(base.get(f"prohibited {c.get('probe')}"))
-            lines.append(f"- Baseline (model A): {md(bc.get('measured_level'))}, {md(bc.get('verdict'))}")
-        lines += adaptation_lines(v["report"], c.get("probe"))
+            bc = base.get(f"prohibited {c.probe}")
+            lines.append(f"- Baseline (model A): {md(bc.measured_level if bc else None)}, "
+                         f"{md(bc.verdict if bc else None)}")
+        lines += adaptation_lines(v["probes"], c.probe)
         lines.append("")
     return lines
 
@@ -410,9 +418,9 @@ def _limitation_items(v: dict) -> list[str]:
     items = [LIMITATIONS[0].format(finetune=", and budgeted fine-tuning of the last blocks" if v["finetune"] else
                                    " (the image tower stays frozen: no fine-tuning adversary ran)")]
     items += LIMITATIONS[1:]
-    unsure = [p for p in v["probes"] if p.get("risk_level") == "inconclusive"]
+    unsure = [p for p in v["probes"] if p.risk_level == "inconclusive"]
     if unsure:
-        items.append("Inconclusive here: " + ", ".join(str(p["id"]) for p in unsure) + ".")
+        items.append("Inconclusive here: " + ", ".join(str(p.id) for p in unsure) + ".")
     if v["not_run"]:
         items.append("Not run (no data): " + ", ".join(str(n.id) for n in v["not_run"]) + ".")
     return items
@@ -424,7 +432,7 @@ def _limitations(v: dict) -> list[str]:
 
 def _provenance(v: dict) -> list[str]:
     b, m = v["block"], v["model"]
-    src = as_dict(b.get("source"))
+    src = b.source or SpecSource()
     prov = [["Model", md(m["name"])]]
     if m["library"]:
         prov.append(["Loaded with", md(m["library"])])
@@ -440,8 +448,8 @@ def _provenance(v: dict) -> list[str]:
         ["Seed", md(v["seed"])],
         ["Probe suite", md(v["suite"]) if v["suite"] else "the probes named by the use specification"],
         ["Use specification",
-         f"{md(src.get('file'))} ({md(src.get('sha256'))}), format version {md(b.get('spec_version'))}"],
-        ["Inconclusive clauses", "allowed" if b.get("allow_inconclusive") else "fail the specification"],
+         f"{md(src.file)} ({md(src.sha256)}), format version {md(b.spec_version)}"],
+        ["Inconclusive clauses", "allowed" if b.allow_inconclusive else "fail the specification"],
         ["Report hash (sha256 of report.json)", md(v["report_sha256"])],
     ]
     return ["## Provenance", ""] + _table(["Item", "Value"], prov)
@@ -486,7 +494,7 @@ def _timestamp(date: str | None) -> datetime:
 
 def _metric(kind: str, value: Any, slice_: str, ci: Any = None) -> dict:
     out = {"type": kind, "value": str(value), "slice": slice_}
-    if isinstance(ci, list) and len(ci) == 2:
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
         out["confidenceInterval"] = {"lowerBound": str(ci[0]), "upperBound": str(ci[1])}
     return out
 
@@ -495,25 +503,25 @@ def _model_card_json(v: dict) -> dict:
     """The component's ``modelCard``: metrics with CIs per probe, findings, limitations."""
     metrics, findings = [], []
     for p in v["probes"]:
-        ev = _evidence(p)
-        pid = str(p["id"])
+        ev = v["evidence"][p.id]
+        pid = str(p.id)
         if ev["best_skill"] is not None:
             metrics.append(_metric("best adaptation skill", ev["best_skill"], pid, ev["skill_ci95"]))
         if ev["skill_gain"] is not None:
             metrics.append(_metric("skill gained over the floor", ev["skill_gain"], pid, ev["skill_gain_ci95"]))
-        metrics.append(_metric("function-creep risk level", p.get("risk_level"), pid))
-        if not p.get("reference"):
-            findings.append({"name": f"{ev['title']} ({pid}): risk level {p.get('risk_level')}. "
+        metrics.append(_metric("function-creep risk level", p.risk_level, pid))
+        if not p.reference:
+            findings.append({"name": f"{ev['title']} ({pid}): risk level {p.risk_level}. "
                                      f"{_attack_words(ev['risk_reason'] or '')}".strip()})
-    use_cases = [str(v["block"]["note"])] if v["block"].get("note") else []
+    use_cases = [str(v["block"].note)] if v["block"].note else []
     for c in v["allowed"]:
         ev = _ev(c)
-        use_cases.append(f"{_title(c)}: required skill {_f2(c.get('limit'))}, measured "
-                         f"{_with_ci(ev.get('best_skill'), ev.get('skill_ci95'))}: {c.get('verdict')}")
+        use_cases.append(f"{_title(c)}: required skill {_f2(c.limit)}, measured "
+                         f"{_with_ci(ev.best_skill, ev.skill_ci95)}: {c.verdict}")
     for c in v["prohibited"]:
-        basis = "; ".join(map(str, as_list(c.get("legal_basis"))))
-        findings.append({"name": f"Prohibited use {_title(c)}: highest level tolerated {c.get('limit')}, measured "
-                                 f"{c.get('measured_level') or NA}: {c.get('verdict')}"
+        basis = "; ".join(map(str, c.legal_basis or []))
+        findings.append({"name": f"Prohibited use {_title(c)}: highest level tolerated {c.limit}, measured "
+                                 f"{c.measured_level or NA}: {c.verdict}"
                                  + (f" (legal basis: {basis})" if basis else "")})
     considerations: dict = {"technicalLimitations": _limitation_items(v)}
     if use_cases:
@@ -543,9 +551,9 @@ def render_card_cyclonedx(report: dict, spec_block: dict, report_sha: str) -> st
         return [HashType(alg=HashAlgorithm.SHA_256, content=hex_)] if hex_ else []
 
     props = [("report:sha256", v["report_sha256"]), ("seed", v["seed"]), ("model:fingerprint", m["fingerprint"]),
-             ("audit:date", v["date"]), ("suite", v["suite"]), ("spec:file", as_dict(b.get("source")).get("file")),
-             ("spec:sha256", as_dict(b.get("source")).get("sha256")), ("spec:passed", bool(b.get("passed")))]
-    props += [(f"probe:{p['id']}:risk_level", p.get("risk_level")) for p in v["probes"]]
+             ("audit:date", v["date"]), ("suite", v["suite"]), ("spec:file", b.source.file if b.source else None),
+             ("spec:sha256", b.source.sha256 if b.source else None), ("spec:passed", bool(b.passed))]
+    props += [(f"probe:{p.id}:risk_level", p.risk_level) for p in v["probes"]]
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=str(m["name"]), bom_ref="model",
         hashes=hashes(m["fingerprint"]),
@@ -562,11 +570,10 @@ def render_card_cyclonedx(report: dict, spec_block: dict, report_sha: str) -> st
         bom.components.add(base[0])
     bom.register_dependency(model, base)  # an adapter needs its base; other models stand alone
     for p in v["probes"]:
-        fp = as_dict(p.get("data")).get("fingerprint")
-        bom.components.add(Component(type=ComponentType.DATA, name=f"creepscan probe data {p['id']}",
-                                     bom_ref=f"data-{p['id']}", hashes=hashes(fp),
-                                     description=f"images of probe {p['id']} ({p.get('n_images')} images, "
-                                                 f"{p.get('n_classes')} classes)"))
+        bom.components.add(Component(type=ComponentType.DATA, name=f"creepscan probe data {p.id}",
+                                     bom_ref=f"data-{p.id}", hashes=hashes(p.data.fingerprint if p.data else None),
+                                     description=f"images of probe {p.id} ({p.n_images} images, "
+                                                 f"{p.n_classes} classes)"))
     with warnings.catch_warnings():
         # the library warns that a root with no dependencies leaves the graph "incomplete": a model
         # that is not an adapter has none

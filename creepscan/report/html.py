@@ -11,7 +11,8 @@ from .templating import environment
 from .view import build_view
 
 
-def render_html(result: dict) -> str:
-    """The text of report.html for an audit, compare or sweep result (deterministic)."""
+def render_html(result) -> str:
+    """The text of report.html for an audit, compare or sweep report (typed, or report.json's dict;
+    deterministic)."""
     page = environment("html").get_template("report.html.j2").render(view=build_view(result))
     return "\n".join(line for line in page.splitlines() if line.strip()) + "\n"

@@ -43,8 +43,8 @@ def md(v: Any) -> str:
     return s
 
 
-def render_markdown(result: dict) -> str:
-    """The text of report.md for an audit, compare or sweep result (deterministic)."""
+def render_markdown(result) -> str:
+    """The text of report.md for an audit, compare or sweep report (typed, or report.json's dict; deterministic)."""
     text = environment("md", md).get_template("report.md.j2").render(view=build_view(result))
     lines = [line.rstrip() for line in text.splitlines()]
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n") + "\n"

@@ -9,8 +9,9 @@ ROC: TAR against FAR (log axis) for the raw-embedding verifier, model against fl
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
+from ..result import CompareProbe, LinearProbe, Metrics, Probe, SweepProbe, Verification
 from . import _fmt as F
 from .svg import Chart
 
@@ -27,24 +28,22 @@ LC_XLABEL = "k labelled images per class (log2); all = linear probe on full trai
 Y_TICKS = [(i / 5, f"{20 * i}%") for i in range(6)]
 
 
-def _curve(metrics: dict) -> tuple[list, list]:
+def _curve(metrics: Metrics) -> tuple[list, list]:
     """(points [(u, acc)], band [(u, lo, hi)]) of the few-shot curve, u = log2(k)."""
     pts, band = [], []
     for k, row in F.few_shot_by_k(metrics).items():
         if k <= 0:
             continue
         u = math.log2(k)
-        acc = F.get(row, "accuracy")
-        ci = F.get(row, "ci95")
-        pts.append((u, acc if F.is_num(acc) else None))
-        if isinstance(ci, list) and len(ci) == 2:
-            band.append((u, ci[0], ci[1]))
+        pts.append((u, row.accuracy if F.is_num(row.accuracy) else None))
+        if row.ci95 is not None and len(row.ci95) == 2:
+            band.append((u, row.ci95[0], row.ci95[1]))
         else:
             band.append((u, None, None))
     return pts, band
 
 
-def _ks(*metrics: dict) -> list[int]:
+def _ks(*metrics: Metrics) -> list[int]:
     ks = sorted({k for m in metrics for k in F.few_shot_by_k(m) if k > 0})
     return ks or [1, 2, 4, 8, 16]
 
@@ -59,17 +58,16 @@ class _LCAxes:
         self.x_ticks = [(math.log2(k), str(k)) for k in ks] + [(self.u_all, "all")]
 
 
-def _has_lp(*metrics: dict) -> bool:
-    return any(F.is_num(F.get(m, "linear_probe", "accuracy")) for m in metrics)
+def _has_lp(*metrics: Metrics) -> bool:
+    return any(m.linear_probe is not None and F.is_num(m.linear_probe.accuracy) for m in metrics)
 
 
-def _lp_point(chart: Chart, curve_pts: list, lp: Any, u: float, color: str, opacity: float = 1.0,
+def _lp_point(chart: Chart, curve_pts: list, lp: Optional[LinearProbe], u: float, color: str, opacity: float = 1.0,
               connect: bool = True, dash: str = "5 4") -> None:
-    acc = F.get(lp, "accuracy")
-    if not F.is_num(acc):
+    if lp is None or not F.is_num(lp.accuracy):
         return
-    ci = F.get(lp, "ci95")
-    if isinstance(ci, list) and len(ci) == 2:
+    acc, ci = lp.accuracy, lp.ci95
+    if ci is not None and len(ci) == 2:
         chart.errorbar(u, ci[0], ci[1], color, opacity=opacity)
     last = next((p for p in reversed(curve_pts) if F.is_num(p[1])), None)
     if connect and last is not None:
@@ -77,9 +75,9 @@ def _lp_point(chart: Chart, curve_pts: list, lp: Any, u: float, color: str, opac
     chart.markers([(u, acc)], color, shape="diamond", opacity=opacity)
 
 
-def _reference_lines(chart: Chart, probe: Any) -> None:
+def _reference_lines(chart: Chart, probe: Probe) -> None:
     thr = F.threshold_accuracy(probe)
-    chance = F.get(probe, "chance")
+    chance = probe.chance
     chart.hline(thr, THRESH, dash="6 4", width=1.4, css="threshold")
     chart.hline(chance, CHANCE, dash="2 3", width=1.2, css="chance")
     if F.is_num(thr):
@@ -98,11 +96,11 @@ def _lc_chart(ax: _LCAxes, title: str, what: str, compared: str) -> Chart:
     return chart
 
 
-def learning_curve_svg(probe: dict) -> str:
+def learning_curve_svg(probe: Probe) -> str:
     """The audit learning curve of one probe result."""
-    mm, fm = F.model_metrics(probe), F.floor_metrics(probe)
+    mm, fm = probe.metrics, probe.control.metrics
     ax = _LCAxes(_ks(mm, fm))
-    chart = _lc_chart(ax, F.text(probe.get("title") or probe.get("id")), "learning curve", "model vs floor")
+    chart = _lc_chart(ax, F.text(probe.title or probe.id), "learning curve", "model vs floor")
     chart.legend("model, 95% CI", MODEL, band=True, marker="circle", width=2.4)
     if fm:
         chart.legend("floor, 95% CI", FLOOR, band=True, marker="circle", width=2.0)
@@ -115,18 +113,18 @@ def learning_curve_svg(probe: dict) -> str:
     chart.band(m_band, MODEL)
     chart.line(f_pts, FLOOR, width=2.0, marker="circle", css="series floor")
     chart.line(m_pts, MODEL, width=2.4, marker="circle", css="series model")
-    _lp_point(chart, f_pts, F.get(fm, "linear_probe"), ax.u_all + 0.12, FLOOR)
-    _lp_point(chart, m_pts, F.get(mm, "linear_probe"), ax.u_all - 0.12, MODEL)
+    _lp_point(chart, f_pts, fm.linear_probe, ax.u_all + 0.12, FLOOR)
+    _lp_point(chart, m_pts, mm.linear_probe, ax.u_all - 0.12, MODEL)
     return chart.render()
 
 
-def compare_learning_curve_svg(cp: dict) -> str:
+def compare_learning_curve_svg(cp: CompareProbe) -> str:
     """Both models' learning curves on one plot (floors drawn lightly)."""
-    a, b = F.as_dict(cp.get("a")), F.as_dict(cp.get("b"))
-    ma, mb = F.model_metrics(a), F.model_metrics(b)
-    fa, fb = F.floor_metrics(a), F.floor_metrics(b)
+    a, b = cp.a, cp.b
+    ma, mb = a.metrics, b.metrics
+    fa, fb = a.control.metrics, b.control.metrics
     ax = _LCAxes(_ks(ma, mb, fa, fb))
-    chart = _lc_chart(ax, F.text(cp.get("title") or cp.get("id")), "learning curve, A vs B",
+    chart = _lc_chart(ax, F.text(cp.title or cp.id), "learning curve, A vs B",
                       "model A vs model B")
     chart.legend("A, 95% CI", A_COL, band=True, marker="circle", width=2.4)
     chart.legend("B, 95% CI", B_COL, band=True, marker="circle", width=2.4)
@@ -136,7 +134,7 @@ def compare_learning_curve_svg(cp: dict) -> str:
         chart.legend("floor B", B_FLOOR, dash="4 3", width=1.4)
     if _has_lp(ma, mb, fa, fb):
         chart.legend("linear probe", "#333333", marker="diamond", dash="5 4", width=1.4)
-    _reference_lines(chart, b or a)
+    _reference_lines(chart, b)
     fa_pts, _ = _curve(fa)
     fb_pts, _ = _curve(fb)
     a_pts, a_band = _curve(ma)
@@ -147,20 +145,20 @@ def compare_learning_curve_svg(cp: dict) -> str:
     chart.band(b_band, B_COL, opacity=0.15)
     chart.line(a_pts, A_COL, width=2.4, marker="circle", css="series model-a")
     chart.line(b_pts, B_COL, width=2.4, marker="circle", css="series model-b")
-    _lp_point(chart, fa_pts, F.get(fa, "linear_probe"), ax.u_all + 0.1, A_FLOOR, connect=False)
-    _lp_point(chart, fb_pts, F.get(fb, "linear_probe"), ax.u_all + 0.3, B_FLOOR, connect=False)
-    _lp_point(chart, a_pts, F.get(ma, "linear_probe"), ax.u_all - 0.3, A_COL)
-    _lp_point(chart, b_pts, F.get(mb, "linear_probe"), ax.u_all - 0.1, B_COL)
+    _lp_point(chart, fa_pts, fa.linear_probe, ax.u_all + 0.1, A_FLOOR, connect=False)
+    _lp_point(chart, fb_pts, fb.linear_probe, ax.u_all + 0.3, B_FLOOR, connect=False)
+    _lp_point(chart, a_pts, ma.linear_probe, ax.u_all - 0.3, A_COL)
+    _lp_point(chart, b_pts, mb.linear_probe, ax.u_all - 0.1, B_COL)
     return chart.render()
 
 
 # --- ROC ---------------------------------------------------------------------------------
 
-def _roc_points(verification: Any) -> list[tuple[float, float]]:
+def _roc_points(verification: Optional[Verification]) -> list[tuple[float, float]]:
     """[(log10 FAR, TAR)] sorted by FAR, from ``roc`` or, failing that, the TAR@FAR table."""
     pts = []
-    for row in F.as_list(F.get(verification, "roc")):
-        if isinstance(row, list) and len(row) >= 2 and F.is_num(row[0]) and F.is_num(row[1]) \
+    for row in (verification.roc if verification is not None else None) or []:
+        if len(row) >= 2 and F.is_num(row[0]) and F.is_num(row[1]) \
                 and row[0] > 0:
             pts.append((math.log10(row[0]), float(row[1])))
     if not pts:
@@ -168,9 +166,9 @@ def _roc_points(verification: Any) -> list[tuple[float, float]]:
     return sorted(set(pts))
 
 
-def _tar_points(verification: Any) -> list[tuple[float, float]]:
+def _tar_points(verification: Optional[Verification]) -> list[tuple[float, float]]:
     pts = []
-    for far, tar in F.far_items(F.get(verification, "tar_at_far")):
+    for far, tar in F.far_items(verification.tar_at_far if verification is not None else None):
         try:
             f = float(far)
         except (TypeError, ValueError):
@@ -180,8 +178,8 @@ def _tar_points(verification: Any) -> list[tuple[float, float]]:
     return sorted(pts)
 
 
-def has_verification(probe: Any) -> bool:
-    return isinstance(F.get(probe, "metrics", "verification"), dict)
+def has_verification(probe: Probe) -> bool:
+    return probe.metrics.verification is not None
 
 
 def _roc_chart(title: str, aria: str, curves: list[tuple[Any, str]]) -> Chart:
@@ -195,19 +193,19 @@ def _roc_chart(title: str, aria: str, curves: list[tuple[Any, str]]) -> Chart:
     return chart
 
 
-def _auc_label(name: str, verification: Any) -> str:
-    auc = F.get(verification, "auc")
+def _auc_label(name: str, verification: Optional[Verification]) -> str:
+    auc = verification.auc if verification is not None else None
     return f"{name} (AUC {F.num(auc, 3)})" if F.is_num(auc) else name
 
 
-def roc_svg(probe: dict) -> str:
-    mv = F.get(probe, "metrics", "verification")
-    fv = F.get(probe, "control", "metrics", "verification")
-    title = F.text(probe.get("title") or probe.get("id"))
+def roc_svg(probe: Probe) -> str:
+    mv = probe.metrics.verification
+    fv = probe.control.metrics.verification
+    title = F.text(probe.title or probe.id)
     chart = _roc_chart(f"{title}: verification ROC", f"{title}: verification ROC, model vs floor",
                        [(mv, MODEL), (fv, FLOOR)])
     chart.legend(_auc_label("model", mv), MODEL, width=2.4)
-    if isinstance(fv, dict):
+    if fv is not None:
         chart.legend(_auc_label("floor", fv), FLOOR, width=2.0)
     chart.legend("TAR at listed FAR", "#333333", marker="diamond", line=False)
     chart.legend("chance (TAR = FAR)", CHANCE, dash="2 3", width=1.0)
@@ -218,23 +216,22 @@ def roc_svg(probe: dict) -> str:
     return chart.render()
 
 
-def compare_has_verification(cp: dict) -> bool:
-    return has_verification(cp.get("a")) or has_verification(cp.get("b"))
+def compare_has_verification(cp: CompareProbe) -> bool:
+    return has_verification(cp.a) or has_verification(cp.b)
 
 
-def compare_roc_svg(cp: dict) -> str:
-    a, b = F.as_dict(cp.get("a")), F.as_dict(cp.get("b"))
-    va, vb = F.get(a, "metrics", "verification"), F.get(b, "metrics", "verification")
-    fa, fb = F.get(a, "control", "metrics", "verification"), F.get(b, "control", "metrics", "verification")
-    title = F.text(cp.get("title") or cp.get("id"))
+def compare_roc_svg(cp: CompareProbe) -> str:
+    va, vb = cp.a.metrics.verification, cp.b.metrics.verification
+    fa, fb = cp.a.control.metrics.verification, cp.b.control.metrics.verification
+    title = F.text(cp.title or cp.id)
     chart = _roc_chart(f"{title}: verification ROC, A vs B",
                        f"{title}: verification ROC, model A vs model B",
                        [(va, A_COL), (vb, B_COL), (fa, A_FLOOR), (fb, B_FLOOR)])
     chart.legend(_auc_label("A", va), A_COL, width=2.4)
     chart.legend(_auc_label("B", vb), B_COL, width=2.4)
-    if isinstance(fa, dict):
+    if fa is not None:
         chart.legend(_auc_label("floor A", fa), A_FLOOR, dash="4 3", width=1.4)
-    if isinstance(fb, dict):
+    if fb is not None:
         chart.legend(_auc_label("floor B", fb), B_FLOOR, dash="4 3", width=1.4)
     chart.legend("chance", CHANCE, dash="2 3", width=1.0)
     chart.line(_roc_points(fa), A_FLOOR, width=1.4, dash="4 3", css="series floor-a")
@@ -260,14 +257,14 @@ def _skill_range(values: list) -> tuple[float, list]:
     return ymin, ticks
 
 
-def cost_svg(probe: dict) -> str:
+def cost_svg(probe: Probe) -> str:
     """Skill of each adversary against labelled images per class (log2 axis; "all" = fitted on the
     whole training split), error bars where the result gives a 95% CI."""
-    chance = F.get(probe, "chance")
+    chance = probe.chance
     pts = [p for p in F.cost_points(probe) if F.is_num(F.skill_of(p.accuracy, chance))]
     ks = sorted({p.k for p in pts if p.k is not None and p.k > 0}) or [1, 2, 4, 8, 16]
     ax = _LCAxes(ks)
-    title = F.text(probe.get("title") or probe.get("id"))
+    title = F.text(probe.title or probe.id)
     values = [F.skill_of(p.accuracy, chance) for p in pts]
     values += [x for p in pts for x in (F.skill_ci_of(p.ci95, chance) or [])]
     ymin, ticks = _skill_range(values)
@@ -278,7 +275,7 @@ def cost_svg(probe: dict) -> str:
                   aria=f"{title}: skill of each adversary vs labelled images per class")
     chart.vseparator(ax.u_sep)
     adversaries = F.ordered_unique(p.adversary for p in pts)
-    thr = F.get(probe, "threshold", "skill")
+    thr = probe.threshold.skill if probe.threshold else None
     chart.hline(thr, THRESH, dash="6 4", width=1.4, css="threshold")
     if F.is_num(thr):
         chart.legend(f"threshold skill {F.num(thr, 2)}", THRESH, dash="6 4", width=1.4)
@@ -306,42 +303,45 @@ def cost_svg(probe: dict) -> str:
 RISE = "#c62828"
 
 
-def checkpoint_axis(models: list[dict], n: int, order: Any = "given") -> tuple[list, str]:
+def checkpoint_axis(models: list, n: int, order: Any = "given") -> tuple[list, str]:
     """(x ticks, x label) of a sweep plot: with ``--order step`` the training steps, else each
-    model's position in the order given."""
-    steps = [F.get(models, i, "step") for i in range(n)]
-    if order == "step" and all(F.is_num(s) for s in steps):
+    model's position in the order given (``models``: the sweep's models in checkpoint order)."""
+    ms = [F.nth(models, i) for i in range(n)]
+    steps = [m.step if m is not None else None for m in ms]
+    if order == "step" and all(s is not None for s in steps):
         return [(float(i), F.count(s)) for i, s in enumerate(steps)], "training step (checkpoints in step order)"
-    ticks = []
-    for i in range(n):
-        pos = F.get(models, i, "order")
-        ticks.append((float(i), F.num(pos) if F.is_num(pos) else str(i)))
+    ticks = [(float(i), F.num(m.order) if m is not None and m.order is not None else str(i)) for i, m in enumerate(ms)]
     return ticks, "checkpoint (position in the order given)"
 
 
-def verification_decides(sweep_probe: dict) -> bool:
+def verification_decides(sweep_probe: SweepProbe) -> bool:
     """Whether verification (TAR at a FAR) decided the level of any checkpoint."""
-    return any("verification" in str(F.get(p, "risk_rule") or "").lower()
-               for p in F.as_list(sweep_probe.get("per_model")))
+    return any("verification" in str(p.risk_rule or "").lower() for p in sweep_probe.per_model)
 
 
-def trajectory_tar_svg(sweep_probe: dict, models: list[dict], order: Any = "given") -> str:
+def _tar(verification: Optional[Verification], far: str) -> Any:
+    return verification.tar_at_far.get(far) if verification is not None else None
+
+
+def trajectory_tar_svg(sweep_probe: SweepProbe, models: list, order: Any = "given") -> str:
     """Verification TAR at the rule's FAR (model, 95% CI band, and floor) against checkpoint order."""
-    per_model = F.as_list(sweep_probe.get("per_model"))
+    per_model = sweep_probe.per_model
     n = max(len(per_model), 1)
-    far = str(F.get(per_model, 0, "rules", "verification_far") or "1e-3")
-    tar = [F.get(p, "metrics", "verification", "tar_at_far", far) for p in per_model]
-    ci = [F.get(p, "metrics", "verification", "tar_ci95", far) for p in per_model]
-    floor = [F.get(p, "control", "metrics", "verification", "tar_at_far", far) for p in per_model]
+    rules = per_model[0].rules if per_model else None
+    far = str((rules.verification_far if rules else None) or "1e-3")
+    tar = [_tar(p.metrics.verification, far) for p in per_model]
+    ci = [(p.metrics.verification.tar_ci95 or {}).get(far) if p.metrics.verification is not None else None
+          for p in per_model]
+    floor = [_tar(p.control.metrics.verification, far) for p in per_model]
     x_ticks, x_label = checkpoint_axis(models, n, order)
-    title = F.text(sweep_probe.get("title") or sweep_probe.get("id"))
+    title = F.text(sweep_probe.title or sweep_probe.id)
     chart = Chart(title=f"Verification TAR at FAR {far} across checkpoints", x_range=(-0.5, n - 0.5),
                   y_range=(0.0, 1.0), x_ticks=x_ticks, y_ticks=Y_TICKS, x_label=x_label,
                   y_label=f"TAR at FAR {far}", css_class="plot trajectory-tar",
                   aria=f"{title}: verification TAR at FAR {far} against checkpoint order")
     chart.legend("model TAR, 95% CI", MODEL, band=True, marker="circle", width=2.4)
     chart.legend("floor TAR", FLOOR, dash="4 3", width=1.6)
-    crit = F.get(per_model, 0, "rules", "verification_tar_critical")
+    crit = rules.verification_tar_critical if rules else None
     chart.hline(crit, THRESH, dash="6 4", width=1.4, css="threshold")
     if F.is_num(crit):
         chart.legend(f"critical at TAR {F.num(crit, 2)} (CI lower bound)", THRESH, dash="6 4", width=1.4)
@@ -351,20 +351,20 @@ def trajectory_tar_svg(sweep_probe: dict, models: list[dict], order: Any = "give
     return chart.render()
 
 
-def trajectory_svg(sweep_probe: dict, models: list[dict], order: Any = "given") -> str:
+def trajectory_svg(sweep_probe: SweepProbe, models: list, order: Any = "given") -> str:
     """One probe's headline skill (capability axis, 95% CI band) against checkpoint order, the
     floor's skill dashed, the threshold, and a red rule before each checkpoint where the level rose.
 
-    sweep_probe: a sweep result's probe (``per_model`` in the order of ``models``, ``steps``).
+    sweep_probe: a sweep report's probe (``per_model`` in the order of ``models``, ``steps``).
     """
-    per_model = F.as_list(sweep_probe.get("per_model"))
+    per_model = sweep_probe.per_model
     n = max(len(per_model), 1)
     heads = [F.headline_skill(p) for p in per_model]
-    floors = [F.get(p, "uplift", "skill_floor") for p in per_model]
+    floors = [p.uplift.skill_floor if p.uplift else None for p in per_model]
     values = [h.skill for h in heads] + [x for h in heads for x in (h.ci95 or [])] + floors
     ymin, ticks = _skill_range(values)
     x_ticks, x_label = checkpoint_axis(models, n, order)
-    title = F.text(sweep_probe.get("title") or sweep_probe.get("id"))
+    title = F.text(sweep_probe.title or sweep_probe.id)
     chart = Chart(title=f"{title}: skill across checkpoints", x_range=(-0.5, n - 0.5),
                   y_range=(ymin, 1.0), x_ticks=x_ticks, y_ticks=ticks,
                   x_label=x_label, y_label="skill",
@@ -373,11 +373,11 @@ def trajectory_svg(sweep_probe: dict, models: list[dict], order: Any = "given") 
     chart.legend("model best skill, 95% CI", MODEL, band=True, marker="circle", width=2.4)
     if any(F.is_num(f) for f in floors):
         chart.legend("floor skill", FLOOR, dash="4 3", width=1.6)
-    thr = F.get(per_model, 0, "threshold", "skill")
+    thr = per_model[0].threshold.skill if per_model and per_model[0].threshold else None
     chart.hline(thr, THRESH, dash="6 4", width=1.4, css="threshold")
     if F.is_num(thr):
         chart.legend(f"threshold skill {F.num(thr, 2)}", THRESH, dash="6 4", width=1.4)
-    rises = [to for to, st in F.sweep_steps(sweep_probe).items() if st.get("level_rose") is True]
+    rises = [to for to, st in F.sweep_steps(sweep_probe).items() if st.level_rose is True]
     for to in rises:
         chart.vline(to - 0.5, RISE, dash="3 3", width=1.6, css="level-rise")
     if rises:

@@ -1,6 +1,7 @@
-"""The one report view model: a result dict (audit, compare or sweep) -> plain display objects.
+"""The one report view model: a typed report (audit, compare or sweep; ``result.load_report``) -> plain
+display objects.
 
-``build_view(result)`` returns a ``ReportView``: a title, header pairs and a list of ``Section``s,
+``build_view(report)`` returns a ``ReportView``: a title, header pairs and a list of ``Section``s,
 each a heading and a list of blocks (``Para``, ``Pairs``, ``Items``, ``Table``, ``Figures``,
 ``Subheading``). Every value in a block is a ``Cell``: a tuple of parts (``Span`` of text with a
 style, ``Badge`` of a level or verdict, ``Link`` to a section). The Markdown and HTML templates
@@ -17,8 +18,34 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Union
+from typing import Any, ClassVar, Iterable, Optional, Union
 
+from ..result import (
+    AuditReport,
+    CompareProbe,
+    CompareReport,
+    FewShot,
+    Label,
+    LinearProbe,
+    MetricDelta,
+    Metrics,
+    MetricTests,
+    ModelInfo,
+    OpenSet,
+    PairedTest,
+    Probe,
+    ProbeData,
+    Report,
+    SpecClause,
+    SpecVerdicts,
+    Split,
+    SweepModel,
+    SweepProbe,
+    SweepReport,
+    SweepStep,
+    Uplift,
+    Verification,
+)
 from . import _fmt as F
 from . import plots
 from ._fmt import NA, Fixed
@@ -214,43 +241,41 @@ def anchor(i: int, pid: Any) -> str:
 
 # --- shared pieces -----------------------------------------------------------------------
 
-def _model_pairs(model: Any, label: str = "Model") -> list:
-    m = F.as_dict(model)
-    name = m.get("name")
-    extra = muted(f"({F.text(name)})") if name and name != m.get("spec") else None
-    pairs = [(label, cell(F.text(m.get("spec") or name), extra)),
-             (f"{label} fingerprint", cell(F.text(m.get("fingerprint"))))]
-    if m.get("library"):
-        pairs.append((f"{label} loaded by", cell(F.text(m.get("library")))))
-    base = F.as_dict(m.get("base"))
+def _model_pairs(m: ModelInfo, label: str = "Model") -> list:
+    extra = muted(f"({F.text(m.name)})") if m.name and m.name != m.spec else None
+    pairs = [(label, cell(F.text(m.spec or m.name), extra)),
+             (f"{label} fingerprint", cell(F.text(m.fingerprint)))]
+    if m.library:
+        pairs.append((f"{label} loaded by", cell(F.text(m.library))))
+    base = m.base if isinstance(m.base, dict) else {}  # the schema allows a bare string, which is not shown
     if base:
         pairs.append((f"{label} adapted from", cell(F.text(base.get("spec") or base.get("name")),
                                                     muted(F.short_fp(base.get("fingerprint"))))))
-    if m.get("zero_shot"):
-        pairs.append((f"{label} zero-shot", cell(F.text(m.get("zero_shot")))))
+    zero_shot = F.extra(m, "zero_shot")
+    if zero_shot:
+        pairs.append((f"{label} zero-shot", cell(F.text(zero_shot))))
     return pairs
 
 
-def _tool_cell(result: dict) -> Cell:
-    tool = F.as_dict(result.get("tool"))
-    return cell(F.text(tool.get("name") or "creepscan"), F.text(tool.get("version")),
-                muted(f"(report schema {F.text(result.get('schema_version'))})"))
+def _tool_cell(report: Report) -> Cell:
+    return cell(F.text(report.tool.name or "creepscan"), F.text(report.tool.version),
+                muted(f"(report schema {F.text(report.schema_version)})"))
 
 
-def _policy_cell(p: dict) -> Cell:
-    pol = [F.text(x) for x in F.as_list(p.get("policy"))]
+def _policy_cell(policy: Optional[list[str]]) -> Cell:
+    pol = [F.text(x) for x in policy or []]
     return cell("; ".join(pol)) if pol else cell(NA)
 
 
-def _not_run(result: dict) -> list:
-    missing = F.dicts(result.get("not_run"))
+def _not_run(report: Report) -> list:
+    missing = report.not_run or []
     if not missing:
         return []
     return [Para(cell(Span(f"Not run ({len(missing)}): the report is incomplete.", "flag"))),
-            Items([cell(strong(F.text(m.get("id"))), F.text(m.get("reason"))) for m in missing])]
+            Items([cell(strong(F.text(m.id)), F.text(m.reason)) for m in missing])]
 
 
-def inconclusive_para(p: dict) -> Para | None:
+def inconclusive_para(p: Probe) -> Para | None:
     """Why a probe is inconclusive: the reason code, what it means, and the result's detail."""
     info = F.inconclusive_info(p)
     if info is None:
@@ -260,281 +285,291 @@ def inconclusive_para(p: dict) -> Para | None:
                      muted(Fixed(f"({why})")) if why != NA else None, detail), css="inconclusive")
 
 
-def verdict_cell(p: dict) -> Cell:
-    """A probe's level with its inconclusive reason code and the range its CIs allow."""
-    info = F.inconclusive_info(p)
+def verdict_cell(p: Probe, level: Any = None) -> Cell:
+    """A probe's level (``level`` when given: a compare's stated level of that side) with its inconclusive
+    reason code and the range its CIs allow."""
+    level = p.risk_level if level is None else level
+    info = F.inconclusive_info(p, level)
     rng = F.level_range(p)
-    return cell(badge(p.get("risk_level")),
+    return cell(badge(level),
                 muted(f"({info[0]})") if info else None,
                 muted(Fixed(f"CIs allow {F.level_range_text(p)}")) if rng and rng[0] != rng[1] else None)
 
 
 # --- audit: per-probe blocks -------------------------------------------------------------
 
-def _data_blocks(p: dict, heading: str = "Data") -> list:
-    data, split = F.as_dict(p.get("data")), F.as_dict(p.get("split"))
-    pairs = [("Source", cell(F.text(data.get("source"))))]
-    if data.get("fingerprint"):
-        pairs.append(("Data fingerprint", cell(F.text(data.get("fingerprint")))))
+def _data_pairs(p: Probe) -> list:
+    """Where the images came from, how many, and how they were split."""
+    data, split = p.data or ProbeData(), p.split or Split()
+    pairs = [("Source", cell(F.text(data.source)))]
+    if data.fingerprint:
+        pairs.append(("Data fingerprint", cell(F.text(data.fingerprint))))
     pairs.append(("Images", cell(Fixed(
-        f"{F.count(p.get('n_images'))} in {F.count(p.get('n_classes'))} classes (chance "
-        f"{F.pct(p.get('chance'))}); "
-        + (f"at most {F.count(data.get('max_per_class'))} per class" if F.is_num(data.get("max_per_class"))
+        f"{F.count(p.n_images)} in {F.count(p.n_classes)} classes (chance {F.pct(p.chance)}); "
+        + (f"at most {F.count(data.max_per_class)} per class" if data.max_per_class is not None
            else "no cap per class")))))
-    folds = split.get("folds")
+    folds = split.folds
     pairs.append(("Split", cell(Fixed(
-        f"train {F.num(split.get('train'))}, val {F.num(split.get('val'))}, test "
-        f"{F.num(split.get('test'))} images" + (f"; {F.num(folds)} folds" if F.is_num(folds) and folds > 1 else "")))))
-    if isinstance(split.get("grouped"), bool):
-        grouped = (Fixed(f"yes, by group ({F.num(split.get('n_groups'))} groups): no group is on both "
-                         "sides of a split") if split["grouped"]
+        f"train {F.num(split.train)}, val {F.num(split.val)}, test "
+        f"{F.num(split.test)} images" + (f"; {F.num(folds)} folds" if folds is not None and folds > 1 else "")))))
+    if split.grouped is not None:
+        grouped = (Fixed(f"yes, by group ({F.num(split.n_groups)} groups): no group is on both "
+                         "sides of a split") if split.grouped
                    else Fixed("no: images are split one by one"))
         pairs.append(("Grouped split", cell(grouped)))
-    if "near_duplicates_dropped" in split:
-        pairs.append(("Near-duplicates dropped from test", cell(F.count(split.get("near_duplicates_dropped")))))
-    out = [Subheading(cell(heading)), Pairs(pairs)]
-    if split.get("warning"):
-        out.append(Para(cell(Span(Fixed("Split warning:"), "flag"), F.text(split["warning"])), css="warning"))
-    labels = F.dicts(p.get("labels"))
-    if labels:
-        parts: list = [strong(Fixed(f"Labels ({len(labels)}):"))]
-        for i, x in enumerate(labels[:MAX_LABELS]):
-            sep = "," if i < min(len(labels), MAX_LABELS) - 1 else ""
-            parts += [Span(F.text(x.get("name") or x.get("label")), "code"),
-                      Fixed(f"({F.num(x.get('n_images'))}){sep}")]
-        if len(labels) > MAX_LABELS:
-            parts.append(muted(Fixed(f"and {len(labels) - MAX_LABELS} more")))
-        out.append(Para(cell(*parts)))
-    excluded = F.excluded(p)
+    if split.near_duplicates_dropped is not None:
+        pairs.append(("Near-duplicates dropped from test", cell(F.count(split.near_duplicates_dropped))))
+    return pairs
+
+
+def _labels_para(labels: list[Label]) -> Para:
+    parts: list = [strong(Fixed(f"Labels ({len(labels)}):"))]
+    for i, x in enumerate(labels[:MAX_LABELS]):
+        sep = "," if i < min(len(labels), MAX_LABELS) - 1 else ""
+        parts += [Span(F.text(x.name or x.label), "code"), Fixed(f"({F.num(x.n_images)}){sep}")]
+    if len(labels) > MAX_LABELS:
+        parts.append(muted(Fixed(f"and {len(labels) - MAX_LABELS} more")))
+    return Para(cell(*parts))
+
+
+def _data_blocks(p: Probe, heading: str = "Data") -> list:
+    out = [Subheading(cell(heading)), Pairs(_data_pairs(p))]
+    if p.split is not None and p.split.warning:
+        out.append(Para(cell(Span(Fixed("Split warning:"), "flag"), F.text(p.split.warning)), css="warning"))
+    if p.labels:
+        out.append(_labels_para(p.labels))
+    excluded = p.excluded_classes or []
     if excluded:
         out.append(Para(cell(strong(Fixed(f"Excluded classes ({len(excluded)}):")))))
-        out.append(capped(excluded, lambda x: (F.text(x.get("label")),
-                                               Fixed(f"({F.num(x.get('n_images'))} images):"),
-                                               F.text(x.get("reason"))),
+        out.append(capped(excluded, lambda x: (F.text(x.label), Fixed(f"({F.num(x.n_images)} images):"),
+                                               F.text(x.reason)),
                           where=Fixed("report.json excluded_classes")))
-    skipped = F.skipped(p)
+    skipped = p.skipped_images
     if skipped:
         out.append(Para(cell(strong(Fixed(f"Skipped images ({len(skipped)}):")))))
-        out.append(capped(skipped, lambda x: (Span(F.text(x.get("path")), "code"), tight(Fixed(":")),
-                                              F.text(x.get("reason"))),
+        out.append(capped(skipped, lambda x: (Span(F.text(x.path), "code"), tight(Fixed(":")), F.text(x.reason)),
                           where=Fixed("report.json skipped_images")))
     else:
         out.append(Para(cell(strong(Fixed("Skipped images:")), Fixed("none"))))
     return out
 
 
-def _fs_cell(row: Any) -> Cell:
-    if not isinstance(row, dict):
+def _fs_cell(row: Optional[FewShot]) -> Cell:
+    if row is None:
         return cell(NA)
     s = F.acc_ci(row)
     bits = []
-    if row.get("winner"):
-        bits.append(F.text(row["winner"]))
-    if F.is_num(row.get("episodes")):
-        bits.append(f"{F.num(row['episodes'])} episodes")
+    if row.winner:
+        bits.append(F.text(row.winner))
+    if row.episodes is not None:
+        bits.append(f"{F.num(row.episodes)} episodes")
     return cell(s, muted(f"({', '.join(bits)})")) if bits and s != NA else cell(s)
 
 
-def _lp_cell(block: Any) -> Cell:
+def _lp_cell(block: Optional[LinearProbe]) -> Cell:
     s = F.acc_ci(block)
-    c = F.get(block, "C")
-    pre = F.get(block, "preprocess")
+    if block is None:
+        return cell(s)
     # the label-free transform chosen on validation, when it is not the raw features
-    how = f", {pre}" if isinstance(pre, str) and pre != "none" else ""
-    return cell(s, muted(Fixed(f"C={F.num(c, 3)}{how}"))) if s != NA and F.is_num(c) else cell(s)
+    how = f", {block.preprocess}" if block.preprocess is not None and block.preprocess != "none" else ""
+    return cell(s, muted(Fixed(f"C={F.num(block.C, 3)}{how}"))) if s != NA and F.is_num(block.C) else cell(s)
 
 
-def _head_rows(mm: dict, fm: dict) -> list:
+def _head_rows(mm: Metrics, fm: Metrics) -> list:
     """Full-split heads (knn, prototype_cl2n, mlp, gd_budget and its step budgets), model vs floor."""
-    hm, hf = F.as_dict(mm.get("heads")), F.as_dict(fm.get("heads"))
+    hm, hf = mm.heads or {}, fm.heads or {}
     rows = []
     for name in F.ordered_unique(list(hm) + list(hf)):
-        a, b = F.as_dict(hm.get(name)), F.as_dict(hf.get(name))
+        a, b = hm.get(name), hf.get(name)
         rows.append([cell(f"Head {F.text(name)} (full train split)"), cell(F.acc_ci(a)), cell(F.acc_ci(b))])
-        fb = {F.as_k(x.get("steps")): x for x in F.dicts(b.get("budgets"))}
-        for bud in F.dicts(a.get("budgets")):
-            steps = F.as_k(bud.get("steps"))
-            rows.append([cell(f"Head {F.text(name)}, {F.num(steps)} steps"), cell(F.acc_ci(bud)),
-                         cell(F.acc_ci(fb.get(steps)))])
+        fb = {x.steps: x for x in (b.budgets if b else None) or []}
+        for bud in (a.budgets if a else None) or []:
+            rows.append([cell(f"Head {F.text(name)}, {F.num(bud.steps)} steps"), cell(F.acc_ci(bud)),
+                         cell(F.acc_ci(fb.get(bud.steps)))])
     return rows
 
 
-def _verification_rows(vm: Any, vf: Any) -> list:
-    rows = []
-    for far, _ in F.far_items(F.get(vm, "tar_at_far") or F.get(vf, "tar_at_far")):
-        rows.append([cell(f"Verification TAR at FAR {F.text(far)}"), cell(F.tar_text(vm, far)),
-                     cell(F.tar_text(vf, far))])
-    rows.append([cell(Fixed("Verification ROC AUC")),
-                 cell(F.with_ci(F.num(F.get(vm, "auc")), F.ci_num(F.get(vm, "auc_ci95")))),
-                 cell(F.with_ci(F.num(F.get(vf, "auc")), F.ci_num(F.get(vf, "auc_ci95"))))])
-    rows.append([cell(Fixed("Verification pairs (genuine / impostor)")),
-                 cell(Fixed(f"{F.count(F.get(vm, 'n_genuine'))} / {F.count(F.get(vm, 'n_impostor'))}")),
-                 cell(Fixed(f"{F.count(F.get(vf, 'n_genuine'))} / {F.count(F.get(vf, 'n_impostor'))}"))])
-    return rows
+def _tar_fars(*blocks: Any) -> list[str]:
+    """The FARs (or FPIRs) of the first block that lists any, largest first."""
+    return [far for far, _ in F.far_items(next((b for b in blocks if b), None))]
 
 
-def _open_set_rows(om: Any, of: Any) -> list:
+def _pairs_text(block: Any, first: str, second: str) -> Fixed:
+    """``n / m`` of two declared counts of a block (n/a where it is null or absent)."""
+    n, m = (getattr(block, first, None), getattr(block, second, None)) if block is not None else (None, None)
+    return Fixed(f"{F.count(n)} / {F.count(m)}")
+
+
+def _auc_text(v: Optional[Verification]) -> Fixed:
+    return F.with_ci(F.num(v.auc), F.ci_num(v.auc_ci95)) if v is not None else NA
+
+
+def _tar_rows(vm: Optional[Verification], vf: Optional[Verification], learned: str = "") -> list:
+    return [[cell(f"Verification TAR at FAR {F.text(far)}{learned}"), cell(F.tar_text(vm, far)),
+             cell(F.tar_text(vf, far))] for far in _tar_fars(vm and vm.tar_at_far, vf and vf.tar_at_far)]
+
+
+def _verification_rows(vm: Optional[Verification], vf: Optional[Verification]) -> list:
+    return _tar_rows(vm, vf) + [
+        [cell(Fixed("Verification ROC AUC")), cell(_auc_text(vm)), cell(_auc_text(vf))],
+        [cell(Fixed("Verification pairs (genuine / impostor)")), cell(_pairs_text(vm, "n_genuine", "n_impostor")),
+         cell(_pairs_text(vf, "n_genuine", "n_impostor"))]]
+
+
+def _rank1_text(o: Optional[OpenSet]) -> Fixed:
+    return F.with_ci(F.pct(o.rank1), F.ci_pct(o.rank1_ci95)) if o is not None else NA
+
+
+def _fnir(o: Optional[OpenSet], fpir: str) -> Any:
+    return (o.fnir_at_fpir or {}).get(fpir) if o is not None else None
+
+
+def _open_set_rows(om: Optional[OpenSet], of: Optional[OpenSet]) -> list:
     """The open-set identification protocol: rank-1 and FNIR at each FPIR, on held-out identities."""
-    rows = [[cell(Fixed("Open-set rank-1 identification (unseen identities)")),
-             cell(F.with_ci(F.pct(F.get(om, "rank1")), F.ci_pct(F.get(om, "rank1_ci95")))),
-             cell(F.with_ci(F.pct(F.get(of, "rank1")), F.ci_pct(F.get(of, "rank1_ci95"))))]]
-    for fpir, _ in F.far_items(F.get(om, "fnir_at_fpir") or F.get(of, "fnir_at_fpir")):
-        rows.append([cell(f"Open-set FNIR at FPIR {F.text(fpir)}"),
-                     cell(F.pct(F.get(om, "fnir_at_fpir", fpir))), cell(F.pct(F.get(of, "fnir_at_fpir", fpir)))])
+    rows = [[cell(Fixed("Open-set rank-1 identification (unseen identities)")), cell(_rank1_text(om)),
+             cell(_rank1_text(of))]]
+    for fpir in _tar_fars(om and om.fnir_at_fpir, of and of.fnir_at_fpir):
+        rows.append([cell(f"Open-set FNIR at FPIR {F.text(fpir)}"), cell(F.pct(_fnir(om, fpir))),
+                     cell(F.pct(_fnir(of, fpir)))])
     rows.append([cell(Fixed("Open-set gallery identities / non-mated probes")),
-                 cell(Fixed(f"{F.count(F.get(om, 'n_gallery'))} / {F.count(F.get(om, 'n_nonmated'))}")),
-                 cell(Fixed(f"{F.count(F.get(of, 'n_gallery'))} / {F.count(F.get(of, 'n_nonmated'))}"))])
+                 cell(_pairs_text(om, "n_gallery_identities", "n_nonmated_searches")),
+                 cell(_pairs_text(of, "n_gallery_identities", "n_nonmated_searches"))])
     return rows
 
 
-def _learned_metric_rows(mm: dict, fm: dict) -> list:
+def _learned_metric_rows(mm: Metrics, fm: Metrics) -> list:
     """Verification TAR and open-set rank-1 with the learned metric (cosine after within-identity
     whitening fitted on other identities), where it ran."""
-    rows = []
-    vm, vf = mm.get("verification_learned"), fm.get("verification_learned")
-    if isinstance(vm, dict) or isinstance(vf, dict):
-        for far, _ in F.far_items(F.get(vm, "tar_at_far") or F.get(vf, "tar_at_far")):
-            rows.append([cell(f"Verification TAR at FAR {F.text(far)}, learned metric"), cell(F.tar_text(vm, far)),
-                         cell(F.tar_text(vf, far))])
-    om, of = mm.get("open_set_learned"), fm.get("open_set_learned")
-    if isinstance(om, dict) or isinstance(of, dict):
-        rows.append([cell(Fixed("Open-set rank-1 identification, learned metric")),
-                     cell(F.with_ci(F.pct(F.get(om, "rank1")), F.ci_pct(F.get(om, "rank1_ci95")))),
-                     cell(F.with_ci(F.pct(F.get(of, "rank1")), F.ci_pct(F.get(of, "rank1_ci95"))))])
+    rows = _tar_rows(mm.verification_learned, fm.verification_learned, ", learned metric")
+    om, of = mm.open_set_learned, fm.open_set_learned
+    if om is not None or of is not None:
+        rows.append([cell(Fixed("Open-set rank-1 identification, learned metric")), cell(_rank1_text(om)),
+                     cell(_rank1_text(of))])
     return rows
 
 
-def metrics_table(p: dict) -> Table:
+def metrics_table(p: Probe) -> Table:
     """Model vs floor: every attack's balanced accuracy on held-out test images, with its CI."""
-    mm, fm = F.model_metrics(p), F.floor_metrics(p)
-    zm, zf = mm.get("zero_shot"), fm.get("zero_shot")
-    rows = [[cell(Fixed("Zero-shot")), cell(F.acc_ci(zm) if zm else Fixed("n/a (no text tower)")),
-             cell(F.acc_ci(zf) if zf else NA)],
-            [cell(Fixed("Linear probe (full train split)")), _lp_cell(mm.get("linear_probe")),
-             _lp_cell(fm.get("linear_probe"))]]
+    mm, fm = p.metrics, p.control.metrics
+    rows = [[cell(Fixed("Zero-shot")), cell(F.acc_ci(mm.zero_shot) if mm.zero_shot else Fixed("n/a (no text tower)")),
+             cell(F.acc_ci(fm.zero_shot))],
+            [cell(Fixed("Linear probe (full train split)")), _lp_cell(mm.linear_probe), _lp_cell(fm.linear_probe)]]
     rows += _head_rows(mm, fm)
     fsm, fsf = F.few_shot_by_k(mm), F.few_shot_by_k(fm)
     for k in sorted(set(fsm) | set(fsf)):
         rows.append([cell(Fixed(f"Few-shot k={k}")), _fs_cell(fsm.get(k)), _fs_cell(fsf.get(k))])
-    for u in F.dicts(mm.get("few_shot_unavailable")):
-        rows.append([cell(f"Few-shot k={F.text(u.get('k'))}"),
-                     cell(muted(f"not run: {F.text(u.get('reason'))}")), cell(NA)])
-    vm, vf = mm.get("verification"), fm.get("verification")
-    if isinstance(vm, dict) or isinstance(vf, dict):
-        rows += _verification_rows(vm, vf)
-    om, of = mm.get("open_set"), fm.get("open_set")
-    if isinstance(om, dict) or isinstance(of, dict):
-        rows += _open_set_rows(om, of)
+    for u in mm.few_shot_unavailable or []:
+        rows.append([cell(f"Few-shot k={F.text(u.k)}"), cell(muted(f"not run: {F.text(u.reason)}")), cell(NA)])
+    if mm.verification is not None or fm.verification is not None:
+        rows += _verification_rows(mm.verification, fm.verification)
+    if mm.open_set is not None or fm.open_set is not None:
+        rows += _open_set_rows(mm.open_set, fm.open_set)
     rows += _learned_metric_rows(mm, fm)
-    rows.append([cell(Fixed("Samples per class to threshold")), cell(F.samples_text(mm)),
-                 cell(F.samples_text(fm))])
+    rows.append([cell(Fixed("Samples per class to threshold")), cell(F.samples_text(mm)), cell(F.samples_text(fm))])
     return Table([cell(Fixed("Attack")), cell(Fixed("Model")), cell(Fixed("Floor"))], rows, (1, 2), "metrics")
 
 
-def axes_table(p: dict) -> Table:
+def _uplift_detail(u: Uplift) -> list:
+    """The uplift axis's detail: the largest upper bound against the margin, model vs floor, the test."""
+    upper = [t.upper95 for t in u.tests or [] if F.is_num(t.upper95)]
+    out = []
+    if upper and F.is_num(u.margin):
+        out.append(Fixed(f"largest upper 95% bound {F.num(max(upper))} "
+                         f"{'<' if max(upper) < u.margin else '>='} margin {F.num(u.margin)};"))
+    elif F.is_num(u.margin):
+        out.append(Fixed(f"equivalence margin {F.num(u.margin)};"))
+    out.append(Fixed(f"model {F.num(u.skill_model)} vs floor {F.num(u.skill_floor)}, "
+                     f"p = {F.p_value(u.p_value)}, significant: {F.yes_no(u.significant)}"))
+    return out
+
+
+def axes_table(p: Probe) -> Table:
     """The two axes of a verdict: capability (what a holder can do) and uplift (what the model's
     training added over the floor), each with its 95% CI."""
-    cap = F.as_dict(p.get("capability_axis"))
     head = F.headline_skill(p)
-    stk = cap.get("samples_to_threshold") if "samples_to_threshold" in cap else \
-        F.get(p, "metrics", "samples_to_threshold")
+    stk = p.capability_axis.samples_to_threshold if p.capability_axis else p.metrics.samples_to_threshold
     cap_detail = [Fixed("by"), Span(head.source, "code"),
                   tight(Fixed(f"; k to threshold: {F.num(stk)}" if F.is_num(stk) else
                               "; threshold not reached at any k"))] if head.skill is not None else []
-    u = F.as_dict(p.get("uplift"))
-    upper = [t.get("upper95") for t in F.dicts(u.get("tests")) if F.is_num(t.get("upper95"))]
-    margin = u.get("margin")
-    u_detail = []
-    if upper and F.is_num(margin):
-        u_detail.append(Fixed(f"largest upper 95% bound {F.num(max(upper))} "
-                              f"{'<' if max(upper) < margin else '>='} margin {F.num(margin)};"))
-    elif F.is_num(margin):
-        u_detail.append(Fixed(f"equivalence margin {F.num(margin)};"))
-    u_detail.append(Fixed(f"model {F.num(u.get('skill_model'))} vs floor {F.num(u.get('skill_floor'))}, "
-                          f"p = {F.p_value(u.get('p_value'))}, significant: {F.yes_no(u.get('significant'))}"))
     # the gain the level's reason cites (the strongest significant test, else the one nearest the margin)
-    cited = F.cited_uplift_test(u)
-    by = [Fixed("by"), Span(F.text(cited["attack"]), "code"), tight(Fixed(";"))] if cited.get("attack") else []
+    cited = F.cited_gain(p.uplift)
+    by = [Fixed("by"), Span(F.text(cited.attack), "code"), tight(Fixed(";"))] if cited.attack else []
     rows = [[cell(Fixed("Capability (best skill)")), cell(F.num(head.skill)),
              cell(F.ci_num(head.ci95) or NA), cell(*cap_detail) or cell(NA)],
-            [cell(Fixed("Uplift (skill gain over the floor)")), cell(F.signed(cited.get("skill_gain"))),
-             cell(F.ci_num(cited.get("ci95"), sign=True) or NA), cell(*by, *u_detail)]]
+            [cell(Fixed("Uplift (skill gain over the floor)")), cell(F.signed(cited.skill_gain)),
+             cell(F.ci_num(cited.ci95, sign=True) or NA),
+             cell(*by, *_uplift_detail(p.uplift or Uplift(skill_gain=None, ci95=(None, None))))]]
     return Table([cell(Fixed("Axis")), cell(Fixed("Estimate")), cell(Fixed("95% CI")), cell(Fixed("Detail"))],
                  rows, (1, 2), "metrics axes")
 
 
-def uplift_tests_table(p: dict) -> Table | None:
-    tests = F.dicts(F.get(p, "uplift", "tests"))
+def uplift_tests_table(p: Probe) -> Table | None:
+    tests = p.uplift.tests if p.uplift else None
     if not tests:
         return None
-    rows = [[cell(Span(F.text(t.get("attack")), "code")), cell(F.signed(t.get("skill_gain"))),
-             cell(F.ci_num(t.get("ci95"), sign=True) or NA), cell(F.signed(t.get("upper95"))),
-             cell(F.num(t.get("se"))), cell(F.p_value(t.get("p_value"))), cell(F.p_value(t.get("p_adjusted"))),
-             cell(F.text(t.get("method")) if t.get("method") else NA)] for t in tests]
-    corr = F.get(p, "uplift", "correction")
+    rows = [[cell(Span(F.text(t.attack), "code")), cell(F.signed(t.skill_gain)),
+             cell(F.ci_num(t.ci95, sign=True) or NA), cell(F.signed(t.upper95)),
+             cell(F.num(t.se)), cell(F.p_value(t.p_value)), cell(F.p_value(t.p_adjusted)),
+             cell(F.text(t.method) if t.method else NA)] for t in tests]
+    corr = p.uplift.correction
     return table([Fixed(h) for h in ("Attack", "Skill gain", "95% CI", "Upper 95% bound", "SE", "p")] +
                  [f"p adjusted ({F.text(corr)})" if corr else Fixed("p adjusted"), Fixed("Method")],
                  rows, (1, 2, 3, 4, 5, 6), "metrics")
 
 
-def power_para(p: dict) -> Para | None:
-    pw = p.get("power")
-    if not isinstance(pw, dict):
+def power_para(p: Probe) -> Para | None:
+    pw = p.power
+    if pw is None:
         return None
-    need, have = pw.get("images_needed_per_class"), pw.get("test_images_per_class")
+    need, have = pw.images_needed_per_class, pw.test_images_per_class
     more = ""
     if F.is_num(need) and F.is_num(have):
         more = (f"; this run has {F.count(have)} test images per class" +
                 (f", {F.count(need - have)} short" if need > have else ", enough"))
-    limit = pw.get("limiting_attack")
+    limit = pw.limiting_attack
     return Para(cell(strong(Fixed("Power:")), Fixed(
-        f"minimum detectable effect {F.num(pw.get('mde'))} (skill gain) at equivalence margin "
-        f"{F.num(pw.get('margin'))}"), (tight(Fixed(", set by")), Span(F.text(limit), "code")) if limit else (),
+        f"minimum detectable effect {F.num(pw.mde)} (skill gain) at equivalence margin "
+        f"{F.num(pw.margin)}"), (tight(Fixed(", set by")), Span(F.text(limit), "code")) if limit else (),
         tight(Fixed(f"; ruling out a gain of the margin needs {F.count(need)} test images per class{more}."))),
         css="power")
 
 
-def cost_blocks(p: dict) -> list:
+def _cost_cell(pt: F.CostPoint, chance: Any, best: Any) -> Cell:
+    s = F.skill_of(pt.accuracy, chance)
+    val = F.with_ci(F.num(s, 2), F.ci_num(F.skill_ci_of(pt.ci95, chance), 2))
+    cost = ", ".join(x for x in (F.seconds(pt.seconds), F.flops(pt.flops)) if x != NA)
+    return cell(strong(val) if F.is_num(s) and s == best else val, muted(Fixed(f"({cost})")) if cost else None)
+
+
+def cost_blocks(p: Probe) -> list:
     """The "cost to repurpose" table: adversary x images per class -> skill with its 95% CI (and the
     seconds and FLOPs where the adversary measured them); the best adversary per column in bold."""
     pts = F.cost_points(p)
     if not pts:
         return []
-    chance = p.get("chance")
+    chance = p.chance
     advs = F.ordered_unique(pt.adversary for pt in pts)
     ks = sorted({pt.k for pt in pts if pt.k is not None}) + \
         ([F.ALL_TRAIN] if any(pt.k is None for pt in pts) else [])
     grid = {(pt.adversary, pt.k): pt for pt in pts}
     best = {k: max((F.skill_of(pt.accuracy, chance) for (a, kk), pt in grid.items() if kk == k
                     and F.is_num(F.skill_of(pt.accuracy, chance))), default=None) for k in ks}
-    rows = []
-    for a in advs:
-        row = [cell(Span(a, "code"))]
-        for k in ks:
-            pt = grid.get((a, k))
-            if pt is None:
-                row.append(cell(Fixed("-")))
-                continue
-            s = F.skill_of(pt.accuracy, chance)
-            val = F.with_ci(F.num(s, 2), F.ci_num(F.skill_ci_of(pt.ci95, chance), 2))
-            cost = ", ".join(x for x in (F.seconds(pt.seconds), F.flops(pt.flops)) if x != NA)
-            row.append(cell(strong(val) if F.is_num(s) and s == best[k] else val,
-                            muted(Fixed(f"({cost})")) if cost else None))
-        rows.append(row)
+    rows = [[cell(Span(a, "code"))] + [_cost_cell(grid[(a, k)], chance, best[k]) if (a, k) in grid
+                                       else cell(Fixed("-")) for k in ks] for a in advs]
     header = [Fixed("Adversary")] + [Fixed(f"k={k}") if k is not None else Fixed("all (train split)") for k in ks]
     out = [Subheading(cell(Fixed("Cost to repurpose"))),
            table(header, rows, tuple(range(1, len(ks) + 1)), "metrics cost")]
     note = [Fixed("Skill = (balanced accuracy - chance) / (1 - chance) on the held-out test images; "
                   "k = labelled images per class; the best adversary of each column in bold.")]
-    ft = F.get(p, "metrics", "finetune")
-    if isinstance(ft, dict) and ft.get("device"):
-        note += [Fixed("Fine-tuning ran on"), Span(F.text(ft["device"]), "code"),
+    ft = p.metrics.finetune
+    if ft is not None and ft.device:
+        note += [Fixed("Fine-tuning ran on"), Span(F.text(ft.device), "code"),
                  Fixed("(seconds of that device; FLOPs counted from the architecture).")]
     out.append(Para(cell(*note), css="note"))
     return out
 
 
-def _figures(p: dict, caption_floor: str) -> Figures:
+def _figures(p: Probe, caption_floor: str) -> Figures:
     figs = [Figure(plots.learning_curve_svg(p),
                    f"Balanced accuracy on held-out test images vs labelled images per class (few-shot, the "
                    f"adversary's best head per k, mean and 95% CI over episodes); right: linear probe on "
@@ -550,57 +585,64 @@ def _figures(p: dict, caption_floor: str) -> Figures:
     return Figures(figs)
 
 
-def adaptation_blocks(p: dict) -> list:
+def _test_cells(test: Optional[PairedTest]) -> list:
+    if test is None:
+        return [cell(NA), cell(NA)]
+    return [cell(F.ci_pct(test.ci95, sign=True) or NA), cell(F.p_value(test.p_value))]
+
+
+def _named_tests(delta: Optional[MetricDelta], tests: Optional[MetricTests]) -> list[tuple[str, Any, Any]]:
+    """(metric, B minus A, paired test) of an adaptation: the linear probe, zero-shot, few-shot by k."""
+    d = delta or MetricDelta(linear_probe=None)
+    named = [("Linear probe", d.linear_probe, tests.linear_probe if tests else None)]
+    if tests is not None and tests.zero_shot is not None:
+        named.append(("Zero-shot", d.zero_shot, tests.zero_shot))
+    for k, t in (tests.few_shot if tests else {}).items():
+        named.append((f"Few-shot k={F.text(k)}", d.few_shot.get(k), t))
+    return named
+
+
+def adaptation_blocks(p: Probe) -> list:
     """What the adaptation changed on this probe (an adapted model's ``adaptation`` block): the
     base's level and the adapted model's, whether the adaptation raised, kept or lowered it, and
     adapted minus base per attack with its paired test."""
-    a = F.as_dict(p.get("adaptation"))
-    if not a:
+    a = p.adaptation
+    if a is None:
         return []
-    base = F.as_dict(a.get("base"))
-    head = F.as_dict(a.get("headline"))
-    sig = a.get("significant")
-    rows = []
-    tests, delta = F.as_dict(a.get("tests")), F.as_dict(a.get("delta"))
-    named = [("Linear probe", delta.get("linear_probe"), tests.get("linear_probe"))]
-    if tests.get("zero_shot"):
-        named.append(("Zero-shot", delta.get("zero_shot"), tests.get("zero_shot")))
-    for k, t in F.as_dict(tests.get("few_shot")).items():
-        named.append((f"Few-shot k={F.text(k)}", F.get(delta, "few_shot", k), t))
-    for label, d, t in named:
-        rows.append([cell(Fixed(label)), cell(F.pp(d)), *_test_cells(t)])
+    head, sig = a.headline, a.significant
+    rows = [[cell(Fixed(label)), cell(F.pp(d)), *_test_cells(t)] for label, d, t in _named_tests(a.delta, a.tests)]
     return [
         Subheading(cell(Fixed("What the adaptation changed (against its base)"))),
-        Para(cell(strong(Fixed("Adaptation:")), Span(f"{F.text(a.get('change'))} the level", "strong"),
-                  Fixed("(base"), badge(a.get("base_level")), Fixed("-> adapted"), badge(a.get("level")), tight(")."),
-                  Fixed(f"Headline: {F.text(head.get('metric'))} {F.pp(head.get('change'))}, p ="),
-                  F.p_value(a.get("p_adjusted")), Fixed("after Holm across probes:"),
+        Para(cell(strong(Fixed("Adaptation:")), Span(f"{F.text(a.change)} the level", "strong"),
+                  Fixed("(base"), badge(a.base_level), Fixed("-> adapted"), badge(a.level), tight(")."),
+                  Fixed(f"Headline: {F.text(head.metric if head else None)} {F.pp(head.change if head else None)}, "
+                        "p ="),
+                  F.p_value(a.p_adjusted), Fixed("after Holm across probes:"),
                   Fixed("a significant change." if sig else "no significant change." if sig is False else ""),
-                  muted(f"Base: {F.text(base.get('spec') or base.get('name'))}"))),
+                  muted(f"Base: {F.text(a.base.spec or a.base.name)}"))),
         table([Fixed(h) for h in ("Metric", "Adapted minus base", "95% CI", "p (paired test)")], rows,
               (1, 2, 3)),
     ]
 
 
-def _audit_probe(i: int, p: dict) -> Section:
-    ctrl = F.as_dict(p.get("control"))
-    level = F.level_name(p.get("risk_level"))
-    pairs = [("Capability", cell(F.text(p.get("capability")))), ("Policy", _policy_cell(p))]
+def _audit_probe(i: int, p: Probe) -> Section:
+    ctrl = p.control
+    level = F.level_name(p.risk_level)
+    pairs = [("Capability", cell(F.text(p.capability))), ("Policy", _policy_cell(p.policy))]
     if F.level_range(p):
         pairs.append(("Levels the CIs allow", cell(F.level_range_text(p))))
-    if p.get("risk_axis") is not None:
+    if p.risk_axis is not None:
         pairs.append(("Decided by", cell(F.axis_text(p))))
-    pairs.append(("Rule that fired", cell(F.text(p.get("risk_rule")))))
-    thr = F.as_dict(p.get("threshold"))
-    pairs.append(("Threshold", cell(Fixed(f"skill {F.num(thr.get('skill'), 2)} (= balanced accuracy "
-                                          f"{F.pct(F.threshold_accuracy(p))})"))))
+    pairs.append(("Rule that fired", cell(F.text(p.risk_rule))))
+    pairs.append(("Threshold", cell(Fixed(f"skill {F.num(p.threshold.skill if p.threshold else None, 2)} "
+                                          f"(= balanced accuracy {F.pct(F.threshold_accuracy(p))})"))))
     adv = F.strongest_adversary(p)
     if adv:
         pairs.append(("Strongest adversary", cell(Span(F.text(adv), "code"))))
-    pairs.append(("Floor (control)", cell(F.text(ctrl.get("spec")), muted(F.short_fp(ctrl.get("fingerprint"))))))
-    blocks: list = [Para(cell(strong(Fixed("Risk:")), badge(level), F.text(p.get("risk_reason"))), css="reason")]
+    pairs.append(("Floor (control)", cell(F.text(ctrl.spec), muted(F.short_fp(ctrl.fingerprint)))))
+    blocks: list = [Para(cell(strong(Fixed("Risk:")), badge(level), F.text(p.risk_reason)), css="reason")]
     blocks += [b for b in (inconclusive_para(p),) if b]
-    blocks += [Pairs(pairs), _figures(p, F.text(ctrl.get("spec"))),
+    blocks += [Pairs(pairs), _figures(p, F.text(ctrl.spec)),
                Subheading(cell(Fixed("Two axes: capability and uplift (skill, 95% CI)"))), axes_table(p)]
     blocks += [b for b in (uplift_tests_table(p), power_para(p)) if b]
     blocks += [Subheading(cell(Fixed("Metrics (balanced accuracy on held-out test images, 95% CI)"))),
@@ -608,23 +650,30 @@ def _audit_probe(i: int, p: dict) -> Section:
     blocks += adaptation_blocks(p)
     blocks += cost_blocks(p)
     blocks += _data_blocks(p)
-    return Section(anchor(i, p.get("id")), F.text(p.get("title") or p.get("id")), blocks,
-                   badges=[badge(level)], ident=F.text(p.get("id")), css="probe")
+    return Section(anchor(i, p.id), F.text(p.title or p.id), blocks, badges=[badge(level)], ident=F.text(p.id),
+                   css="probe")
 
 
-def _spec_section(result: dict) -> Section | None:
-    spec = result.get("spec")
-    if not isinstance(spec, dict):
+def _verdict_counts(clauses: list[SpecClause]) -> tuple[int, int]:
+    """(failed, inconclusive) clauses."""
+    return (sum(str(c.verdict).lower() == "fail" for c in clauses),
+            sum(str(c.verdict).lower() == "inconclusive" for c in clauses))
+
+
+def _overall_badge(passed: Optional[bool]) -> Badge:
+    return verdict_badge("pass" if passed is True else "fail" if passed is False else None)
+
+
+def _spec_section(spec: Optional[SpecVerdicts]) -> Section | None:
+    if spec is None:
         return None
-    clauses = F.dicts(spec.get("clauses"))
-    passed = spec.get("passed")
-    overall = verdict_badge("pass" if passed is True else "fail" if passed is False else None)
-    rows = [[cell(F.text(c.get("kind"))), cell(F.text(c.get("probe"))), cell(verdict_badge(c.get("verdict"))),
-             cell(badge(c.get("measured_level")) if c.get("measured_level") is not None else NA),
-             cell(F.text(c.get("limit")) if c.get("limit") is not None else NA),
-             cell(F.text(c.get("rule")) if c.get("rule") is not None else NA)] for c in clauses]
-    n_fail = sum(str(c.get("verdict")).lower() == "fail" for c in clauses)
-    n_inc = sum(str(c.get("verdict")).lower() == "inconclusive" for c in clauses)
+    clauses = spec.clauses
+    overall = _overall_badge(spec.passed)
+    rows = [[cell(F.text(c.kind)), cell(F.text(c.probe)), cell(verdict_badge(c.verdict)),
+             cell(badge(c.measured_level) if c.measured_level is not None else NA),
+             cell(F.text(c.limit) if c.limit is not None else NA),
+             cell(F.text(c.rule) if c.rule is not None else NA)] for c in clauses]
+    n_fail, n_inc = _verdict_counts(clauses)
     blocks = [Para(cell(strong(Fixed("Result:")), overall,
                         Fixed(f"{len(clauses)} clause(s): {n_fail} failed, {n_inc} inconclusive.")))]
     if rows:
@@ -633,14 +682,15 @@ def _spec_section(result: dict) -> Section | None:
     return Section("use-spec", Fixed("Use specification"), blocks, badges=[overall])
 
 
-def _levels_line(label: str, probes: list, level_key: str = "risk_level") -> tuple[Cell, str]:
-    """"label: HIGHEST on ids; levels: CRITICAL 1, HIGH 2, ..." and the highest level's name."""
-    judged = [p for p in probes if F.get(p, "reference") is not True]
-    counts = F.level_counts(F.get(p, level_key) for p in judged)
+def _levels_line(label: str, probes: list[tuple[str, Any, Any]]) -> tuple[Cell, str]:
+    """"label: HIGHEST on ids; levels: CRITICAL 1, HIGH 2, ..." and the highest level's name, from
+    (id, level, reference) of each probe."""
+    judged = [(pid, level) for pid, level, reference in probes if reference is not True]
+    counts = F.level_counts(level for _, level in judged)
     if not counts:
         return cell(strong(label), NA), "n/a"
     top = counts[0][0]
-    ids = [F.text(F.get(p, "id")) for p in judged if F.level_name(F.get(p, level_key)) == top]
+    ids = [F.text(pid) for pid, level in judged if F.level_name(level) == top]
     parts: list = [strong(label), badge(top), Fixed("on"), ", ".join(ids), tight(Fixed(";")), Fixed("all levels:")]
     for i, (lv, n) in enumerate(counts):
         parts += [badge(lv), Fixed(f"{n}" + ("," if i < len(counts) - 1 else ""))]
@@ -650,158 +700,166 @@ def _levels_line(label: str, probes: list, level_key: str = "risk_level") -> tup
     return cell(*parts), top
 
 
-def _spec_line(spec: Any) -> Cell | None:
-    if not isinstance(spec, dict) or not isinstance(spec.get("clauses"), list):
+def _spec_line(spec: Optional[SpecVerdicts]) -> Cell | None:
+    if spec is None:
         return None
-    clauses = F.dicts(spec.get("clauses"))
-    passed = spec.get("passed")
-    n_fail = sum(str(c.get("verdict")).lower() == "fail" for c in clauses)
-    n_inc = sum(str(c.get("verdict")).lower() == "inconclusive" for c in clauses)
-    return cell(strong(Fixed("Use specification:")),
-                verdict_badge("pass" if passed is True else "fail" if passed is False else None),
+    clauses = spec.clauses
+    n_fail, n_inc = _verdict_counts(clauses)
+    return cell(strong(Fixed("Use specification:")), _overall_badge(spec.passed),
                 Fixed(f"{len(clauses)} clause{'s' * (len(clauses) != 1)}: {n_fail} failed, {n_inc} inconclusive"),
                 Link(Fixed("(clauses)"), "use-spec"))
 
 
-def _banner(lines: list, result: dict) -> list:
+def _banner(lines: list, report: Report) -> list:
     out = [Para(c, css="verdict-line") for c in lines if c]
-    missing = F.dicts(result.get("not_run"))
+    missing = report.not_run or []
     if missing:
         out.append(Para(cell(Span(Fixed(f"Incomplete: {len(missing)} probe(s) not run:"), "flag"),
-                             ", ".join(F.text(m.get("id")) for m in missing)), css="verdict-line"))
+                             ", ".join(F.text(m.id) for m in missing)), css="verdict-line"))
     return out
 
 
-def _audit(result: dict) -> ReportView:
-    # most severe first (inconclusive just below high): what an auditor must see comes first
-    probes = sorted(F.probe_list(result), key=F.severity_rank)
-    model = F.as_dict(result.get("model"))
-    rows = []
-    for i, p in enumerate(probes):
-        mm, fm = F.model_metrics(p), F.floor_metrics(p)
-        ver = mm.get("verification")
-        rows.append([
-            cell(Link(F.text(p.get("id")), anchor(i, p.get("id")))),
+def _audit_row(i: int, p: Probe) -> list:
+    mm, fm = p.metrics, p.control.metrics
+    return [cell(Link(F.text(p.id), anchor(i, p.id))),
             verdict_cell(p),
             cell(F.headline_text(F.headline_skill(p))),
-            cell(Fixed(f"{F.pct(F.get(mm, 'linear_probe', 'accuracy'))} vs "
-                       f"{F.pct(F.get(fm, 'linear_probe', 'accuracy'))}")),
+            cell(Fixed(f"{F.pct(mm.linear_probe and mm.linear_probe.accuracy)} vs "
+                       f"{F.pct(fm.linear_probe and fm.linear_probe.accuracy)}")),
             cell(F.samples_text(mm)),
-            cell(F.acc_ci(mm.get("zero_shot")) if mm.get("zero_shot") else NA),
-            cell(F.tar_text(ver, "1e-3", with_interval=False) if isinstance(ver, dict) else NA),
-        ])
+            cell(F.acc_ci(mm.zero_shot) if mm.zero_shot else NA),
+            cell(F.tar_text(mm.verification, "1e-3", with_interval=False) if mm.verification is not None else NA)]
+
+
+AUDIT_NOTE = ("Accuracies are balanced accuracy (mean per-class recall) on held-out test images. The floor is "
+              "the control encoder (by default the same architecture with random weights): what an adversary "
+              "gets without this model's training. Inconclusive means the evidence cannot place the probe on "
+              "the none..critical scale (saturated: the floor solves it too; underpowered: too few test "
+              "images); it fails every gate unless allowed.")
+
+
+def _audit(report: AuditReport) -> ReportView:
+    # most severe first (inconclusive just below high): what an auditor must see comes first
+    probes = sorted(report.probes, key=F.severity_rank)
+    model = report.model
     summary = table([Fixed(h) for h in ("Probe", "Level", "Best skill (95% CI)",
                                         "Linear probe (model vs floor)", "Few-shot k to threshold",
                                         "Zero-shot", "Verification TAR@1e-3")],
-                    rows, (2, 3, 4, 5, 6), "summary")
+                    [_audit_row(i, p) for i, p in enumerate(probes)], (2, 3, 4, 5, 6), "summary")
     # the reasons below the table, each whole: a sentence in a narrow cell would push the table down
-    reasons = Items([cell(strong(F.text(p.get("id"))), tight(Fixed(":")), F.text(p.get("risk_reason")))
-                     for p in probes])
+    reasons = Items([cell(strong(F.text(p.id)), tight(Fixed(":")), F.text(p.risk_reason)) for p in probes])
     sections = [Section("summary", Fixed("Summary"), [summary, Subheading(cell(Fixed("Why each level"))), reasons]
-                        + _not_run(result) + [Para(cell(Fixed(
-        "Accuracies are balanced accuracy (mean per-class recall) on held-out test images. The floor is "
-        "the control encoder (by default the same architecture with random weights): what an adversary "
-        "gets without this model's training. Inconclusive means the evidence cannot place the probe on "
-        "the none..critical scale (saturated: the floor solves it too; underpowered: too few test "
-        "images); it fails every gate unless allowed.")), css="note")])]
-    spec = _spec_section(result)
+                        + _not_run(report) + [Para(cell(Fixed(AUDIT_NOTE)), css="note")])]
+    spec = _spec_section(report.spec)
     if spec:
         sections.append(spec)
     sections += [_audit_probe(i, p) for i, p in enumerate(probes)]
     meta = Pairs(_model_pairs(model) + [
-        ("Seed", cell(F.text(result.get("seed")))), ("Suite", cell(F.suite_text(result.get("suite")))),
-        ("Settings", cell(F.settings_text(result.get("settings")))), ("Tool", _tool_cell(result))])
-    levels, top = _levels_line(Fixed("Highest level:"), probes)
-    banner = _banner([levels, _spec_line(result.get("spec"))], result)
-    return ReportView("audit", Fixed("creepscan audit report"),
-                      f"creepscan audit: {F.text(model.get('spec') or model.get('name'))}", meta, sections,
-                      banner, top)
+        ("Seed", cell(F.text(report.seed))), ("Suite", cell(F.suite_text(report.suite))),
+        ("Settings", cell(F.settings_text(report.settings))), ("Tool", _tool_cell(report))])
+    levels, top = _levels_line(Fixed("Highest level:"), [(p.id, p.risk_level, p.reference) for p in probes])
+    banner = _banner([levels, _spec_line(report.spec)], report)
+    return ReportView("audit", Fixed("creepscan audit report"), f"creepscan audit: {F.text(model.spec or model.name)}",
+                      meta, sections, banner, top)
 
 
 # --- compare -----------------------------------------------------------------------------
 
-def _test_cells(test: Any) -> list:
-    return [cell(F.ci_pct(F.get(test, "ci95"), sign=True) or NA), cell(F.p_value(F.get(test, "p_value")))]
-
-
-def compare_table(cp: dict) -> Table:
-    """A vs B, metric by metric: [metric, A, B, delta, CI of delta, p]."""
-    a, b = F.as_dict(cp.get("a")), F.as_dict(cp.get("b"))
-    ma, mb = F.model_metrics(a), F.model_metrics(b)
-    d, tests = F.as_dict(cp.get("delta")), F.as_dict(cp.get("tests"))
-    rows = [[cell(Fixed("Linear probe")), cell(F.acc_ci(ma.get("linear_probe"))),
-             cell(F.acc_ci(mb.get("linear_probe"))), cell(F.pp(d.get("linear_probe"))),
-             *_test_cells(tests.get("linear_probe"))]]
-    za, zb = ma.get("zero_shot"), mb.get("zero_shot")
-    if za or zb or d.get("zero_shot") is not None:
-        rows.append([cell(Fixed("Zero-shot")), cell(F.acc_ci(za)), cell(F.acc_ci(zb)), cell(F.pp(d.get("zero_shot"))),
-                     *_test_cells(tests.get("zero_shot"))])
-    ha, hb = F.as_dict(ma.get("heads")), F.as_dict(mb.get("heads"))
-    dh, th = F.as_dict(d.get("heads")), F.as_dict(tests.get("heads"))
-    for name in F.ordered_unique(list(ha) + list(hb)):
+def _compare_rows(cp: CompareProbe) -> list:
+    """A vs B rows of the attacks both models may have: linear probe, zero-shot, heads, few-shot by k."""
+    ma, mb = cp.a.metrics, cp.b.metrics
+    d, tests = cp.delta, cp.tests
+    rows = [[cell(Fixed("Linear probe")), cell(F.acc_ci(ma.linear_probe)), cell(F.acc_ci(mb.linear_probe)),
+             cell(F.pp(d.linear_probe)), *_test_cells(tests.linear_probe if tests else None)]]
+    za, zb = ma.zero_shot, mb.zero_shot
+    if za or zb or d.zero_shot is not None:
+        rows.append([cell(Fixed("Zero-shot")), cell(F.acc_ci(za)), cell(F.acc_ci(zb)), cell(F.pp(d.zero_shot)),
+                     *_test_cells(tests.zero_shot if tests else None)])
+    ha, hb = ma.heads or {}, mb.heads or {}
+    for name in F.ordered_unique(list(ha) + list(hb)):  # no paired test of the heads: no delta
         rows.append([cell(f"Head {F.text(name)}"), cell(F.acc_ci(ha.get(name))), cell(F.acc_ci(hb.get(name))),
-                     cell(F.pp(dh.get(name))), *_test_cells(th.get(name))])
+                     cell(NA), *_test_cells(None)])
     fa, fb = F.few_shot_by_k(ma), F.few_shot_by_k(mb)
-    dfs, tfs = F.as_dict(d.get("few_shot")), F.as_dict(tests.get("few_shot"))
+    tfs = tests.few_shot if tests else {}
     for k in sorted(set(fa) | set(fb)):
         rows.append([cell(Fixed(f"Few-shot k={k}")), cell(F.acc_ci(fa.get(k))), cell(F.acc_ci(fb.get(k))),
-                     cell(F.pp(dfs.get(str(k)))), *_test_cells(tfs.get(str(k)))])
-    va, vb = ma.get("verification"), mb.get("verification")
-    if isinstance(va, dict) or isinstance(vb, dict):
-        for far, _ in F.far_items(F.get(va, "tar_at_far") or F.get(vb, "tar_at_far")):
+                     cell(F.pp(d.few_shot.get(str(k)))), *_test_cells(tfs.get(str(k)))])
+    return rows
+
+
+def _compare_identity_rows(cp: CompareProbe) -> list:
+    """A vs B rows of verification and open-set identification, where either model has them."""
+    ma, mb = cp.a.metrics, cp.b.metrics
+    rows = []
+    va, vb = ma.verification, mb.verification
+    if va is not None or vb is not None:
+        # B minus A is measured at FAR 1e-3 only, and has no paired test
+        for far in _tar_fars(va and va.tar_at_far, vb and vb.tar_at_far):
+            delta = cp.delta.verification_tar_1e_3 if far == "1e-3" else None
             rows.append([cell(f"Verification TAR at FAR {F.text(far)}"), cell(F.tar_text(va, far)),
-                         cell(F.tar_text(vb, far)), cell(F.pp(d.get(f"verification_tar_{far}"))),
-                         *_test_cells(tests.get(f"verification_tar_{far}"))])
-        rows.append([cell(Fixed("Verification ROC AUC")), cell(F.num(F.get(va, "auc"))), cell(F.num(F.get(vb, "auc"))),
+                         cell(F.tar_text(vb, far)), cell(F.pp(delta)), *_test_cells(None)])
+        rows.append([cell(Fixed("Verification ROC AUC")), cell(F.num(va and va.auc)), cell(F.num(vb and vb.auc)),
                      cell(NA), cell(NA), cell(NA)])
-    oa, ob = ma.get("open_set"), mb.get("open_set")
-    if isinstance(oa, dict) or isinstance(ob, dict):
-        rows.append([cell(Fixed("Open-set rank-1 identification")), cell(F.pct(F.get(oa, "rank1"))),
-                     cell(F.pct(F.get(ob, "rank1"))), cell(F.pp(d.get("open_set_rank1"))),
-                     *_test_cells(tests.get("open_set_rank1"))])
-    ha_, hb_ = F.headline_skill(a), F.headline_skill(b)
-    rows.append([cell(Fixed("Best skill (capability axis)")), cell(F.headline_text(ha_)), cell(F.headline_text(hb_)),
-                 cell(F.signed(d.get("best_skill"))), cell(NA), cell(NA)])
-    rows.append([cell(Fixed("Skill (uplift over floor)")), cell(F.num(F.get(a, "uplift", "skill_model"))),
-                 cell(F.num(F.get(b, "uplift", "skill_model"))), cell(F.signed(d.get("skill"))), cell(NA), cell(NA)])
-    rows.append([cell(Fixed("Samples per class to threshold")), cell(F.samples_text(ma)), cell(F.samples_text(mb)),
-                 cell(NA), cell(NA), cell(NA)])
+    oa, ob = ma.open_set, mb.open_set
+    if oa is not None or ob is not None:
+        rows.append([cell(Fixed("Open-set rank-1 identification")), cell(F.pct(oa and oa.rank1)),
+                     cell(F.pct(ob and ob.rank1)), cell(NA), *_test_cells(None)])
+    return rows
+
+
+def compare_table(cp: CompareProbe) -> Table:
+    """A vs B, metric by metric: [metric, A, B, delta, CI of delta, p]."""
+    a, b = cp.a, cp.b
+    rows = _compare_rows(cp) + _compare_identity_rows(cp)
+    # the skills are each model's own, with no paired test: no delta
+    rows.append([cell(Fixed("Best skill (capability axis)")), cell(F.headline_text(F.headline_skill(a))),
+                 cell(F.headline_text(F.headline_skill(b))), cell(NA), cell(NA), cell(NA)])
+    rows.append([cell(Fixed("Skill (uplift over floor)")), cell(F.num(a.uplift and a.uplift.skill_model)),
+                 cell(F.num(b.uplift and b.uplift.skill_model)), cell(NA), cell(NA), cell(NA)])
+    rows.append([cell(Fixed("Samples per class to threshold")), cell(F.samples_text(a.metrics)),
+                 cell(F.samples_text(b.metrics)), cell(NA), cell(NA), cell(NA)])
     return table([Fixed(h) for h in ("Metric", "A", "B", "Delta (B - A)", "95% CI of delta", "p (unadjusted)")],
                  rows, (1, 2, 3, 4, 5), "metrics")
 
 
-def _inconclusive_parts(p: dict) -> Cell:
+def _inconclusive_parts(p: Probe, level: Any = None) -> Cell:
     """"Inconclusive: CODE detail" for a cell, or nothing when the probe is not inconclusive."""
-    info = F.inconclusive_info(p)
+    info = F.inconclusive_info(p, level)
     return cell(Span(Fixed("Inconclusive:"), "flag"), strong(info[0]), info[2]) if info else ()
 
 
-def _side_cell(p: dict) -> Cell:
-    """One side of a compare: level, reason, rule, and what makes it inconclusive."""
-    return cell(verdict_cell(p), F.text(p.get("risk_reason")), muted(f"(rule: {F.text(p.get('risk_rule'))})"),
-                _inconclusive_parts(p))
+def _side_cell(p: Probe, level: str) -> Cell:
+    """One side of a compare (at the level the compare states): level, reason, rule, and what makes it
+    inconclusive."""
+    return cell(verdict_cell(p, level), F.text(p.risk_reason), muted(f"(rule: {F.text(p.risk_rule)})"),
+                _inconclusive_parts(p, level))
 
 
-def _compare_probe(i: int, cp: dict, result: dict) -> Section:
-    a, b = F.as_dict(cp.get("a")), F.as_dict(cp.get("b"))
+def _test_methods(tests: Optional[MetricTests]) -> list[str]:
+    """One line per distinct method of a probe's paired tests (the few-shot ks share one; their pair counts
+    differ)."""
+    if tests is None:
+        return []
+    named = [("linear probe", tests.linear_probe), ("zero-shot", tests.zero_shot)]
+    named += [("few-shot", t) for t in tests.few_shot.values()]
+    return F.ordered_unique(f"{what}: {re.sub(r' [(][0-9,]+ nonzero pairs[)]', '', F.text(t.method))}"
+                            for what, t in named if t is not None and t.method)
+
+
+def _compare_probe(i: int, cp: CompareProbe, report: CompareReport) -> Section:
+    a, b = cp.a, cp.b
     la, lb = F.compare_levels(cp)
-    sig = F.compare_significant(cp, result.get("alpha"))
+    sig = F.compare_significant(cp, report.alpha)
     flags = ([Fixed("RISK ROSE")] if F.compare_rose(cp) else []) + ([Fixed("significant")] if sig is True else [])
-    tests = F.as_dict(cp.get("tests"))
-    # one line per distinct method (the few-shot ks share one; their pair counts differ)
-    named = [("linear probe", tests.get("linear_probe")), ("zero-shot", tests.get("zero_shot"))]
-    named += [("few-shot", t) for t in F.as_dict(tests.get("few_shot")).values()]
-    methods = F.ordered_unique(f"{what}: {re.sub(r' [(][0-9,]+ nonzero pairs[)]', '', F.text(t.get('method')))}"
-                               for what, t in named if isinstance(t, dict) and t.get("method"))
-    paired = cell(Fixed(f"p = {F.p_value(cp.get('p_value'))}, adjusted"), f"({F.text(result.get('correction'))})",
-                  Fixed(f"p = {F.p_value(cp.get('p_adjusted'))}, significant at alpha"),
-                  F.compact(result.get("alpha")), tight(Fixed(":")), F.yes_no(sig),
+    methods = _test_methods(cp.tests)
+    paired = cell(Fixed(f"p = {F.p_value(cp.p_value)}, adjusted"), f"({F.text(report.correction)})",
+                  Fixed(f"p = {F.p_value(cp.p_adjusted)}, significant at alpha"),
+                  F.compact(report.alpha), tight(Fixed(":")), F.yes_no(sig),
                   muted(f"({'; '.join(methods)})") if methods else None)
     # the levels the compare block states win over the sides' own (older results carry only those)
-    blocks: list = [Pairs([("A", _side_cell(dict(a, risk_level=la))), ("B", _side_cell(dict(b, risk_level=lb))),
-                           ("Paired test", paired),
-                           ("Capability", cell(F.text(cp.get("capability") or a.get("capability")))),
-                           ("Policy", _policy_cell(cp) if cp.get("policy") else _policy_cell(a))])]
+    blocks: list = [Pairs([("A", _side_cell(a, la)), ("B", _side_cell(b, lb)), ("Paired test", paired),
+                           ("Capability", cell(F.text(cp.capability or a.capability))),
+                           ("Policy", _policy_cell(cp.policy or a.policy))])]
     figs = [Figure(plots.compare_learning_curve_svg(cp), Fixed(
         "Balanced accuracy vs labelled images per class for model A and model B (floors dashed); right: "
         "linear probe on the full training split."))]
@@ -816,29 +874,32 @@ def _compare_probe(i: int, cp: dict, result: dict) -> Section:
     else:
         for tag, probe in (("A", a), ("B", b)):
             blocks += _data_blocks(probe, heading=Fixed(f"Data, model {tag}"))
-    return Section(anchor(i, cp.get("id")), F.text(cp.get("title") or cp.get("id")), blocks,
-                   badges=[badge(la), badge(lb)], ident=F.text(cp.get("id")), flags=flags, css="probe")
+    return Section(anchor(i, cp.id), F.text(cp.title or cp.id), blocks,
+                   badges=[badge(la), badge(lb)], ident=F.text(cp.id), flags=flags, css="probe")
 
 
-def _compare(result: dict) -> ReportView:
-    probes = F.compare_order(F.probe_list(result))
-    alpha = result.get("alpha")
-    ma, mb = F.as_dict(result.get("model_a")), F.as_dict(result.get("model_b"))
-    rows, row_css = [], []
-    for i, cp in enumerate(probes):
-        la, lb = F.compare_levels(cp)
-        rose = F.compare_rose(cp)
-        change = F.change_word(la, lb, rose)
-        rows.append([cell(Link(F.text(cp.get("id")), anchor(i, cp.get("id")))),
-                     verdict_cell(dict(F.as_dict(cp.get("a")), risk_level=la)),
-                     verdict_cell(dict(F.as_dict(cp.get("b")), risk_level=lb)),
-                     cell(Span(change, "flag") if rose else change),
-                     cell(F.pp(F.get(cp, "delta", "linear_probe"))), cell(F.compare_headline_text(cp)),
-                     cell(F.p_value(cp.get("p_value"))), cell(F.p_value(cp.get("p_adjusted"))),
-                     cell(F.yes_no(F.compare_significant(cp, alpha)))])
-        row_css.append("rose" if rose else "")
-    rose_ids, sig_ids = F.compare_rose_and_significant(result)
-    corr = F.text(result.get("correction"))
+def _compare_row(i: int, cp: CompareProbe, alpha: Any) -> list:
+    la, lb = F.compare_levels(cp)
+    rose = F.compare_rose(cp)
+    change = F.change_word(la, lb, rose)
+    return [cell(Link(F.text(cp.id), anchor(i, cp.id))), verdict_cell(cp.a, la), verdict_cell(cp.b, lb),
+            cell(Span(change, "flag") if rose else change), cell(F.pp(cp.delta.linear_probe)),
+            cell(F.compare_headline_text(cp.headline)), cell(F.p_value(cp.p_value)), cell(F.p_value(cp.p_adjusted)),
+            cell(F.yes_no(F.compare_significant(cp, alpha)))]
+
+
+COMPARE_NOTE = ("Deltas are B minus A in balanced-accuracy percentage points (pp), from paired tests on the same "
+                "test images and episodes. A move to inconclusive counts as a rise.")
+
+
+def _compare(report: CompareReport) -> ReportView:
+    probes = F.compare_order(report.probes)
+    alpha = report.alpha
+    ma, mb = report.model_a, report.model_b
+    rows = [_compare_row(i, cp, alpha) for i, cp in enumerate(probes)]
+    row_css = ["rose" if F.compare_rose(cp) else "" for cp in probes]
+    rose_ids, sig_ids = F.compare_rose_and_significant(report)
+    corr = F.text(report.correction)
     summary = [Para(cell(Fixed(f"Risk rose for {len(rose_ids)} probe(s)" + (":" if rose_ids else "")),
                          ", ".join(rose_ids), tight(Fixed(f"; significant change in {len(sig_ids)}" +
                                                           (":" if sig_ids else ""))),
@@ -846,146 +907,156 @@ def _compare(result: dict) -> ReportView:
                table([Fixed("Probe"), Fixed("Level A"), Fixed("Level B"), Fixed("Change"),
                       Fixed("Delta linear probe (B - A)"), Fixed("Headline change"), Fixed("p"),
                       f"p adjusted ({corr})", Fixed("Significant")], rows, (4, 6, 7), "summary", row_css)]
-    summary += _not_run(result)
-    summary.append(Para(cell(Fixed(
-        "Deltas are B minus A in balanced-accuracy percentage points (pp), from paired tests on the same "
-        "test images and episodes. A move to inconclusive counts as a rise.")), css="note"))
+    summary += _not_run(report)
+    summary.append(Para(cell(Fixed(COMPARE_NOTE)), css="note"))
     sections = [Section("summary", Fixed("Summary"), summary)]
-    sections += [_compare_probe(i, cp, result) for i, cp in enumerate(probes)]
+    sections += [_compare_probe(i, cp, report) for i, cp in enumerate(probes)]
     meta = Pairs(_model_pairs(ma, "Model A") + _model_pairs(mb, "Model B") + [
-        ("Seed", cell(F.text(result.get("seed")))),
+        ("Seed", cell(F.text(report.seed))),
         ("Significance", cell(Fixed("alpha"), F.compact(alpha), tight(Fixed(", multiple-testing correction")), corr,
                               Fixed(f"over {len(probes)} probes"))),
-        ("Tool", _tool_cell(result))])
-    title = (f"creepscan compare: {F.text(ma.get('spec') or ma.get('name'))} vs "
-             f"{F.text(mb.get('spec') or mb.get('name'))}")
+        ("Tool", _tool_cell(report))])
+    title = f"creepscan compare: {F.text(ma.spec or ma.name)} vs {F.text(mb.spec or mb.name)}"
     rose = cell(Span(Fixed(f"Risk rose for {len(rose_ids)} of {len(probes)} probe(s)" + (":" if rose_ids else "."))
                      if rose_ids else Fixed(f"Risk rose for none of the {len(probes)} probe(s)."),
                      "flag" if rose_ids else "strong"), ", ".join(rose_ids))
-    b_sides = [dict(F.as_dict(cp.get("b")), id=cp.get("id"), risk_level=F.compare_levels(cp)[1],
-                    reference=cp.get("reference", F.get(cp, "b", "reference"))) for cp in probes]
+    b_sides = [(cp.id, F.compare_levels(cp)[1], cp.reference if cp.reference is not None else cp.b.reference)
+               for cp in probes]
     levels, top = _levels_line(Fixed("Model B, highest level:"), b_sides)
-    spec = F.as_dict(result.get("spec"))
-    banner = _banner([rose, levels, _spec_line(spec.get("b") if "b" in spec else spec or None)], result)
+    banner = _banner([rose, levels, _spec_line(report.spec.b if report.spec else None)], report)
     return ReportView("compare", Fixed("creepscan compare report"), title, meta, sections, banner, top)
 
 
 # --- sweep -------------------------------------------------------------------------------
 
-def _sweep_probe(i: int, sp: dict, models: list, order: Any = "given") -> Section:
-    per_model = F.as_list(sp.get("per_model"))
+def _order_cell(model: Optional[SweepModel], j: int) -> Cell:
+    return cell(F.num(model.order) if model is not None and model.order is not None else Fixed(str(j)))
+
+
+def _sweep_row(j: int, p: Probe, st: Optional[SweepStep], models: list) -> list:
+    """One checkpoint of one probe: level, best skill, uplift, the step from the previous checkpoint."""
+    cited = F.cited_gain(p.uplift)
+    return [_order_cell(F.nth(models, j), j), cell(F.model_label(F.nth(models, j), j)), verdict_cell(p),
+            cell(F.headline_text(F.headline_skill(p))),
+            cell(F.with_ci(F.signed(cited.skill_gain, 2), F.ci_num(cited.ci95, 2, sign=True))),
+            cell(F.signed(st.delta, 2) if st else NA), cell(F.p_value(st.p_value) if st else NA),
+            cell(Span(Fixed("ROSE"), "flag") if st and st.level_rose is True else (Fixed("no") if st else NA)),
+            cell(F.text(p.risk_reason), _inconclusive_parts(p))]
+
+
+def _adaptation_items(per_model: list[Probe], models: list) -> list:
+    """What each adapted checkpoint's adaptation changed against its base."""
+    adapted = [(j, p.adaptation) for j, p in enumerate(per_model) if p.adaptation is not None]
+    if not adapted:
+        return []
+    return [Subheading(cell(Fixed("What each adaptation changed (against its base)"))),
+            Items([cell(strong(F.model_label(F.nth(models, j), j)), tight(":"),
+                        Fixed(f"{F.text(a.change)} the level (base"), badge(a.base_level), Fixed("->"), badge(a.level),
+                        tight(");"),
+                        Fixed(f"headline {F.text(a.headline.metric if a.headline else None)} "
+                              f"{F.pp(a.headline.change if a.headline else None)}, p ="), F.p_value(a.p_adjusted),
+                        muted(f"base {F.text(a.base.spec)}")) for j, a in adapted])]
+
+
+SWEEP_CAPTION = ("Headline skill (the capability axis: the best adversary's skill, 95% CI band) against checkpoint "
+                 "order; floor dashed; a red rule before each checkpoint whose level rose over the previous one.")
+SWEEP_TAR_CAPTION = ("The metric that decided the level: verification true accept rate at the rule's false accept "
+                     "rate (raw embeddings, cosine similarity; 95% CI band) against checkpoint order; floor dashed.")
+
+
+def _sweep_probe(i: int, sp: SweepProbe, models: list, order: Any = "given") -> Section:
+    per_model = sp.per_model
     steps = F.sweep_steps(sp)
-    rows, row_css = [], []
-    for j, p in enumerate(per_model):
-        p = F.as_dict(p)
-        st = F.as_dict(steps.get(j))
-        rose = st.get("level_rose") is True
-        u = F.as_dict(p.get("uplift"))
-        rows.append([cell(F.num(F.get(models, j, "order")) if F.is_num(F.get(models, j, "order")) else Fixed(str(j))),
-                     cell(F.model_label(F.get(models, j), j)), verdict_cell(p),
-                     cell(F.headline_text(F.headline_skill(p))),
-                     cell(F.with_ci(F.signed(F.cited_uplift_test(u).get("skill_gain"), 2),
-                                    F.ci_num(F.cited_uplift_test(u).get("ci95"), 2, sign=True))),
-                     cell(F.signed(st.get("delta"), 2) if st else NA), cell(F.p_value(st.get("p_value")) if st else NA),
-                     cell(Span(Fixed("ROSE"), "flag") if rose else (Fixed("no") if st else NA)),
-                     cell(F.text(p.get("risk_reason")), _inconclusive_parts(p))])
-        row_css.append("rose" if rose else "")
-    first = F.as_dict(F.get(per_model, 0))
-    blocks: list = [Pairs([("Capability", cell(F.text(sp.get("capability") or first.get("capability")))),
-                           ("Policy", _policy_cell(sp) if sp.get("policy") else _policy_cell(first))])]
-    figs = [Figure(plots.trajectory_svg(sp, models, order), Fixed(
-        "Headline skill (the capability axis: the best adversary's skill, 95% CI band) against checkpoint "
-        "order; floor dashed; a red rule before each checkpoint whose level rose over the previous one."))]
+    rows = [_sweep_row(j, p, steps.get(j), models) for j, p in enumerate(per_model)]
+    row_css = ["rose" if j in steps and steps[j].level_rose is True else "" for j in range(len(per_model))]
+    first = F.nth(per_model, 0)
+    blocks: list = [Pairs([("Capability", cell(F.text(sp.capability or (first.capability if first else None)))),
+                           ("Policy", _policy_cell(sp.policy or (first.policy if first else None)))])]
+    figs = [Figure(plots.trajectory_svg(sp, models, order), Fixed(SWEEP_CAPTION))]
     if plots.verification_decides(sp):  # plot the metric that set the level, not only the skill
-        figs.append(Figure(plots.trajectory_tar_svg(sp, models, order), Fixed(
-            "The metric that decided the level: verification true accept rate at the rule's false accept rate "
-            "(raw embeddings, cosine similarity; 95% CI band) against checkpoint order; floor dashed.")))
+        figs.append(Figure(plots.trajectory_tar_svg(sp, models, order), Fixed(SWEEP_TAR_CAPTION)))
     blocks.append(Figures(figs))
     blocks.append(Subheading(cell(Fixed("Checkpoint by checkpoint"))))
     blocks.append(table([Fixed(h) for h in ("Order", "Model", "Level", "Best skill (95% CI)",
                                             "Uplift over floor (95% CI)", "Delta vs previous", "p vs previous",
                                             "Level rose", "Why")], rows, (0, 3, 4, 5, 6), "metrics sweep", row_css))
-    adapted = [(j, F.as_dict(F.as_dict(p).get("adaptation"))) for j, p in enumerate(per_model)]
-    adapted = [(j, a) for j, a in adapted if a]
-    if adapted:
-        blocks.append(Subheading(cell(Fixed("What each adaptation changed (against its base)"))))
-        blocks.append(Items([cell(strong(F.model_label(F.get(models, j), j)), tight(":"),
-                                  Fixed(f"{F.text(a.get('change'))} the level (base"), badge(a.get("base_level")),
-                                  Fixed("->"), badge(a.get("level")), tight(");"),
-                                  Fixed(f"headline {F.text(F.get(a, 'headline', 'metric'))} "
-                                        f"{F.pp(F.get(a, 'headline', 'change'))}, p ="), F.p_value(a.get("p_adjusted")),
-                                  muted(f"base {F.text(F.get(a, 'base', 'spec'))}")) for j, a in adapted]))
-    others = [F.as_dict(x) for x in per_model[1:]]
-    if all(F.same_data(first, o) for o in others):
+    blocks += _adaptation_items(per_model, models)
+    if first is not None and all(F.same_data(first, o) for o in per_model[1:]):
         blocks += _data_blocks(first, heading=Fixed("Data (the same for every model)"))
     else:
         for j, p in enumerate(per_model):
-            blocks += _data_blocks(F.as_dict(p), heading=f"Data, {F.model_label(F.get(models, j), j)}")
-    levels = [badge(F.get(p, "risk_level")) for p in per_model]
-    return Section(anchor(i, sp.get("id")), F.text(sp.get("title") or sp.get("id")), blocks,
-                   badges=levels, ident=F.text(sp.get("id")),
-                   flags=[Fixed("LEVEL ROSE")] if any(s.get("level_rose") is True for s in steps.values()) else [],
+            blocks += _data_blocks(p, heading=f"Data, {F.model_label(F.nth(models, j), j)}")
+    return Section(anchor(i, sp.id), F.text(sp.title or sp.id), blocks,
+                   badges=[badge(p.risk_level) for p in per_model], ident=F.text(sp.id),
+                   flags=[Fixed("LEVEL ROSE")] if any(s.level_rose is True for s in steps.values()) else [],
                    css="probe")
 
 
-def _sweep(result: dict) -> ReportView:
-    models = F.sweep_models(result)
-    probes = F.probe_list(result)
-    model_rows = [[cell(F.num(m.get("order")) if F.is_num(m.get("order")) else Fixed(str(j))),
-                   cell(F.text(m.get("spec"))), cell(F.text(m.get("name"))), cell(F.short_fp(m.get("fingerprint")))]
+def _sweep_rises(probes: list[SweepProbe], models: list) -> list:
+    """A line per step at which a probe's level rose."""
+    rises = []
+    for p in probes:
+        for to, st in F.sweep_steps(p).items():
+            if st.level_rose is True:
+                rises.append(cell(strong(F.text(p.id)), tight(Fixed(": rose from")),
+                                  F.model_label(F.nth(models, to - 1), to - 1), Fixed("to"),
+                                  F.model_label(F.nth(models, to), to),
+                                  Fixed(f"(p = {F.p_value(st.p_value)}, skill change {F.signed(st.delta)})")))
+    return rises
+
+
+SWEEP_NOTE = ("Every model ran the same probes on the same images, splits and episodes; consecutive checkpoints "
+              "are compared with the paired test of compare. Skill = (balanced accuracy - chance) / (1 - chance).")
+
+
+def _sweep(report: SweepReport) -> ReportView:
+    models = F.sweep_models(report)
+    probes = report.probes
+    model_rows = [[_order_cell(m, j), cell(F.text(m.spec)), cell(F.text(m.name)), cell(F.short_fp(m.fingerprint))]
                   for j, m in enumerate(models)]
     grid = []
     for j, m in enumerate(models):
         row = [cell(F.model_label(m, j))]
         for p in probes:
-            pm = F.as_dict(F.get(p, "per_model", j))
+            pm = F.nth(p.per_model, j)
             row.append(cell(verdict_cell(pm), F.headline_text(F.headline_skill(pm))) if pm else cell(NA))
         grid.append(row)
-    rises = []
-    for p in probes:
-        for to, st in F.sweep_steps(p).items():
-            if st.get("level_rose") is True:
-                rises.append(cell(strong(F.text(p.get("id"))), tight(Fixed(": rose from")),
-                                  F.model_label(F.get(models, to - 1), to - 1), Fixed("to"),
-                                  F.model_label(F.get(models, to), to),
-                                  Fixed(f"(p = {F.p_value(st.get('p_value'))}, skill change "
-                                        f"{F.signed(st.get('delta'))})")))
+    rises = _sweep_rises(probes, models)
     summary: list = [Subheading(cell(Fixed("Models, in checkpoint order"))),
                      table([Fixed(h) for h in ("Order", "Spec", "Name", "Fingerprint")], model_rows, (0,), "summary"),
                      Subheading(cell(Fixed("Level and best skill (95% CI), model x probe"))),
-                     table([Fixed("Model")] + [Link(F.text(p.get("id")), anchor(i, p.get("id")))
-                                               for i, p in enumerate(probes)], grid, (), "summary sweep")]
+                     table([Fixed("Model")] + [Link(F.text(p.id), anchor(i, p.id)) for i, p in enumerate(probes)],
+                           grid, (), "summary sweep")]
     summary.append(Para(cell(strong(Fixed(f"Level rises between consecutive checkpoints ({len(rises)}):")),
                              None if rises else Fixed("none."))))
     if rises:
         summary.append(Items(rises))
-    summary += _not_run(result)
-    summary.append(Para(cell(Fixed(
-        "Every model ran the same probes on the same images, splits and episodes; consecutive checkpoints "
-        "are compared with the paired test of compare. Skill = (balanced accuracy - chance) / (1 - chance).")),
-        css="note"))
+    summary += _not_run(report)
+    summary.append(Para(cell(Fixed(SWEEP_NOTE)), css="note"))
     sections = [Section("summary", Fixed("Summary"), summary)]
-    order = F.get(result, "settings", "order") or "given"
+    order = (report.settings.order if report.settings else None) or "given"
     sections += [_sweep_probe(i, p, models, order) for i, p in enumerate(probes)]
-    meta = Pairs([("Models", cell(Fixed(str(len(models))))), ("Seed", cell(F.text(result.get("seed")))),
-                  ("Suite", cell(F.suite_text(result.get("suite")))),
-                  ("Settings", cell(F.settings_text(result.get("settings")))), ("Tool", _tool_cell(result))])
-    last = [dict(F.as_dict(F.get(p, "per_model", len(models) - 1)), id=p.get("id"), reference=p.get("reference"))
-            for p in probes]
-    last_label = F.model_label(F.get(models, len(models) - 1), len(models) - 1)
+    meta = Pairs([("Models", cell(Fixed(str(len(models))))), ("Seed", cell(F.text(report.seed))),
+                  ("Suite", cell(F.suite_text(report.suite))),
+                  ("Settings", cell(F.settings_text(report.settings))), ("Tool", _tool_cell(report))])
+    last = [(p.id, pm.risk_level if pm else None, p.reference) for p in probes
+            for pm in (F.nth(p.per_model, len(models) - 1),)]
+    last_label = F.model_label(F.nth(models, len(models) - 1), len(models) - 1)
     levels, top = _levels_line(Fixed(f"Last checkpoint ({last_label}), highest level:"), last)
     rises_line = cell(Span(Fixed(f"Level rose {len(rises)} time(s) between consecutive checkpoints."), "flag")
                       if rises else strong(Fixed("No level rose between consecutive checkpoints.")))
-    banner = _banner([levels, rises_line], result)
+    banner = _banner([levels, rises_line], report)
     return ReportView("sweep", Fixed("creepscan sweep report"), f"creepscan sweep: {len(models)} models", meta,
                       sections, banner, top)
 
 
-def build_view(result: dict) -> ReportView:
-    """The display model of an audit, compare or sweep result dict (see module docstring)."""
-    kind = F.result_kind(result)
-    if kind == "compare":
-        return _compare(result)
-    if kind == "sweep":
-        return _sweep(result)
-    return _audit(result)
+def build_view(result: Union[Report, dict]) -> ReportView:
+    """The display model of an audit, compare or sweep report: the typed report (``result.load_report``),
+    or report.json's dict, which is read into it first (``_fmt.typed_report``: a dict that breaks the schema
+    raises ``ValueError``)."""
+    report = F.typed_report(result)
+    if report.kind == "compare":
+        return _compare(report)
+    if report.kind == "sweep":
+        return _sweep(report)
+    return _audit(report)
