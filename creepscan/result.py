@@ -79,6 +79,27 @@ class Tool:
 
 
 @_open
+class ModelAdapter:
+    """A PEFT adapter as loaded."""
+
+    peft_type: Optional[str] = None
+    base_model_name_or_path: Optional[str] = None
+    r: Optional[int] = None
+    target_modules: Optional[Union[list[str], str]] = None
+    merged: Optional[bool] = None
+
+
+@_open
+class ModelPreprocessing:
+    """The image preprocessing a transformers/timm checkpoint ships: its source, processor and settings."""
+
+    source: Optional[str] = None
+    processor: Optional[str] = _absent()
+    config: Optional[dict[str, Any]] = None
+    """The processor's (or timm data config's) own settings, as it records them."""
+
+
+@_open
 class ModelInfo:
     """One model as loaded: the spec given on the command line and a stable identity of its weights."""
 
@@ -90,6 +111,14 @@ class ModelInfo:
     """sha256 of the weights (``sha256:<hex>``) or the plug-in's declared identity."""
     library: Optional[str] = None
     """What loaded the model: open_clip, transformers, peft, timm, or a plug-in."""
+    architecture: Optional[str] = _absent()
+    """transformers/timm: the architecture the checkpoint declares."""
+    adapter: Optional[ModelAdapter] = _absent()
+    """A PEFT adapter: its type, base and settings."""
+    preprocessing: Optional[ModelPreprocessing] = _absent()
+    """transformers/timm: the image preprocessing the checkpoint ships (and where it came from)."""
+    zero_shot: Optional[str] = _absent()
+    """transformers: which text tower zero-shot uses, or why it does not apply."""
     base: Optional[Union[str, dict[str, Any]]] = _absent()
     """For an adapter: its base model (written after what its backend records: architecture, adapter,
     preprocessing, zero_shot)."""

@@ -1,4 +1,5 @@
 """compare: paired differences, Holm correction, and the --fail-on-increase gate."""
+import dataclasses
 import json
 
 import numpy as np
@@ -8,6 +9,7 @@ from conftest import make_folder
 
 from creepscan.attacks.stats import holm
 from creepscan.cli import main
+from creepscan.result import MetricDelta, load_report, to_json_dict
 
 
 def compare(tmp_path, a, b, data, out, *extra):
@@ -37,6 +39,34 @@ def _numbers(o):
             yield from _numbers(v)
 
 
+def _keys(o, path=""):
+    """Every key path of a JSON value, in the order the file writes them."""
+    if isinstance(o, dict):
+        for k, v in o.items():
+            yield f"{path}/{k}"
+            yield from _keys(v, f"{path}/{k}")
+    elif isinstance(o, list):
+        for i, v in enumerate(o):
+            yield from _keys(v, f"{path}[{i}]")
+
+
+def _undeclared(obj, path=""):
+    """Paths of the properties a loaded report holds that its dataclasses do not declare."""
+    if dataclasses.is_dataclass(obj):
+        declared = {f.name for f in dataclasses.fields(obj)}
+        for k, v in vars(obj).items():
+            if k not in declared:
+                yield f"{path}/{k}"
+            else:
+                yield from _undeclared(v, f"{path}/{k}")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _undeclared(v, f"{path}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _undeclared(v, f"{path}[{i}]")
+
+
 def test_self_compare_is_exactly_zero_and_not_significant(tmp_path, signal_dir):
     code, rep, err = compare(tmp_path, "py:conftest_plugins:colour", "py:conftest_plugins:colour", signal_dir, "same")
     assert code == 0, err
@@ -55,6 +85,12 @@ def test_rise_is_caught_and_its_reverse_is_not(tmp_path, signal_dir):
     assert p["delta"]["linear_probe"] > 0.5
     assert all(d > 0 for d in p["delta"]["few_shot"].values())
     assert rep["summary"]["rose"] == ["face-identity"]
+    # every block is one of result.py's dataclasses, and they declare every field the report holds
+    typed = load_report(rep)
+    assert isinstance(typed.probes[0].delta, MetricDelta) and typed.probes[0].tests.few_shot
+    assert list(_undeclared(typed)) == []
+    again = json.loads(json.dumps(to_json_dict(typed)))
+    assert again == rep and list(_keys(again)) == list(_keys(rep))
     code, rep, _ = compare(tmp_path, "py:conftest_plugins:colour", "py:conftest_plugins:blind", signal_dir, "down")
     assert code == 0 and rep["probes"][0]["delta"]["linear_probe"] < 0 and not rep["probes"][0]["risk_rose"]
 
