@@ -38,6 +38,7 @@ from ..result import (
     to_json_dict,
 )
 from ..result import Headline as HeadlineTest
+from .jsonio import to_jsonable
 
 __all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "Fixed", "NA", "typed_report"]
 
@@ -47,8 +48,6 @@ def typed_report(result: Any) -> Report:
     JSON) is made JSON-clean (``jsonio.to_jsonable``) and read by ``result.load_report``, once; a typed
     report is returned as it is. A dict that breaks the schema raises ``load_report``'s ``ValueError``."""
     if isinstance(result, dict):
-        from .jsonio import to_jsonable
-
         return load_report(to_jsonable(result))
     if isinstance(result, (AuditReport, CompareReport, SweepReport)):
         return result
