@@ -24,6 +24,20 @@ TINY = "creepscan-tiny-vit"  # shipped in creepscan/encoders/configs: 32px ViT, 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# The files whose tests take longest (module fixtures included), longest first, as --durations=0 measured
+# them. pytest-xdist hands each file to one worker (--dist loadfile) in collection order
+# (--no-loadscope-reorder): the long ones start at once, instead of last behind many short files, where
+# one worker would run on alone. Files not named keep their order after these.
+LONG_FIRST = ("test_engines.py", "test_audit_fixtures.py", "test_sweep.py", "test_cli.py", "test_decode.py",
+              "test_risk.py", "test_adapted_models.py", "test_cli_errors.py", "test_coverage.py", "test_encoders.py",
+              "test_report_browser.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
+
 def load_fixture_generator():
     """fixtures/generate.py as a module, loaded by its path under a private name: the folder is not a
     package, so it cannot shadow (or be shadowed by) the PyPI package ``fixtures``."""

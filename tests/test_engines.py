@@ -83,7 +83,7 @@ def both_engines(two_checkpoints, tmp_path_factory):
     pytest.importorskip("ray", reason='the Ray engine needs Ray: pip install "creepscan[ray]" (CI installs it)')
     tmp = tmp_path_factory.mktemp("engines")
     args = ["sweep", "creepscan-tiny-vit", "--weights", two_checkpoints[0], "--weights", two_checkpoints[1],
-            "--suite", "fixtures", "--probe", "face-identity", "--max-per-class", "8", "-q"]
+            "--suite", "fixtures", "--probe", "face-identity", "--max-per-class", "6", "-q"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         # Each run chooses its thread count from the machine's load unless OMP_NUM_THREADS is set;
