@@ -122,11 +122,14 @@ def test_below_chance_flag_reads_each_attacks_own_95_percent_interval():
     fail. What keeps false flags rare is intervals that cover chance under the null (above: no draw
     flagged); a CI that merely touches chance is not a flag."""
     from creepscan.attacks import _flag_below_chance
+    from creepscan.result import FewShot, to_json_dict
 
-    flagged = _flag_below_chance({"accuracy": 0.15, "ci95": [0.10, 0.199]}, CHANCE)
-    assert flagged["below_chance"] is True and flagged["note"].startswith("failed: significantly below chance")
-    assert "below_chance" not in _flag_below_chance({"accuracy": 0.15, "ci95": [0.10, 0.2]}, CHANCE)
-    assert "below_chance" not in _flag_below_chance({"accuracy": None, "ci95": [None, None]}, CHANCE)
+    for ci in ([0.10, 0.199], (0.10, 0.199)):  # the interval as a list or a tuple: flagged either way
+        flagged = to_json_dict(_flag_below_chance(FewShot(k=1, accuracy=0.15, ci95=ci), CHANCE))
+        assert flagged["below_chance"] is True and flagged["note"].startswith("failed: significantly below chance")
+    assert "below_chance" not in to_json_dict(_flag_below_chance(FewShot(k=1, accuracy=0.15, ci95=[0.10, 0.2]), CHANCE))
+    unmeasured = FewShot(k=1, accuracy=None, ci95=[None, None])
+    assert "below_chance" not in to_json_dict(_flag_below_chance(unmeasured, CHANCE))
 
 
 def _prototype_truth(mu: np.ndarray, k: int, rng, supports: int = 400, per_class: int = 500) -> float:

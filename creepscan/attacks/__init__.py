@@ -128,7 +128,7 @@ def _flag_below_chance(block, chance: float):
     block (a ``result`` dataclass with ``ci95``) says so (``below_chance``, ``note``), and the risk
     rules never read it as absence."""
     ci = block.ci95
-    if isinstance(ci, list) and len(ci) == 2 and ci[1] is not None and ci[1] < chance:
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and ci[1] is not None and ci[1] < chance:
         block.below_chance = True
         block.note = (f"failed: significantly below chance (95% CI upper bound {ci[1]:.3f} < chance "
                       f"{chance:.3f}); not evidence that the capability is absent")
