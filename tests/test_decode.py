@@ -6,6 +6,7 @@ agree to cosine > 0.999 per image. On a GPU the same code decodes with nvjpeg (r
 benchmarks/extract.py --device cuda, which checks the same cosine bound)."""
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -37,7 +38,9 @@ def _jpeg_bytes(img, **kw) -> bytes:
     return buf.getvalue()
 
 
+@functools.lru_cache(maxsize=None)
 def _preprocess(arch):
+    """open_clip's evaluation transform for ``arch`` (built once: it comes with a whole random-init model)."""
     from creepscan.encoders.openclip import _open_clip
 
     return _open_clip().create_model_and_transforms(arch, pretrained=None)[2]
