@@ -194,15 +194,16 @@ def _load_spec(spec_file, probe_args):
     return spec, tuple(spec_probes(spec))
 
 
-def _spec_gate(block: dict, label: str = "") -> None:
-    """Print each clause's verdict (in the JSON summary instead, with --json); exit 1 when the spec is not met."""
+def _spec_gate(block, label: str = "") -> None:
+    """Print each clause's verdict (in the JSON summary instead, with --json); exit 1 when the spec is not met.
+    ``block``: ``result.SpecVerdicts`` (what ``spec.evaluate_spec`` returned)."""
     from .spec import format_verdicts
 
     for line in [] if _option("json") else format_verdicts(block):
         click.echo(line)
-    if not block.get("passed"):
-        failed = ([str(c) for c in block.get("failed", [])]
-                  + [f"{c} (inconclusive)" for c in block.get("inconclusive", [])])
+    if not block.passed:
+        failed = ([str(c) for c in block.failed or []]
+                  + [f"{c} (inconclusive)" for c in block.inconclusive or []])
         click.echo(f"gate: use specification not met{label}: " + ", ".join(failed), err=True)
         sys.exit(1)
 
@@ -217,21 +218,23 @@ def _probe_ids(probe_args, data, quiet):
     return tuple(data)
 
 
-def save_reports(result: dict, out) -> list[Path]:
+def save_reports(result: dict, out, report=None) -> list[Path]:
     """Write the reports (and the model card of a --spec run) into ``out``, all or nothing: each file
     is written in full beside its final name before any is renamed in, so a full disk leaves ``out``
     as it was (never a truncated file). If ``out`` cannot take them, a complete copy goes to the
-    system's temp folder, and the error (exit 2) names the failure and that copy."""
+    system's temp folder, and the error (exit 2) names the failure and that copy. ``report``: the run's
+    typed report (``_typed``), which the renderers and the card read; report.json is written from ``result``."""
     import shutil
     import tempfile
 
     from .report import jsonio, render_reports
 
-    texts = render_reports(result)
-    if result.get("spec") is not None:  # the model card speaks for the report.json beside it
+    report = _typed(result) if report is None else report
+    texts = render_reports(result, report)
+    if getattr(report, "spec", None) is not None:  # the model card speaks for the report.json beside it
         from .report.card import render_card
 
-        texts.update(render_card(result, result["spec"], report_bytes=texts["report.json"].encode("utf-8")))
+        texts.update(render_card(report, report.spec, report_bytes=texts["report.json"].encode("utf-8")))
     out = Path(out)
     try:
         return jsonio.write_all_or_nothing(out, texts)
@@ -264,24 +267,32 @@ def _summary_width() -> int | None:
     return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
-def _write(result, out, quiet):
-    from .report import summary_text
-
+def _run_report(result: dict):
+    """The run's typed report, read once (``_typed``) for the spec, the renderers, the card, the summary and
+    the gates; a run in which no probe could run is refused first (exit 2, the first probe's reason)."""
     missing = result.get("not_run")
     if missing and not result["probes"]:
         raise CreepscanError(missing[0]["reason"])
-    paths = save_reports(result, out)
+    return _typed(result)
+
+
+def _write(result: dict, report, out, quiet):
+    """Write the reports and print the summary; ``report`` is ``result`` typed (``_run_report``)."""
+    from .report import summary_text
+
+    paths = save_reports(result, out, report)
     if _option("json"):
         from .report.summary import summary_json
 
-        click.echo(json.dumps(summary_json(result, [str(p) for p in paths]), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(summary_json(report, [str(p) for p in paths]), indent=2, ensure_ascii=False))
     else:
-        click.echo(summary_text(result, width=_summary_width()))
+        click.echo(summary_text(report, width=_summary_width()))
         click.echo(f"report: {', '.join(str(p) for p in paths)}")
+    missing = report.not_run
     if missing:
         raise CreepscanError(
-            f"incomplete: {len(missing)} probe(s) could not run ({', '.join(m['id'] for m in missing)}; reasons in "
-            f"report.json 'not_run'); the report covers the other {len(result['probes'])}. Give local data with "
+            f"incomplete: {len(missing)} probe(s) could not run ({', '.join(m.id for m in missing)}; reasons in "
+            f"report.json 'not_run'); the report covers the other {len(report.probes)}. Give local data with "
             "--data PROBE_ID=PATH, or choose probes with --probe"
         )
 
@@ -343,24 +354,33 @@ def audit(model, weights, fail_on, base_model, suite, probe_args, data, out, dev
     encoder = configure_encoder(resolve_encoder(model, weights=weights, device=options.device, cache_dir=None,
                                                 base=base_model), options)
     result = run_audit(encoder, probes, options, suite=None if probe_args else suite)
+    report = _run_report(result)
     if spec is not None:
         from .spec import evaluate_spec
 
-        result["spec"] = evaluate_spec(spec, result, allow_inconclusive)
-    _write(result, out, quiet)
+        _add_spec(result, report, evaluate_spec(spec, report, allow_inconclusive))
+    _write(result, report, out, quiet)
     if spec is not None:
-        _spec_gate(result["spec"])
+        _spec_gate(report.spec)
     if fail_on:
-        report = _typed(result)
         _gate([(p.id, p) for p in report.probes], fail_on, allow_inconclusive)
 
 
 def _typed(result: dict):
-    """The run's report as ``result.py``'s dataclasses (``load_report``), for the gates to read."""
+    """The run's report as ``result.py``'s dataclasses (``load_report``: a pydantic validation, so once a run)."""
     from .report import to_jsonable
     from .result import load_report
 
     return load_report(to_jsonable(result))
+
+
+def _add_spec(result: dict, report, verdicts) -> None:
+    """The use spec's verdicts (``SpecVerdicts`` or ``CompareSpec``) into both forms of the run's report: the
+    typed one the renderers, card and gates read, and the dict report.json is written from."""
+    from .result import to_json_dict
+
+    report.spec = verdicts
+    result["spec"] = to_json_dict(verdicts)
 
 
 def _gate(probes: list, fail_on: str, allow_inconclusive: bool) -> None:
@@ -404,15 +424,15 @@ def compare(model_a, model_b, weights_a, weights_b, alpha, fail_on_increase, fai
     enc_a = configure_encoder(resolve_encoder(model_a, weights=weights_a, device=options.device), options)
     enc_b = configure_encoder(resolve_encoder(model_b, weights=weights_b, device=options.device), options)
     result = run_compare(enc_a, enc_b, probes, options, alpha=alpha)
+    report = _run_report(result)
     if spec is not None:
         from .spec import compare_spec
 
-        result["spec"] = compare_spec(spec, result, allow_inconclusive)
-    _write(result, out, quiet)
+        _add_spec(result, report, compare_spec(spec, report, allow_inconclusive))
+    _write(result, report, out, quiet)
     if spec is not None:  # the candidate, MODEL_B, must meet the spec; MODEL_A's clauses are shown beside it
-        _spec_gate(result["spec"]["b"], " by MODEL_B")
+        _spec_gate(report.spec.b, " by MODEL_B")
     if fail_on_increase:
-        report = _typed(result)
         rose = [p.id for p in report.probes if p.risk_rose]
         sig = [p.id for p in report.probes if fail_on_significant and p.rose_significantly]
         if rose or sig:
@@ -569,9 +589,9 @@ def sweep(models, weights_files, models_file, order, fail_on, alpha, engine_name
         encoders = [engine.load_encoder(e.spec, e.weights, options) for e in entries]
         result = run_sweep(encoders, probes, options, steps=[e.step for e in entries], order=order,
                            suite=None if probe_args else suite, alpha=alpha, engine=engine)
-    _write(result, out, quiet)
+    report = _run_report(result)
+    _write(result, report, out, quiet)
     if fail_on:
-        report = _typed(result)
         labels = [m.name or m.spec for m in report.models]
         _gate([(f"{b.id} ({label})", b) for p in report.probes for label, b in zip(labels, p.per_model)],
               fail_on, allow_inconclusive)

@@ -5,9 +5,17 @@ the evidence cannot place the probe (saturated or underpowered). ``creepscan.ris
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
 from .constants import FAR_LEVELS
 
-__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "FAR_LEVELS", "level_index", "at_or_above", "level_rose"]
+if TYPE_CHECKING:  # the typed report's blocks; result.py imports nothing heavy, but levels needs none at run time
+    from .result import Uplift
+
+__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "FAR_LEVELS", "level_index", "at_or_above", "level_rose",
+           "CitedGain", "cited_gain"]
 
 LEVELS = ("none", "low", "medium", "high", "critical")
 INCONCLUSIVE = "inconclusive"
@@ -39,3 +47,41 @@ def level_rose(before: str, after: str) -> bool:
     if before == INCONCLUSIVE:
         return after != "none"
     return level_index(after) > level_index(before)
+
+
+@dataclass(frozen=True)
+class CitedGain:
+    """The skill gain a level's reason cites, its 95% CI ([lower, upper], skill units) and the attack it
+    comes from (None: no gain was measured)."""
+
+    attack: Optional[str]
+    skill_gain: Any
+    ci95: Any
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def cited_gain(uplift: "Optional[Uplift]") -> CitedGain:
+    """The uplift test a level's reason cites, from the typed ``result.Uplift`` (one place: the report, the
+    model card and the use spec's evidence show this gain beside a level, so the figure and the reason agree).
+
+    Among the tests with a finite gain: with a significant uplift, the strongest test (``uplift.strongest``;
+    failing that, as ``risk.assess`` chooses it: the smallest adjusted p, then the largest gain); else the one
+    with the largest upper 95% bound (the one that decides equivalence or its absence). When no test decides,
+    the uplift block's own gain (the linear probe's summary); all None without an uplift block."""
+    if uplift is None:
+        return CitedGain(None, None, None)
+    tests = [t for t in uplift.tests or [] if _finite(t.skill_gain)]
+    chosen = None
+    if uplift.significant:
+        lead = [t for t in tests if t.attack == uplift.strongest]
+        ranked = [t for t in tests if _finite(t.p_adjusted)]
+        if lead or ranked:
+            chosen = lead[0] if lead else min(ranked, key=lambda t: (t.p_adjusted, -t.skill_gain))
+    elif tests and all(_finite(t.upper95) for t in tests):
+        chosen = max(tests, key=lambda t: t.upper95)
+    if chosen is not None:
+        return CitedGain(chosen.attack, chosen.skill_gain, chosen.ci95)
+    return CitedGain("linear_probe" if _finite(uplift.skill_gain) else None, uplift.skill_gain, uplift.ci95)

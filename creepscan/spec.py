@@ -15,10 +15,11 @@ A spec is a TOML file (format version 1, JSON Schema ``creepscan/schemas/use-spe
 
 ``load_spec`` parses and validates (schema, then probe ids and duplicates); every problem is a
 ``CreepscanError`` of one line naming the file, the clause and the fix. ``evaluate_spec`` is the one
-place where clause verdicts are decided; ``compare_spec`` applies it to both sides of a compare
-report. The block ``evaluate_spec`` returns (``result.SpecVerdicts``, as report.json writes it) is
-JSON-able and self-contained (the model card is rendered from it and the report alone), and holds
-nothing machine-specific (the spec's file name and hash, never its folder).
+place where clause verdicts are decided, on the typed report (``result.AuditReport``, its probes read as
+attributes); ``compare_spec`` applies it to both sides of a compare report. What they return
+(``result.SpecVerdicts``, ``result.CompareSpec``; ``result.to_json_dict`` writes it into report.json) is
+self-contained (the model card is rendered from it and the report alone), and holds nothing
+machine-specific (the spec's file name and hash, never its folder).
 """
 from __future__ import annotations
 
@@ -38,8 +39,21 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from . import __version__
 from .errors import CreepscanError, one_line
-from .levels import INCONCLUSIVE, LEVELS, level_index
-from .result import CompareSpec, SpecChange, SpecClause, SpecEvidence, SpecSource, SpecVerdicts, to_json_dict
+from .levels import INCONCLUSIVE, LEVELS, cited_gain, level_index
+from .result import (
+    AuditReport,
+    CompareProbe,
+    CompareReport,
+    CompareSpec,
+    Probe,
+    SpecChange,
+    SpecClause,
+    SpecEvidence,
+    SpecSource,
+    SpecVerdicts,
+    SweepReport,
+    load_report,
+)
 
 __all__ = ["SPEC_VERSION", "SCHEMA_FILE", "Clause", "UseSpec", "load_spec", "parse_spec", "spec_schema",
            "spec_probes", "init_template", "evaluate_spec", "compare_spec", "probe_evidence",
@@ -323,77 +337,80 @@ def _num(v: Any) -> float | None:
     return None
 
 
-def _ci(v: Any) -> list[float] | None:
+def _ci(v: Any) -> tuple[float, float] | None:
+    """A [lower, upper] interval of two finite numbers as the typed report holds it (a tuple), else None."""
     if isinstance(v, (list, tuple)) and len(v) == 2 and _num(v[0]) is not None and _num(v[1]) is not None:
-        return [float(v[0]), float(v[1])]
+        return (float(v[0]), float(v[1]))
     return None
 
 
-def _d(v: Any) -> dict:
-    return v if isinstance(v, dict) else {}
+def _typed(report: Any, what: str) -> Any:
+    """``report`` as the typed report: a typed one as it is; a dict (report.json's, or a run's result not yet
+    written: numpy numbers, NaN) made JSON-clean and read by ``result.load_report`` (``ValueError`` naming the
+    place where it breaks the schema)."""
+    if isinstance(report, dict):
+        from .report.jsonio import to_jsonable
+
+        return load_report(to_jsonable(report))
+    if isinstance(report, (AuditReport, CompareReport, SweepReport)):
+        return report
+    raise ValueError(f"{what} must be a typed report (result.load_report) or report.json's dict, "
+                     f"got {type(report).__name__}")
 
 
-def _cited_test(uplift: dict) -> dict:
-    """The uplift test the level's reason cites (``report._fmt.cited_uplift_test``)."""
-    from .report._fmt import cited_uplift_test
+def probe_evidence(probe: Probe) -> SpecEvidence:
+    """The headline numbers of one probe (``result.Probe``), from its ``capability_axis`` and ``uplift`` blocks
+    when present, else from ``metrics.linear_probe`` (skill and its CI mapped from the accuracy CI with the
+    probe's chance: skill = (acc - chance) / (1 - chance)). The skill gain is the uplift test the level's
+    reason cites (``levels.cited_gain``).
 
-    return cited_uplift_test(uplift)
-
-
-def probe_evidence(probe: dict) -> dict:
-    """The headline numbers of one report probe, from its ``capability_axis`` and ``uplift`` blocks
-    when present, else from ``metrics.linear_probe`` (skill and its CI mapped from the accuracy CI
-    with the probe's chance: skill = (acc - chance) / (1 - chance)).
-
-    Returns ``{"title", "capability", "level", "level_range", "risk_reason", "risk_rule", "best_skill",
-    "skill_ci95", "attack", "samples_to_threshold", "skill_gain", "skill_gain_ci95", "gain_attack",
-    "data_source", "data_fingerprint"}``; numbers are skills (unitless, 0 = chance, 1 = perfect), None when absent.
+    Returns ``result.SpecEvidence``; numbers are skills (unitless, 0 = chance, 1 = perfect), None when absent.
     """
-    return to_json_dict(_evidence(probe))
-
-
-def _evidence(probe: dict) -> SpecEvidence:
-    """``probe_evidence`` as ``result.SpecEvidence``."""
-    metrics = _d(probe.get("metrics"))
-    axis = _d(probe.get("capability_axis"))
-    skill, ci, attack = _num(axis.get("best_skill")), _ci(axis.get("ci95")), axis.get("attack")
-    stt = axis.get("samples_to_threshold", metrics.get("samples_to_threshold"))
+    metrics, axis = probe.metrics, probe.capability_axis
+    skill, ci, attack = (_num(axis.best_skill), _ci(axis.ci95), axis.attack) if axis else (None, None, None)
+    stt = axis.samples_to_threshold if axis else metrics.samples_to_threshold
     if skill is None:
-        lp = _d(metrics.get("linear_probe"))
-        chance = _num(probe.get("chance"))
-        acc, acc_ci = _num(lp.get("accuracy")), _ci(lp.get("ci95"))
-        skill = _num(lp.get("skill"))
-        if chance is not None and chance < 1.0:
-            to_skill = lambda a: round((a - chance) / (1.0 - chance), 4)  # noqa: E731
-            if skill is None and acc is not None:
-                skill = to_skill(acc)
-            ci = [to_skill(acc_ci[0]), to_skill(acc_ci[1])] if acc_ci else None
-        else:
-            ci = None
+        skill, ci = _linear_probe_skill(probe)
         attack = "linear_probe" if skill is not None else None
-    uplift = _d(probe.get("uplift"))
-    cited = _cited_test(uplift)
-    data = _d(probe.get("data"))
-    capability = probe.get("capability")
-    level_range = probe.get("level_range")  # the levels the CIs allow, lowest first
+    cited = cited_gain(probe.uplift)
+    data = probe.data
+    level_range = probe.level_range  # the levels the CIs allow, lowest first
     return SpecEvidence(
-        title=probe.get("title") or probe.get("id"),
-        capability=capability if isinstance(capability, str) else None,
-        level=probe.get("risk_level"),
-        level_range=([str(x) for x in level_range]
-                     if isinstance(level_range, list) and len(level_range) == 2 else None),
-        risk_reason=probe.get("risk_reason"),
-        risk_rule=probe.get("risk_rule"),
+        title=probe.title or probe.id,
+        capability=probe.capability if isinstance(probe.capability, str) else None,
+        level=probe.risk_level,
+        level_range=[str(x) for x in level_range] if isinstance(level_range, list) and len(level_range) == 2 else None,
+        risk_reason=probe.risk_reason,
+        risk_rule=probe.risk_rule,
         best_skill=skill,
         skill_ci95=ci,
         attack=attack,
         samples_to_threshold=stt if isinstance(stt, int) and not isinstance(stt, bool) else None,
-        skill_gain=_num(cited.get("skill_gain")),
-        skill_gain_ci95=_ci(cited.get("ci95")),
-        gain_attack=cited.get("attack") if isinstance(cited.get("attack"), str) else None,
-        data_source=data.get("source"),
-        data_fingerprint=data.get("fingerprint"),
+        skill_gain=_num(cited.skill_gain),
+        skill_gain_ci95=_ci(cited.ci95),
+        gain_attack=cited.attack if isinstance(cited.attack, str) else None,
+        data_source=data.source if data else None,
+        data_fingerprint=data.fingerprint if data else None,
     )
+
+
+def _linear_probe_skill(probe: Probe) -> tuple[float | None, tuple[float, float] | None]:
+    """(skill, its 95% CI) of the linear probe: its own skill, else mapped from the accuracy with the probe's
+    chance; the CI only with a chance below 1."""
+    lp = probe.metrics.linear_probe
+    if lp is None:
+        return None, None
+    chance = _num(probe.chance)
+    acc, acc_ci, skill = _num(lp.accuracy), _ci(lp.ci95), _num(lp.skill)
+    if chance is None or chance >= 1.0:
+        return skill, None
+
+    def to_skill(a: float) -> float:
+        return round((a - chance) / (1.0 - chance), 4)
+
+    if skill is None and acc is not None:
+        skill = to_skill(acc)
+    return skill, (to_skill(acc_ci[0]), to_skill(acc_ci[1])) if acc_ci else None
 
 
 def _f(v: float | None) -> str:
@@ -408,11 +425,11 @@ def _skill_text(ev: SpecEvidence) -> str:
     return s + (f" ({ev.attack})" if ev.attack else "")
 
 
-def _prohibited_verdict(c: Clause, probe: dict | None) -> tuple[str, str | None, str]:
+def _prohibited_verdict(c: Clause, probe: Probe | None) -> tuple[str, str | None, str]:
     if probe is None:
         return "inconclusive", None, f"{c.label}: the probe was not run, so its level is unknown"
-    level = str(probe.get("risk_level"))
-    why = one_line(probe.get("risk_reason") or probe.get("risk_rule") or "no reason recorded")
+    level = str(probe.risk_level)
+    why = one_line(probe.risk_reason or probe.risk_rule or "no reason recorded")
     if level == INCONCLUSIVE:
         return "inconclusive", level, (f"{c.label}: the probe is inconclusive ({why}), "
                                        f"so the limit {c.max_risk} cannot be checked")
@@ -425,14 +442,14 @@ def _prohibited_verdict(c: Clause, probe: dict | None) -> tuple[str, str | None,
     return "pass", level, f"{c.label}: measured {level}, within the tolerated {c.max_risk} ({why})"
 
 
-def _allowed_verdict(c: Clause, probe: dict | None, ev: SpecEvidence | None) -> tuple[str, str | None, str]:
+def _allowed_verdict(c: Clause, probe: Probe | None, ev: SpecEvidence | None) -> tuple[str, str | None, str]:
     # Pass needs the CI's lower bound at min_skill: the model must show it still does the job.
     # Fail is decided on the point estimate (not the upper bound): a point below min_skill is the best
     # evidence that the job is lost, and calling it "inconclusive" would let --allow-inconclusive
     # pass an adapted model that most likely no longer works. Between the two: inconclusive.
     if probe is None:
         return "inconclusive", None, f"{c.label}: the probe was not run, so its skill is unknown"
-    level = probe.get("risk_level")
+    level = probe.risk_level
     skill, ci = ev.best_skill, ev.skill_ci95
     need = f"{c.min_skill:.2f}"
     if skill is None:
@@ -446,45 +463,41 @@ def _allowed_verdict(c: Clause, probe: dict | None, ev: SpecEvidence | None) -> 
     return "inconclusive", level, f"{c.label}: {_skill_text(ev)}, but its {bound} the required {need}"
 
 
-def _audit_probes(report: dict) -> dict[str, dict]:
-    if not isinstance(report, dict) or not isinstance(report.get("probes"), list):
-        raise ValueError("report must be a report.json dict with a 'probes' list (an audit result)")
-    if report.get("kind") == "compare":
+def _audit_probes(report: Any) -> list[Probe]:
+    """The probes an audit's clauses are judged on: the typed report's, or a list of ``result.Probe``."""
+    if isinstance(report, (list, tuple)):
+        if not all(isinstance(p, Probe) for p in report):
+            raise ValueError("probes must be result.Probe objects (the typed report's probes)")
+        return list(report)
+    typed = _typed(report, "report")
+    if isinstance(typed, CompareReport):
         raise ValueError("report is a compare result; use compare_spec(spec, report) for it")
-    return {p["id"]: p for p in report["probes"] if isinstance(p, dict) and "id" in p}
+    if not isinstance(typed, AuditReport):
+        raise ValueError(f"report is a {typed.kind} result; a use spec judges an audit (evaluate_spec) or a "
+                         "compare (compare_spec)")
+    return typed.probes
 
 
-def evaluate_spec(spec: UseSpec, report: dict, allow_inconclusive: bool = False) -> dict:
-    """Each clause of ``spec`` judged on an audit ``report`` (the report.json dict).
+def evaluate_spec(spec: UseSpec, report: Any, allow_inconclusive: bool = False) -> SpecVerdicts:
+    """Each clause of ``spec`` judged on an audit: ``report`` is the typed ``result.AuditReport`` (or its list
+    of ``result.Probe``; report.json's dict is read with ``result.load_report`` first).
 
     Prohibited: fail when the probe's level is above ``max_risk``; inconclusive when the probe is
     inconclusive or was not run; pass otherwise. Allowed: pass when the best skill's 95% CI lower
     bound reaches ``min_skill``; fail when the skill itself is below it; else inconclusive.
 
-    Returns a JSON-able block::
-
-        {"spec_version", "model", "note", "source": {"file", "sha256"}, "allow_inconclusive",
-         "clauses": [{"kind", "probe", "ref", "verdict", "measured_level", "limit", "rule",
-                      "legal_basis", "context", "note", "evidence"}],
-         "passed": bool, "failed": [clause labels], "inconclusive": [clause labels]}
-
-    ``passed`` is False when a clause fails, or when one is inconclusive unless ``allow_inconclusive``.
-    ``evidence`` is ``probe_evidence`` of the probe (None when not run); ``limit`` is min_skill (a
-    float) for allowed clauses and max_risk (a level) for prohibited ones.
+    Returns ``result.SpecVerdicts`` (``result.to_json_dict`` gives report.json's ``spec`` block): per clause
+    its kind, probe, ref, verdict, measured_level, limit, rule, legal_basis, context, note and evidence;
+    ``passed`` is False when a clause fails, or when one is inconclusive unless ``allow_inconclusive``;
+    ``failed`` and ``inconclusive`` list clause labels. ``evidence`` is ``probe_evidence`` of the probe (None
+    when not run); ``limit`` is min_skill (a float) for allowed clauses and max_risk (a level) for prohibited
+    ones.
     """
-    return to_json_dict(_verdicts(spec, report, allow_inconclusive))
-
-
-def _verdicts(spec: UseSpec, report: dict, allow_inconclusive: bool) -> SpecVerdicts:
-    """``evaluate_spec``'s block as ``result.SpecVerdicts``."""
-    from .report.jsonio import to_jsonable
-
-    # numpy scalars (a result not yet written) become Python numbers, as report.json will hold them
-    by_id = _audit_probes(to_jsonable(report))
+    by_id = {p.id: p for p in _audit_probes(report)}
     clauses = []
     for c in spec.clauses:
         probe = by_id.get(c.probe)
-        ev = _evidence(probe) if probe is not None else None
+        ev = probe_evidence(probe) if probe is not None else None
         if c.kind == "prohibited":
             verdict, measured, rule = _prohibited_verdict(c, probe)
             limit: Any = c.max_risk
@@ -508,45 +521,42 @@ def _verdicts(spec: UseSpec, report: dict, allow_inconclusive: bool) -> SpecVerd
     )
 
 
-def _side_report(report: dict, side: str) -> dict:
-    probes = [p[side] for p in report["probes"] if isinstance(p, dict) and isinstance(p.get(side), dict)]
-    return {"kind": "audit", "tool": report.get("tool"), "model": report.get(f"model_{side}"),
-            "seed": report.get("seed"), "probes": probes}
+def compare_spec(spec: UseSpec, compare_report: Any, allow_inconclusive: bool = False) -> CompareSpec:
+    """``evaluate_spec`` on both sides of a compare (``probes[i].a`` and ``.b``): ``compare_report`` is the typed
+    ``result.CompareReport`` (or its list of ``result.CompareProbe``; report.json's dict is read with
+    ``result.load_report`` first).
 
-
-def compare_spec(spec: UseSpec, compare_report: dict, allow_inconclusive: bool = False) -> dict:
-    """``evaluate_spec`` on both sides of a compare report (``probes[i].a`` and ``.b``).
-
-    Returns ``{"a": block, "b": block, "changed": [{"clause", "kind", "probe", "verdict_a",
-    "verdict_b", "level_a", "level_b"}], "passed": bool}``: ``changed`` lists the clauses whose
-    verdict differs between the models; ``passed`` is True only when both models pass the spec
-    (a spec states what a model may be used for, and both are checked against it).
+    Returns ``result.CompareSpec``: ``a`` and ``b`` (each a ``SpecVerdicts``), ``changed`` (a ``SpecChange``
+    per clause whose verdict differs between the models: clause, kind, probe, verdict_a/_b, level_a/_b) and
+    ``passed``, True only when both models pass the spec (a spec states what a model may be used for, and both
+    are checked against it).
     """
-    if not isinstance(compare_report, dict) or compare_report.get("kind") != "compare" \
-            or not isinstance(compare_report.get("probes"), list):
-        raise ValueError("compare_report must be a compare report.json dict (kind 'compare', with probes[i].a/.b)")
-    from .report.jsonio import to_jsonable
-
-    compare_report = to_jsonable(compare_report)
-    a = _verdicts(spec, _side_report(compare_report, "a"), allow_inconclusive)
-    b = _verdicts(spec, _side_report(compare_report, "b"), allow_inconclusive)
+    if isinstance(compare_report, (list, tuple)) and all(isinstance(p, CompareProbe) for p in compare_report):
+        probes = list(compare_report)
+    else:
+        typed = _typed(compare_report, "compare_report")
+        if not isinstance(typed, CompareReport):
+            raise ValueError("compare_report must be a compare report (kind 'compare', with probes[i].a/.b)")
+        probes = typed.probes
+    a = evaluate_spec(spec, [p.a for p in probes], allow_inconclusive)
+    b = evaluate_spec(spec, [p.b for p in probes], allow_inconclusive)
     changed = [
         SpecChange(clause=f"{ca.kind} {ca.probe}", kind=ca.kind, probe=ca.probe,
                    verdict_a=ca.verdict, verdict_b=cb.verdict, level_a=ca.measured_level, level_b=cb.measured_level)
         for ca, cb in zip(a.clauses, b.clauses) if ca.verdict != cb.verdict
     ]
-    return to_json_dict(CompareSpec(a=a, b=b, changed=changed, passed=a.passed and b.passed))
+    return CompareSpec(a=a, b=b, changed=changed, passed=a.passed and b.passed)
 
 
-def format_verdicts(block: dict) -> list[str]:
+def format_verdicts(block: SpecVerdicts) -> list[str]:
     """One line per clause for the terminal, ``"FAIL  prohibited face-identity: <rule>"``, then a
     last line with the overall result. ``block`` is what ``evaluate_spec`` returned."""
-    lines = [f"{c['verdict'].upper():<13} {one_line(c['rule'])}" for c in block.get("clauses", [])]
-    n = len(block.get("clauses", []))
-    if block.get("passed"):
-        extra = " (inconclusive allowed)" if block.get("inconclusive") else ""
+    lines = [f"{str(c.verdict).upper():<13} {one_line(c.rule)}" for c in block.clauses]
+    n = len(block.clauses)
+    if block.passed:
+        extra = " (inconclusive allowed)" if block.inconclusive else ""
         lines.append(f"use spec: passed, {n} clause{'s' * (n != 1)}{extra}")
     else:
-        bad = block.get("failed", []) + ([] if block.get("allow_inconclusive") else block.get("inconclusive", []))
+        bad = (block.failed or []) + ([] if block.allow_inconclusive else block.inconclusive or [])
         lines.append(f"use spec: FAILED: {', '.join(bad)}")
     return lines

@@ -132,6 +132,7 @@ def test_a_use_spec_passes_the_base_and_fails_the_adapted_model(audited, audited
     floor tells them apart too), so the auditor passes --allow-inconclusive to accept that. The two
     audits ran under min_skill 0.3 (their exit codes are the spec's); 0.99 is judged again on the
     base model's report.json, as `creepscan card` and a release pipeline would."""
+    from creepscan.result import to_json_dict
     from creepscan.spec import evaluate_spec, load_spec
 
     if weights == "adapted":
@@ -144,7 +145,7 @@ def test_a_use_spec_passes_the_base_and_fails_the_adapted_model(audited, audited
     if min_skill != 0.3:
         spec = tmp_path / "spec.toml"
         spec.write_text(SPEC.format(min_skill=min_skill))
-        block = evaluate_spec(load_spec(spec), rep, allow_inconclusive=True)
+        block = to_json_dict(evaluate_spec(load_spec(spec), rep, allow_inconclusive=True))
         code = 0 if block["passed"] else 1
     assert code == expect, out + err
     verdicts = {c["probe"]: c["verdict"] for c in block["clauses"]}

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from creepscan.cli import main
 from creepscan.report import write_reports
 from creepscan.report.card import CARD_FILES, write_card
+from creepscan.result import to_json_dict
 from creepscan.spec import compare_spec, evaluate_spec, parse_spec
 
 DATA = Path(__file__).parent / "data"
@@ -58,7 +59,7 @@ def _spec():
 def _audit_dir(tmp_path: Path) -> tuple[Path, dict, dict]:
     report = _hostile_report()
     block = evaluate_spec(_spec(), report)
-    report["spec"] = block                        # what the audit stores, so `card` needs nothing else
+    report["spec"] = to_json_dict(block)          # what the audit stores, so `card` needs nothing else
     out = tmp_path / "report"
     write_reports(report, out)
     write_card(report, block, out)
@@ -75,21 +76,21 @@ def test_markdown_sections_and_evidence(tmp_path):
     positions = [text.index(s) for s in sections]
     assert positions == sorted(positions)
     evidence = text[positions[2]:]
-    for c in block["clauses"]:
-        if c["kind"] != "prohibited":
+    for c in block.clauses:
+        if c.kind != "prohibited":
             continue
-        ev = c["evidence"]
-        lo, hi = ev["skill_ci95"]
+        ev = c.evidence
+        lo, hi = ev.skill_ci95
         # measured level, headline skill with its CI, the uplift CI, the probe data
-        assert f"Measured level: {c['measured_level']}" in evidence
-        assert f"{ev['best_skill']:.2f} [{lo:.2f}, {hi:.2f}]" in evidence
-        assert f"[{ev['skill_gain_ci95'][0]:.2f}, {ev['skill_gain_ci95'][1]:.2f}]" in evidence
-        assert ev["data_fingerprint"] in evidence
+        assert f"Measured level: {c.measured_level}" in evidence
+        assert f"{ev.best_skill:.2f} [{lo:.2f}, {hi:.2f}]" in evidence
+        assert f"[{ev.skill_gain_ci95[0]:.2f}, {ev.skill_gain_ci95[1]:.2f}]" in evidence
+        assert ev.data_fingerprint in evidence
     report_bytes = (out / "report.json").read_bytes()
     assert "sha256:" + hashlib.sha256(report_bytes).hexdigest() in text
     assert f"| creepscan version | {report['tool']['version']} |" in text
     assert f"| Seed | {report['seed']} |" in text
-    assert "**Use specification: failed**" in text and block["passed"] is False
+    assert "**Use specification: failed**" in text and block.passed is False
 
 
 def test_markdown_escapes_every_data_string(tmp_path):
@@ -274,7 +275,7 @@ def test_card_refuses_a_spec_block_that_breaks_the_schema(tmp_path):
     """The card reads the report with its spec block typed: a verdict off the three is refused, naming it."""
     report = _hostile_report()
     block = evaluate_spec(_spec(), report)
-    block["clauses"][0]["verdict"] = "maybe"
+    block.clauses[0].verdict = "maybe"
     with pytest.raises(ValueError, match="spec/clauses/0/verdict"):
         write_card(report, block, tmp_path / "card")
     assert not (tmp_path / "card").exists()
@@ -285,7 +286,7 @@ def test_compare_card_describes_model_b_beside_a(tmp_path):
 
     report = json.loads((DATA / "sample_compare.json").read_text(encoding="utf-8"))
     block = compare_spec(_spec(), report)
-    report["spec"] = block
+    report["spec"] = to_json_dict(block)
     write_reports(report, tmp_path)
     paths = write_card(report, block, tmp_path)
     text = paths[0].read_text(encoding="utf-8")
@@ -393,3 +394,21 @@ def test_card_command_refuses_a_report_that_breaks_the_schema_in_one_line(tmp_pa
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "schema at seed" in lines[0]
     assert not any((out / name).exists() for name in CARD_FILES)
+
+
+def test_the_card_of_the_typed_report_is_the_card_of_its_dict():
+    """The CLI hands the card the typed report it read once, with the verdicts evaluate_spec returned: the
+    texts are those `creepscan card` makes from report.json's dict."""
+    from creepscan.report import jsonio
+    from creepscan.report.card import render_card
+    from creepscan.result import load_report
+
+    report = _hostile_report()
+    typed = load_report(jsonio.to_jsonable(report))
+    typed.spec = evaluate_spec(_spec(), typed)
+    report["spec"] = to_json_dict(typed.spec)
+    data = jsonio.dumps(jsonio.to_jsonable(report)).encode("utf-8")
+    assert render_card(typed, typed.spec, data) == render_card(report, report["spec"], data)
+    with pytest.raises(ValueError, match="CompareSpec"):
+        render_card(load_report(json.loads((DATA / "sample_compare.json").read_text(encoding="utf-8"))),
+                    typed.spec, data)

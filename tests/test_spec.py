@@ -12,6 +12,17 @@ from click.testing import CliRunner
 from creepscan.cli import main
 from creepscan.errors import CreepscanError
 from creepscan.probes import suites
+from creepscan.result import (
+    CapabilityAxis,
+    Control,
+    LinearProbe,
+    Metrics,
+    Probe,
+    ProbeData,
+    Uplift,
+    UpliftTest,
+    to_json_dict,
+)
 from creepscan.risk import INCONCLUSIVE, LEVELS, level_index
 from creepscan.spec import (
     compare_spec,
@@ -187,23 +198,23 @@ def test_cli_check_bad_spec_exit_2_one_stderr_line(tmp_path, name, data, words):
 # --- verdicts ----------------------------------------------------------------------------------------
 
 
-def _probe(pid, level="none", acc=0.9, ci=(0.85, 0.95), chance=0.25, axis=None, reason=None):
-    p = {
-        "id": pid, "title": pid.title(), "capability": f"do {pid}", "risk_level": level,
-        "risk_reason": reason or f"{pid} reason with numbers 0.42", "risk_rule": f"{level}: rule",
-        "chance": chance,
-        "metrics": {"linear_probe": {"accuracy": acc, "ci95": list(ci)}, "samples_to_threshold": 4},
-        "uplift": {"skill_gain": 0.3, "ci95": [0.2, 0.4]},
-        "data": {"source": f"folder {pid}", "fingerprint": f"sha256:{pid}"},
-    }
-    if axis is not None:
-        p["capability_axis"] = axis
-    return p
+def _probe(pid, level="none", acc=0.9, ci=(0.85, 0.95), chance=0.25, axis=None, reason=None) -> Probe:
+    """A typed probe with what the spec reads (the level, its reason, the linear probe, the uplift, the data)."""
+    metrics = Metrics(zero_shot=None, linear_probe=LinearProbe(accuracy=acc, ci95=tuple(ci)), few_shot=[],
+                      verification=None, samples_to_threshold=4)
+    return Probe(
+        id=pid, title=pid.title(), capability=f"do {pid}", policy=[], risk_level=level,
+        risk_reason=reason or f"{pid} reason with numbers 0.42", risk_rule=f"{level}: rule",
+        n_images=40, n_classes=4, chance=chance, skipped_images=[], metrics=metrics,
+        control=Control(spec="floor", metrics=metrics), uplift=Uplift(skill_gain=0.3, ci95=(0.2, 0.4)),
+        data=ProbeData(source=f"folder {pid}", fingerprint=f"sha256:{pid}"),
+        capability_axis=CapabilityAxis(**axis) if axis is not None else None,
+    )
 
 
-def _report(*probes):
-    return {"kind": "audit", "tool": {"name": "creepscan", "version": "x"}, "seed": 0,
-            "model": {"spec": "m", "fingerprint": "f"}, "probes": list(probes)}
+def _report(*probes) -> list[Probe]:
+    """What evaluate_spec judges: the typed probes of an audit."""
+    return list(probes)
 
 
 def _spec(tmp_path, text):
@@ -211,20 +222,20 @@ def _spec(tmp_path, text):
 
 
 def _clause(block, kind, probe):
-    return next(c for c in block["clauses"] if c["kind"] == kind and c["probe"] == probe)
+    return next(c for c in block.clauses if c.kind == kind and c.probe == probe)
 
 
 def test_prohibited_verdicts_follow_the_level_order(tmp_path):
     spec = _spec(tmp_path, 'spec_version = 1\n[[prohibited]]\nprobe = "face-identity"\nmax_risk = "low"\n')
     for level in LEVELS:
         block = evaluate_spec(spec, _report(_probe("face-identity", level)))
-        c = block["clauses"][0]
+        c = block.clauses[0]
         expected = "fail" if level_index(level) > level_index("low") else "pass"
-        assert c["verdict"] == expected, level
-        assert c["measured_level"] == level and c["limit"] == "low"
-        assert block["passed"] is (expected == "pass")
+        assert c.verdict == expected, level
+        assert c.measured_level == level and c.limit == "low"
+        assert block.passed is (expected == "pass")
         # the rule names the measured level, the limit and quotes the probe's reason (its numbers)
-        assert level in c["rule"] and "low" in c["rule"] and "0.42" in c["rule"]
+        assert level in c.rule and "low" in c.rule and "0.42" in c.rule
 
 
 def test_prohibited_inconclusive_or_not_run(tmp_path):
@@ -232,14 +243,14 @@ def test_prohibited_inconclusive_or_not_run(tmp_path):
                            '[[prohibited]]\nprobe = "emotion"\nmax_risk = "high"\n')
     report = _report(_probe("face-identity", INCONCLUSIVE, reason="saturated: the floor reaches skill 0.91"))
     block = evaluate_spec(spec, report)
-    face, emotion = block["clauses"]
-    assert face["verdict"] == "inconclusive" and "0.91" in face["rule"]
-    assert emotion["verdict"] == "inconclusive" and "not run" in emotion["rule"]
-    assert emotion["evidence"] is None and emotion["measured_level"] is None
-    assert block["passed"] is False
-    assert block["failed"] == [] and block["inconclusive"] == ["prohibited face-identity", "prohibited emotion"]
+    face, emotion = block.clauses
+    assert face.verdict == "inconclusive" and "0.91" in face.rule
+    assert emotion.verdict == "inconclusive" and "not run" in emotion.rule
+    assert emotion.evidence is None and emotion.measured_level is None
+    assert block.passed is False
+    assert block.failed == [] and block.inconclusive == ["prohibited face-identity", "prohibited emotion"]
     allowed = evaluate_spec(spec, report, allow_inconclusive=True)
-    assert allowed["passed"] is True and allowed["allow_inconclusive"] is True
+    assert allowed.passed is True and allowed.allow_inconclusive is True
 
 
 def test_a_failing_clause_fails_even_with_allow_inconclusive(tmp_path):
@@ -247,9 +258,9 @@ def test_a_failing_clause_fails_even_with_allow_inconclusive(tmp_path):
     report = _report(_probe("benign-reference", acc=0.95, ci=(0.9, 0.99)), _probe("face-identity", "critical"),
                      _probe("emotion", INCONCLUSIVE))
     block = evaluate_spec(spec, report, allow_inconclusive=True)
-    assert block["passed"] is False
-    assert block["failed"] == ["prohibited face-identity"]
-    assert block["inconclusive"] == ["prohibited emotion"]
+    assert block.passed is False
+    assert block.failed == ["prohibited face-identity"]
+    assert block.inconclusive == ["prohibited emotion"]
     lines = format_verdicts(block)
     assert lines[-1] == "use spec: FAILED: prohibited face-identity"
     assert any(line.startswith("FAIL ") and "face-identity" in line for line in lines)
@@ -263,14 +274,14 @@ def test_a_failing_clause_fails_even_with_allow_inconclusive(tmp_path):
 def test_allowed_use_verdicts_from_the_skill_ci(tmp_path, acc, ci, verdict):
     spec = _spec(tmp_path, 'spec_version = 1\n[[allowed]]\nprobe = "benign-reference"\nmin_skill = 0.6\n')
     block = evaluate_spec(spec, _report(_probe("benign-reference", acc=acc, ci=ci, chance=0.25)))
-    c = block["clauses"][0]
-    assert c["verdict"] == verdict
-    assert c["limit"] == 0.6 and "0.60" in c["rule"]
+    c = block.clauses[0]
+    assert c.verdict == verdict
+    assert c.limit == 0.6 and "0.60" in c.rule
     # the fallback maps the accuracy CI to a skill CI with the probe's chance
-    ev = c["evidence"]
-    assert ev["skill_ci95"] == pytest.approx(
+    ev = c.evidence
+    assert ev.skill_ci95 == pytest.approx(
         [(ci[0] - 0.25) / 0.75, (ci[1] - 0.25) / 0.75], abs=1e-4)
-    assert block["passed"] is (verdict == "pass")
+    assert block.passed is (verdict == "pass")
 
 
 def test_an_adapted_model_that_lost_its_job_fails_the_spec(tmp_path):
@@ -278,8 +289,8 @@ def test_an_adapted_model_that_lost_its_job_fails_the_spec(tmp_path):
     chance = 0.1
     lost = _probe("benign-reference", acc=chance + 0.02, ci=(chance - 0.03, chance + 0.07), chance=chance)
     block = evaluate_spec(spec, _report(lost, _probe("face-identity", "none"), _probe("emotion", "low")))
-    assert block["passed"] is False and block["failed"] == ["allowed benign-reference"]
-    assert "no longer does this job" in _clause(block, "allowed", "benign-reference")["rule"]
+    assert block.passed is False and block.failed == ["allowed benign-reference"]
+    assert "no longer does this job" in _clause(block, "allowed", "benign-reference").rule
 
 
 def test_capability_axis_wins_over_the_linear_probe_fallback(tmp_path):
@@ -287,18 +298,18 @@ def test_capability_axis_wins_over_the_linear_probe_fallback(tmp_path):
     axis = {"best_skill": 0.9, "ci95": [0.8, 0.95], "samples_to_threshold": 2, "attack": "mlp"}
     # the linear probe alone would fail the clause; the strongest attack reaches it
     probe = _probe("benign-reference", acc=0.4, ci=(0.3, 0.5), chance=0.25, axis=axis)
-    c = evaluate_spec(spec, _report(probe))["clauses"][0]
-    assert c["verdict"] == "pass"
-    assert c["evidence"]["attack"] == "mlp" and c["evidence"]["samples_to_threshold"] == 2
-    assert c["evidence"]["skill_ci95"] == [0.8, 0.95]
+    c = evaluate_spec(spec, _report(probe)).clauses[0]
+    assert c.verdict == "pass"
+    assert c.evidence.attack == "mlp" and c.evidence.samples_to_threshold == 2
+    assert c.evidence.skill_ci95 == (0.8, 0.95)
 
 
 def test_allowed_without_a_measured_skill_is_inconclusive(tmp_path):
     spec = _spec(tmp_path, 'spec_version = 1\n[[allowed]]\nprobe = "benign-reference"\nmin_skill = 0.6\n')
     probe = _probe("benign-reference")
-    probe["metrics"]["linear_probe"] = None
-    assert probe_evidence(probe)["best_skill"] is None
-    assert evaluate_spec(spec, _report(probe))["clauses"][0]["verdict"] == "inconclusive"
+    probe.metrics.linear_probe = None
+    assert probe_evidence(probe).best_skill is None
+    assert evaluate_spec(spec, _report(probe)).clauses[0].verdict == "inconclusive"
 
 
 def test_on_the_sample_audit(tmp_path):
@@ -307,10 +318,10 @@ def test_on_the_sample_audit(tmp_path):
     block = evaluate_spec(spec, report)
     levels = {p["id"]: p["risk_level"] for p in report["probes"]}
     face = _clause(block, "prohibited", "face-identity")
-    assert face["measured_level"] == levels["face-identity"]
-    assert face["verdict"] == ("fail" if level_index(levels["face-identity"]) > level_index("low") else "pass")
-    assert face["evidence"]["data_fingerprint"] == report["probes"][0]["data"]["fingerprint"]
-    json.dumps(block, allow_nan=False)   # the block goes into report.json as is
+    assert face.measured_level == levels["face-identity"]
+    assert face.verdict == ("fail" if level_index(levels["face-identity"]) > level_index("low") else "pass")
+    assert face.evidence.data_fingerprint == report["probes"][0]["data"]["fingerprint"]
+    json.dumps(to_json_dict(block), allow_nan=False)   # the block goes into report.json as is
 
 
 def test_evaluate_refuses_a_compare_report(tmp_path):
@@ -331,14 +342,14 @@ def test_compare_spec_names_the_clauses_that_changed(tmp_path):
         return "fail" if level_index(level) > level_index("low") else "pass"
 
     face = cp["face-identity"]
-    assert _clause(out["a"], "prohibited", "face-identity")["verdict"] == verdict(face["level_a"])
-    assert _clause(out["b"], "prohibited", "face-identity")["verdict"] == verdict(face["level_b"])
+    assert _clause(out.a, "prohibited", "face-identity").verdict == verdict(face["level_a"])
+    assert _clause(out.b, "prohibited", "face-identity").verdict == verdict(face["level_b"])
     # the sample's face-identity rises past "low" (its summary says so): the clause must show up
     assert "face-identity" in report["summary"]["rose"] and verdict(face["level_a"]) != verdict(face["level_b"])
-    assert [c["clause"] for c in out["changed"]] == ["prohibited face-identity"]   # critical tolerates all
-    change = out["changed"][0]
-    assert (change["level_a"], change["level_b"]) == (face["level_a"], face["level_b"])
-    assert out["passed"] is (out["a"]["passed"] and out["b"]["passed"])
+    assert [c.clause for c in out.changed] == ["prohibited face-identity"]   # critical tolerates all
+    change = out.changed[0]
+    assert (change.level_a, change.level_b) == (face["level_a"], face["level_b"])
+    assert out.passed is (out.a.passed and out.b.passed)
     # the sides are independent copies: evaluating does not touch the report
     before = copy.deepcopy(report)
     compare_spec(spec, report)
@@ -357,12 +368,32 @@ def test_the_documented_example_spec_is_valid():
 
 
 def test_numpy_numbers_in_a_fresh_result_are_read(tmp_path):
+    """A run's result dict before it is written (numpy numbers) is read as the typed report first."""
     import numpy as np
 
     spec = _spec(tmp_path, 'spec_version = 1\n[[allowed]]\nprobe = "benign-reference"\nmin_skill = 0.6\n')
-    axis = {"best_skill": np.float32(0.9), "ci95": np.array([0.8, 0.95], dtype=np.float32),
-            "samples_to_threshold": np.int64(2), "attack": "mlp"}
-    block = evaluate_spec(spec, _report(_probe("benign-reference", axis=axis)))
-    c = block["clauses"][0]
-    assert c["verdict"] == "pass" and c["evidence"]["samples_to_threshold"] == 2
-    json.dumps(block, allow_nan=False)
+    report = json.loads((DATA / "sample_audit.json").read_text(encoding="utf-8"))
+    probe = next(p for p in report["probes"] if p["id"] == "benign-reference")
+    probe["capability_axis"] = {"best_skill": np.float32(0.9), "ci95": np.array([0.8, 0.95], dtype=np.float32),
+                                "attack": "mlp", "samples_to_threshold": np.int64(2)}
+    c = evaluate_spec(spec, report).clauses[0]
+    assert c.verdict == "pass" and c.evidence.samples_to_threshold == 2 and c.evidence.attack == "mlp"
+    assert c.evidence.best_skill == pytest.approx(0.9)
+    json.dumps(to_json_dict(c), allow_nan=False)
+
+
+def test_the_evidence_cites_the_uplift_test_the_level_names():
+    """The skill gain beside a level is the test its reason cites (levels.cited_gain): with a significant
+    uplift, the strongest attack's, not the linear probe's summary; else the largest upper bound's."""
+    probe = _probe("face-identity", "high")
+    tests = [UpliftTest(attack="linear_probe", skill_gain=0.3, ci95=(0.2, 0.4), upper95=0.4, p_adjusted=0.01),
+             UpliftTest(attack="mlp", skill_gain=0.5, ci95=(0.4, 0.6), upper95=0.6, p_adjusted=0.02)]
+    probe.uplift = Uplift(skill_gain=0.3, ci95=(0.2, 0.4), significant=True, strongest="mlp", tests=tests)
+    ev = probe_evidence(probe)
+    assert (ev.gain_attack, ev.skill_gain, ev.skill_gain_ci95) == ("mlp", 0.5, (0.4, 0.6))
+    probe.uplift.strongest = None  # as risk.assess ranks them: the smallest adjusted p
+    assert probe_evidence(probe).gain_attack == "linear_probe"
+    probe.uplift.significant = False  # no significant uplift: the test that decides equivalence
+    assert probe_evidence(probe).gain_attack == "mlp"
+    probe.uplift = None
+    assert (probe_evidence(probe).skill_gain, probe_evidence(probe).gain_attack) == (None, None)

@@ -25,16 +25,18 @@ __all__ = ["write_reports", "render_reports", "summary_text", "render_markdown",
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
 
-def render_reports(result: dict) -> dict[str, str]:
+def render_reports(result: dict, typed=None) -> dict[str, str]:
     """The texts of report.json, report.md and report.html (file name -> text, in that order).
 
     NaN and infinities become null. The JSON-clean dict is read into the typed report once
     (``result.load_report``), and both renderers read that; a dict that breaks the schema raises its
-    ``ValueError`` (naming the place) before any text is made."""
+    ``ValueError`` (naming the place) before any text is made. ``typed``: that typed report, when the
+    caller has already read it (the CLI reads it once per run), so it is not read again; report.json is
+    written from the dict either way."""
     if not isinstance(result, dict):
         raise TypeError(f"write_reports: result must be a dict, got {type(result).__name__}")
     clean = to_jsonable(result)
-    report = load_report(clean)
+    report = load_report(clean) if typed is None else typed
     texts = (jsonio.dumps(clean), render_markdown(report), render_html(report))
     return dict(zip(REPORT_FILES, texts))
 

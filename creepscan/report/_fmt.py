@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from ..levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, level_rose
+from ..levels import ALL_LEVELS, INCONCLUSIVE, LEVELS, CitedGain, cited_gain, level_rose
 from ..result import (
     Accuracy,
     AuditReport,
@@ -31,8 +31,6 @@ from ..result import (
     SweepProbe,
     SweepReport,
     SweepStep,
-    Uplift,
-    UpliftTest,
     Verification,
     load_report,
     to_json_dict,
@@ -40,7 +38,7 @@ from ..result import (
 from ..result import Headline as HeadlineTest
 from .jsonio import to_jsonable
 
-__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "Fixed", "NA", "typed_report"]
+__all__ = ["LEVELS", "INCONCLUSIVE", "ALL_LEVELS", "Fixed", "NA", "typed_report", "CitedGain", "cited_gain"]
 
 
 def typed_report(result: Any) -> Report:
@@ -243,57 +241,6 @@ def count(v: Any) -> Fixed:
     if is_num(v) and float(v).is_integer():
         return Fixed(f"{int(v):,}")
     return Fixed(f"{v:,.1f}") if is_num(v) else NA
-
-
-def _cited_index(rows: list[tuple[Any, Any, Any, Any]], significant: Any, strongest: Any) -> int | None:
-    """Which uplift test a level's reason cites, from ``rows`` = (attack, skill_gain, p_adjusted, upper95) of
-    the tests with a finite gain: with a significant uplift the strongest test (``uplift.strongest``; failing
-    that, as risk.assess chooses it: the smallest adjusted p, then the largest gain), else the one with the
-    largest upper 95% bound (the one that decides equivalence or its absence). None: no test decides."""
-    if significant:
-        lead = [i for i, r in enumerate(rows) if r[0] == strongest]
-        ranked = [i for i, r in enumerate(rows) if is_num(r[2])]
-        if lead or ranked:
-            return lead[0] if lead else min(ranked, key=lambda i: (rows[i][2], -rows[i][1]))
-    elif rows and all(is_num(r[3]) for r in rows):
-        return max(range(len(rows)), key=lambda i: rows[i][3])
-    return None
-
-
-def cited_uplift_test(uplift: Any) -> dict:
-    """``cited_gain`` for an uplift block still held as a dict (the use spec's evidence, built from the
-    pipeline's result): the cited test's dict; the block itself, with ``attack`` linear_probe, when no test
-    decides."""
-    u = uplift if isinstance(uplift, dict) else {}
-    given = u.get("tests") if isinstance(u.get("tests"), list) else []
-    tests = [t for t in given if isinstance(t, dict) and is_num(t.get("skill_gain"))]
-    i = _cited_index([(t.get("attack"), t["skill_gain"], t.get("p_adjusted"), t.get("upper95")) for t in tests],
-                     u.get("significant"), u.get("strongest"))
-    if i is not None:
-        return tests[i]
-    return {"attack": "linear_probe" if is_num(u.get("skill_gain")) else None, **u}
-
-
-@dataclass(frozen=True)
-class CitedGain:
-    """The skill gain a level's reason cites, its 95% CI and the attack it comes from."""
-    attack: Optional[str]
-    skill_gain: Any
-    ci95: Any
-
-
-def cited_gain(uplift: Optional[Uplift]) -> CitedGain:
-    """The uplift test a level's reason cites (``_cited_index``); the linear probe's summary (the uplift
-    block's own gain) when no test decides. The skill gain shown beside a level is this test's, so the
-    figure and the reason agree."""
-    if uplift is None:
-        return CitedGain(None, None, None)
-    tests: list[UpliftTest] = [t for t in uplift.tests or [] if is_num(t.skill_gain)]
-    i = _cited_index([(t.attack, t.skill_gain, t.p_adjusted, t.upper95) for t in tests], uplift.significant,
-                     uplift.strongest)
-    if i is not None:
-        return CitedGain(tests[i].attack, tests[i].skill_gain, tests[i].ci95)
-    return CitedGain("linear_probe" if is_num(uplift.skill_gain) else None, uplift.skill_gain, uplift.ci95)
 
 
 # Severity order of a report: what an auditor must see first. Inconclusive sits just below high:

@@ -32,7 +32,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
-from ..result import ModelInfo, Probe, SpecClause, SpecEvidence, SpecSource, SpecVerdicts, load_report
+from ..result import (
+    AuditReport,
+    CompareReport,
+    CompareSpec,
+    ModelInfo,
+    Probe,
+    Report,
+    SpecClause,
+    SpecEvidence,
+    SpecSource,
+    SpecVerdicts,
+    load_report,
+    to_json_dict,
+)
 from . import jsonio
 from ._fmt import NA
 from .markdown import md
@@ -123,28 +136,53 @@ def _model_facts(model: ModelInfo) -> dict:
             "base": base_name, "base_fingerprint": base_fp}
 
 
-def _view(report: dict, spec_block: dict, sha: str) -> dict:
-    """The card's facts, from the typed report with the use spec's verdicts (``spec_block``: the dict
-    ``spec.evaluate_spec`` or ``compare_spec`` returned) as its ``spec`` block, read once by
-    ``result.load_report`` (a report or block that breaks the schema raises ``ValueError``). Each probe's
-    headline evidence is ``spec.probe_evidence`` of its report.json block, as the spec's clauses carry it."""
-    if not isinstance(report, dict):
-        raise ValueError(f"report must be the report.json dict, got {type(report).__name__}")
-    if not isinstance(spec_block, dict):
-        raise ValueError("spec_block must be the dict evaluate_spec (or compare_spec) returned, "
-                         f"got {type(spec_block).__name__}")
-    compare = isinstance(spec_block.get("b"), dict) and isinstance(spec_block.get("a"), dict)
-    block = spec_block["b"] if compare else spec_block
-    if not isinstance(block.get("clauses"), list):
-        raise ValueError("spec_block has no 'clauses' list: pass what creepscan.spec.evaluate_spec returned")
-    if report.get("kind") != ("compare" if compare else "audit"):
-        raise ValueError(f"spec_block is {'compare' if compare else 'audit'}'s but the report is a "
-                         f"{report.get('kind')}")
-    typed = load_report({**report, "spec": spec_block})
-    verdicts: SpecVerdicts = typed.spec.b if compare else typed.spec
-    baseline = {f"{c.kind} {c.probe}": c for c in typed.spec.a.clauses} if compare else {}
+def _typed_with_spec(report: Any, spec_block: Any) -> tuple[Report, Any]:
+    """(the typed report, its use spec's verdicts: a ``SpecVerdicts`` or a ``CompareSpec``).
+
+    ``report`` is the typed report (``result.load_report``) or report.json's dict; ``spec_block`` what
+    ``spec.evaluate_spec`` or ``compare_spec`` returned (typed, or as report.json holds it), or None for the
+    report's own ``spec``. A dict report is read once with ``spec_block`` as its ``spec`` block; a report or
+    block that breaks the schema, or a block of the other kind of report, raises ``ValueError``."""
+    if isinstance(spec_block, (SpecVerdicts, CompareSpec)) and isinstance(report, dict):
+        spec_block = to_json_dict(spec_block)
+    if isinstance(report, dict):
+        if spec_block is None:
+            spec_block = report.get("spec")
+        if not isinstance(spec_block, dict):
+            raise ValueError("spec_block must be what evaluate_spec (or compare_spec) returned, "
+                             f"got {type(spec_block).__name__}")
+        compare = isinstance(spec_block.get("b"), dict) and isinstance(spec_block.get("a"), dict)
+        block = spec_block["b"] if compare else spec_block
+        if not isinstance(block.get("clauses"), list):
+            raise ValueError("spec_block has no 'clauses' list: pass what creepscan.spec.evaluate_spec returned")
+        if report.get("kind") != ("compare" if compare else "audit"):
+            raise ValueError(f"spec_block is {'compare' if compare else 'audit'}'s but the report is a "
+                             f"{report.get('kind')}")
+        typed = load_report({**report, "spec": spec_block})
+        return typed, typed.spec
+    if not isinstance(report, (AuditReport, CompareReport)):
+        raise ValueError(f"report must be an audit or compare report (typed, or report.json's dict), "
+                         f"got {type(report).__name__}")
+    spec = report.spec if spec_block is None else spec_block
+    want = CompareSpec if isinstance(report, CompareReport) else SpecVerdicts
+    if not isinstance(spec, want):
+        raise ValueError(f"spec_block must be a {want.__name__} for a {report.kind} report "
+                         f"(what {'compare_spec' if want is CompareSpec else 'evaluate_spec'} returned), "
+                         f"got {type(spec).__name__}")
+    return report, spec
+
+
+def _view(report: Any, spec_block: Any, sha: str) -> dict:
+    """The card's facts, from the typed report and its use spec's verdicts (``_typed_with_spec``: a dict
+    report is read once by ``result.load_report``). Each probe's headline evidence is
+    ``spec.probe_evidence`` of its typed probe, as the spec's clauses carry it."""
+    from ..spec import probe_evidence
+
+    typed, spec = _typed_with_spec(report, spec_block)
+    compare = isinstance(spec, CompareSpec)
+    verdicts: SpecVerdicts = spec.b if compare else spec
+    baseline = {f"{c.kind} {c.probe}": c for c in spec.a.clauses} if compare else {}
     probes = [p.b if compare else p for p in typed.probes]
-    raw = [p["b"] if compare else p for p in report["probes"]]  # schema-valid: the same probes, as dicts
     date = (typed.timings or {}).get("date")  # an open block: machine-dependent
     return {
         "block": verdicts,
@@ -157,7 +195,7 @@ def _view(report: dict, spec_block: dict, sha: str) -> dict:
         "date": date if isinstance(date, str) else None,
         "report_sha256": sha,
         "probes": [p for p in probes if p.id],
-        "evidence": {p.id: _evidence(r) for p, r in zip(probes, raw) if p.id},
+        "evidence": {p.id: probe_evidence(p) for p in probes if p.id},
         "not_run": list(typed.not_run or []),
         "finetune": any(p.metrics.finetune for p in probes),
         "allowed": [c for c in verdicts.clauses if c.kind == "allowed"],
@@ -198,12 +236,6 @@ def _list_text(items: Optional[list]) -> str:
     return "; ".join(str(x) for x in items or []) or NA
 
 
-def _evidence(probe: dict) -> dict:
-    from ..spec import probe_evidence
-
-    return probe_evidence(probe)
-
-
 def _date_text(date: str | None) -> str:
     return date[:10] if date else "not recorded in the report"
 
@@ -219,21 +251,21 @@ def _eval_results(v: dict) -> list:
     out = []
     for p in v["probes"]:
         ev = v["evidence"][p.id]
-        common = dict(task_type="image-classification", task_name=f"{ev['title']} (creepscan probe)",
+        common = dict(task_type="image-classification", task_name=f"{ev.title} (creepscan probe)",
                       dataset_type=str(p.id), dataset_name=f"creepscan probe {p.id}",
                       dataset_revision=p.data.fingerprint if p.data else None)
-        if ev["best_skill"] is not None:
-            args = {"attack": _attack_words(ev["attack"])} if ev["attack"] else {}
-            if ev["skill_ci95"]:
-                args.update(ci95_lower=ev["skill_ci95"][0], ci95_upper=ev["skill_ci95"][1])
+        if ev.best_skill is not None:
+            args = {"attack": _attack_words(ev.attack)} if ev.attack else {}
+            if ev.skill_ci95:
+                args.update(ci95_lower=ev.skill_ci95[0], ci95_upper=ev.skill_ci95[1])
             out.append(EvalResult(**common, metric_type="skill", metric_name="best adaptation skill",
-                                  metric_value=ev["best_skill"], metric_args=args or None))
-        if ev["skill_gain"] is not None:
-            args = {"attack": _attack_words(ev["gain_attack"])} if ev.get("gain_attack") else {}
-            if ev["skill_gain_ci95"]:
-                args.update(ci95_lower=ev["skill_gain_ci95"][0], ci95_upper=ev["skill_gain_ci95"][1])
+                                  metric_value=ev.best_skill, metric_args=args or None))
+        if ev.skill_gain is not None:
+            args = {"attack": _attack_words(ev.gain_attack)} if ev.gain_attack else {}
+            if ev.skill_gain_ci95:
+                args.update(ci95_lower=ev.skill_gain_ci95[0], ci95_upper=ev.skill_gain_ci95[1])
             out.append(EvalResult(**common, metric_type="skill_gain", metric_name="skill gained over the floor",
-                                  metric_value=ev["skill_gain"], metric_args=args or None))
+                                  metric_value=ev.skill_gain, metric_args=args or None))
         out.append(EvalResult(**common, metric_type="risk_level", metric_name="function-creep risk level",
                               metric_value=str(p.risk_level)))
     return out
@@ -455,7 +487,7 @@ def _provenance(v: dict) -> list[str]:
     return ["## Provenance", ""] + _table(["Item", "Value"], prov)
 
 
-def render_card_body(report: dict, spec_block: dict, report_sha: str) -> str:
+def render_card_body(report: Any, spec_block: Any, report_sha: str) -> str:
     """The card's Markdown body (no front matter, no raw HTML)."""
     v = _view(report, spec_block, report_sha)
     lines = (_intro(v) + _allowed_section(v) + _prohibited_section(v) + _evidence_section(v) + _limitations(v)
@@ -463,7 +495,7 @@ def render_card_body(report: dict, spec_block: dict, report_sha: str) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def render_card_markdown(report: dict, spec_block: dict, report_sha: str) -> str:
+def render_card_markdown(report: Any, spec_block: Any, report_sha: str) -> str:
     """model-card.md: Hugging Face front matter (written by huggingface_hub) and the body."""
     from huggingface_hub import ModelCard
 
@@ -505,14 +537,14 @@ def _model_card_json(v: dict) -> dict:
     for p in v["probes"]:
         ev = v["evidence"][p.id]
         pid = str(p.id)
-        if ev["best_skill"] is not None:
-            metrics.append(_metric("best adaptation skill", ev["best_skill"], pid, ev["skill_ci95"]))
-        if ev["skill_gain"] is not None:
-            metrics.append(_metric("skill gained over the floor", ev["skill_gain"], pid, ev["skill_gain_ci95"]))
+        if ev.best_skill is not None:
+            metrics.append(_metric("best adaptation skill", ev.best_skill, pid, ev.skill_ci95))
+        if ev.skill_gain is not None:
+            metrics.append(_metric("skill gained over the floor", ev.skill_gain, pid, ev.skill_gain_ci95))
         metrics.append(_metric("function-creep risk level", p.risk_level, pid))
         if not p.reference:
-            findings.append({"name": f"{ev['title']} ({pid}): risk level {p.risk_level}. "
-                                     f"{_attack_words(ev['risk_reason'] or '')}".strip()})
+            findings.append({"name": f"{ev.title} ({pid}): risk level {p.risk_level}. "
+                                     f"{_attack_words(ev.risk_reason or '')}".strip()})
     use_cases = [str(v["block"].note)] if v["block"].note else []
     for c in v["allowed"]:
         ev = _ev(c)
@@ -531,7 +563,7 @@ def _model_card_json(v: dict) -> dict:
     return {"quantitativeAnalysis": {"performanceMetrics": metrics}, "considerations": considerations}
 
 
-def render_card_cyclonedx(report: dict, spec_block: dict, report_sha: str) -> str:
+def render_card_cyclonedx(report: Any, spec_block: Any, report_sha: str) -> str:
     """model-card.cdx.json: the text of a CycloneDX 1.6 BOM (JSON), deterministic for a report."""
     from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
     from cyclonedx.model.bom import Bom
@@ -596,26 +628,35 @@ def _prop_value(v: Any) -> str:
 # Files
 
 
-def write_card(report: dict, spec_block: dict, out_dir, report_bytes: bytes | None = None) -> list[Path]:
-    """Write model-card.md and model-card.cdx.json into ``out_dir``.
+def write_card(report: Any, spec_block: Any, out_dir, report_bytes: bytes | None = None) -> list[Path]:
+    """Write model-card.md and model-card.cdx.json into ``out_dir`` (``render_card``'s texts).
 
     ``report_bytes`` are the bytes of the report.json the card speaks for (hashed into the card);
-    when None they are the bytes ``write_reports`` writes for ``report``, so a card written beside
+    when None they are the bytes ``write_reports`` writes for a dict ``report``, so a card written beside
     the report at audit time and one regenerated from the file agree byte for byte.
     Returns the two paths in that order.
     """
     return jsonio.write_all_or_nothing(Path(out_dir), render_card(report, spec_block, report_bytes))
 
 
-def render_card(report: dict, spec_block: dict, report_bytes: bytes | None = None) -> dict[str, str]:
-    """The texts of model-card.md and model-card.cdx.json (file name -> text), as
-    ``write_card`` writes them."""
-    clean = jsonio.to_jsonable(report)
-    block = jsonio.to_jsonable(spec_block)
-    if report_bytes is None:
-        report_bytes = jsonio.dumps(clean).encode("utf-8")
+def render_card(report: Any, spec_block: Any = None, report_bytes: bytes | None = None) -> dict[str, str]:
+    """The texts of model-card.md and model-card.cdx.json (file name -> text), as ``write_card`` writes them.
+
+    ``report``: the typed report (``result.load_report``) or report.json's dict (made JSON-clean and read
+    once); ``spec_block``: what ``spec.evaluate_spec`` (an audit) or ``compare_spec`` (a compare) returned,
+    typed or as report.json holds it, or None for the report's own ``spec``. ``report_bytes`` None: the bytes
+    of the dict as ``write_reports`` writes it (of ``result.to_json_dict(report)`` for a typed report)."""
+    if isinstance(report, dict):
+        report = jsonio.to_jsonable(report)
+        if report_bytes is None:
+            report_bytes = jsonio.dumps(report).encode("utf-8")
+        if isinstance(spec_block, dict):
+            spec_block = jsonio.to_jsonable(spec_block)
+    elif report_bytes is None:
+        report_bytes = jsonio.dumps(jsonio.to_jsonable(to_json_dict(report))).encode("utf-8")
+    typed, spec = _typed_with_spec(report, spec_block)  # read once; the renderers below take it as it is
     sha = report_sha256(report_bytes)
-    texts = (render_card_markdown(clean, block, sha), render_card_cyclonedx(clean, block, sha))
+    texts = (render_card_markdown(typed, spec, sha), render_card_cyclonedx(typed, spec, sha))
     return dict(zip(CARD_FILES, texts))
 
 
