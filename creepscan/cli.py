@@ -223,13 +223,14 @@ def save_reports(result: dict, out, report=None) -> list[Path]:
     is written in full beside its final name before any is renamed in, so a full disk leaves ``out``
     as it was (never a truncated file). If ``out`` cannot take them, a complete copy goes to the
     system's temp folder, and the error (exit 2) names the failure and that copy. ``report``: the run's
-    typed report (``_typed``), which the renderers and the card read; report.json is written from ``result``."""
+    typed report (``report.typed_report``), which the renderers and the card read; report.json is written from
+    ``result``."""
     import shutil
     import tempfile
 
-    from .report import jsonio, render_reports
+    from .report import jsonio, render_reports, typed_report
 
-    report = _typed(result) if report is None else report
+    report = typed_report(result) if report is None else report
     texts = render_reports(result, report)
     if getattr(report, "spec", None) is not None:  # the model card speaks for the report.json beside it
         from .report.card import render_card
@@ -268,12 +269,15 @@ def _summary_width() -> int | None:
 
 
 def _run_report(result: dict):
-    """The run's typed report, read once (``_typed``) for the spec, the renderers, the card, the summary and
-    the gates; a run in which no probe could run is refused first (exit 2, the first probe's reason)."""
+    """The run's typed report, read once (``report.typed_report``: a pydantic validation) for the spec, the
+    renderers, the card, the summary and the gates; a run in which no probe could run is refused first (exit 2,
+    the first probe's reason)."""
     missing = result.get("not_run")
     if missing and not result["probes"]:
         raise CreepscanError(missing[0]["reason"])
-    return _typed(result)
+    from .report import typed_report
+
+    return typed_report(result)
 
 
 def _write(result: dict, report, out, quiet):
@@ -364,14 +368,6 @@ def audit(model, weights, fail_on, base_model, suite, probe_args, data, out, dev
         _spec_gate(report.spec)
     if fail_on:
         _gate([(p.id, p) for p in report.probes], fail_on, allow_inconclusive)
-
-
-def _typed(result: dict):
-    """The run's report as ``result.py``'s dataclasses (``load_report``: a pydantic validation, so once a run)."""
-    from .report import to_jsonable
-    from .result import load_report
-
-    return load_report(to_jsonable(result))
 
 
 def _add_spec(result: dict, report, verdicts) -> None:

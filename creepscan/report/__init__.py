@@ -13,14 +13,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..result import load_report
 from . import jsonio
+from ._fmt import typed_report
 from .html import render_html
 from .jsonio import to_jsonable
 from .markdown import render_markdown
 from .summary import summary_text as _summary_text
 
-__all__ = ["write_reports", "render_reports", "summary_text", "render_markdown", "render_html", "to_jsonable"]
+__all__ = ["write_reports", "render_reports", "summary_text", "render_markdown", "render_html", "to_jsonable",
+           "typed_report"]
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
@@ -35,9 +36,8 @@ def render_reports(result: dict, typed=None) -> dict[str, str]:
     written from the dict either way."""
     if not isinstance(result, dict):
         raise TypeError(f"write_reports: result must be a dict, got {type(result).__name__}")
-    clean = to_jsonable(result)
-    report = load_report(clean) if typed is None else typed
-    texts = (jsonio.dumps(clean), render_markdown(report), render_html(report))
+    report = typed_report(result) if typed is None else typed
+    texts = (jsonio.dumps(to_jsonable(result)), render_markdown(report), render_html(report))
     return dict(zip(REPORT_FILES, texts))
 
 
