@@ -233,3 +233,39 @@ def test_small_classes_and_bad_inputs():
         linear_probe(X, y, 5, split, seed=0)
     with pytest.raises(ValueError, match="one label per row"):
         linear_probe(X[:-1], y, 6, split, seed=0)
+
+
+def test_fits_batched_with_their_own_penalties_are_the_fits_made_one_at_a_time():
+    """Searches fitted together (one L-BFGS call, a penalty per episode) get the parameters each
+    gets alone, bit for bit: each episode keeps its own steps and stopping test."""
+    X, y = clusters(n_classes=4, per_class=20, dim=12, sep=0.5, seed=3)
+    Z = torch.from_numpy(np.hstack([X, np.ones((y.size, 1), np.float32)]))[None].expand(3, -1, -1).clone()
+    Z[1, :, :-1] *= 3.0  # three "transforms" of one split: other scales, so other penalties and paths
+    Z[2, :, :-1] = torch.flip(Z[2, :, :-1], dims=[1]) * 0.2
+    yt = torch.from_numpy(y)[None].expand(3, -1)
+    lams = [1e-3, 1e-1, 10.0]
+    together, _ = fit_logistic(Z, yt, 4, lams)
+    alone = [fit_logistic(Z[e:e + 1], yt[e:e + 1], 4, lams[e])[0] for e in range(3)]
+    for e in range(3):
+        assert torch.equal(together[e:e + 1], alone[e]), e
+    # and a penalty per episode means what it says: the strongest shrinks the weights most
+    norms = [float(p[:-1].norm()) for p in together]
+    assert norms[2] < norms[1] < norms[0]
+
+
+@pytest.mark.parametrize("dim", [24, 90])  # 90 > training rows: whitening drops dimensions, designs differ in width
+def test_rotating_folds_probed_together_equal_one_probe_per_fold(dim):
+    from creepscan.attacks import preprocess_candidates
+    from creepscan.attacks.linear_probe import linear_probes
+    from creepscan.attacks.splits import make_splits
+
+    X, y = clusters(n_classes=5, per_class=16, dim=dim, sep=0.6, seed=4)
+    X[:, :4] *= 8.0
+    folds = make_splits(y, seed=2, n_folds=4)
+    pre = [preprocess_candidates(X, s.train, "auto") for s in folds]
+    together = linear_probes(X, y, 5, folds, seed=2, preprocess=pre)
+    for s, p, t in zip(folds, pre, together):
+        a = linear_probe(X, y, 5, s, seed=2, preprocess=p)
+        assert (t.C, t.accuracy, t.ci95, t.c_search, t.preprocess, t.preprocess_search) == \
+            (a.C, a.accuracy, a.ci95, a.c_search, a.preprocess, a.preprocess_search)
+        assert np.array_equal(t.test_pred, a.test_pred)

@@ -20,7 +20,7 @@ from .. import result as R
 from ..constants import ATTACKS, DEFAULT_ATTACKS
 from ..seeds import Stream, stream
 from .few_shot import FewShotEntry, FewShotResult, draw_supports, few_shot_curve, paired_few_shot, samples_to_threshold
-from .linear_probe import LinearProbeResult, check_inputs, linear_probe
+from .linear_probe import LinearProbeResult, check_inputs, linear_probe, linear_probes
 from .metric import CrossFitMetric, within_identity_white
 from .preprocess import CANDIDATES, INVARIANT, Transform, fit_candidates
 from .splits import Split, drop_near_duplicates, make_splits, scored_images, split_info, stratified_split
@@ -272,13 +272,13 @@ def evaluate(X, y, n_classes: int, split_or_splits, *, seed: int, attacks: Seque
     # for; mlp and gd_budget run on the full training split only (per episode they cost ~100x more)
     fs_heads = ("prototype", "logistic") + tuple(h for h in head_names if h in FEW_SHOT_HEADS)
     part = timer or (lambda name: contextlib.nullcontext())
-    lps, fss, hrs = [], [], {h: [] for h in head_names}
-    for s in splits:
-        with part("linear_probe"):
-            # label-free transforms fitted on this fold's training images only, shared by its attacks
-            transforms = preprocess_candidates(X, s.train, preprocess)
-            lp = linear_probe(X, y, n_classes, s, seed=seed, device=device, preprocess=transforms)
-        lps.append(lp)
+    fss, hrs = [], {h: [] for h in head_names}
+    with part("linear_probe"):
+        # label-free transforms fitted on each fold's training images only, shared by its attacks;
+        # the folds' probes together (their fits batched: the same results as one call per fold)
+        fold_transforms = [preprocess_candidates(X, s.train, preprocess) for s in splits]
+        lps = linear_probes(X, y, n_classes, splits, seed=seed, device=device, preprocess=fold_transforms)
+    for s, transforms, lp in zip(splits, fold_transforms, lps):
         if "few_shot" in attacks:
             with part("few_shot"):
                 fss.append(few_shot_curve(X, y, n_classes, s, seed=seed, C=lp.C, device=device,

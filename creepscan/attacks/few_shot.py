@@ -264,27 +264,41 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
             continue
         ys = torch.arange(K, device=dev).repeat_interleave(k)
 
-        def run(v: "_View", st: dict, first: int, count: int) -> None:
-            lam = v.std.lam(C, K * k)
-            per_batch = max(1, MEMORY_FLOATS // (K * k * v.Z_tr.shape[1]))
-            for b0 in range(first, first + count, per_batch):
-                eps = range(b0, min(first + count, b0 + per_batch))
-                sup = torch.from_numpy(draw_supports(y_tr, classes, k, seed, eps)).to(dev)
-                E = sup.shape[0]
-                protos = _normalise(v.Xn_tr[sup].view(E, K, k, -1).mean(2))          # [E, K, D]
-                pred_p = (v.Xn_vt @ protos.reshape(E * K, -1).T).view(-1, E, K).argmax(-1).T  # [E, n_vt]
-                P, _ = fit_logistic(v.Z_tr[sup], ys.expand(E, -1), K, lam, max_iter=FS_MAX_ITER, gtol=FS_GTOL)
-                pred_l = predict(v.Z_vt, P)
-                preds = [("prototype", pred_p), ("logistic", pred_l)]
-                for name in extra:
-                    fit = fit_heads(name, v.X_tr[sup], ys.expand(E, -1), v.X_vt, K, y_val_pos,
-                                    [head_seed(seed, k, e, name) for e in eps], **head_settings.get(name, {}))
-                    preds.append((name, fit.pred))
-                    st["val_est"][name].append(fit.val_unbiased)
-                for name, pred in preds:
-                    ok = (classes_t[pred] == y_vt_t).cpu().numpy()
-                    st["val_ok"][name].append(ok[:, :n_val])
-                    st["test_ok"][name].append(ok[:, n_val:])
+        def run(members: list[tuple["_View", dict]], first: int, count: int) -> None:
+            """Episodes first..first+count-1 on each (view, state). Views of one design width share
+            the episodes' supports, and their logistic heads one batched fit (each with its own
+            penalty: the same fits as one call per view) while that stays within ``MEMORY_FLOATS``."""
+            widths: dict[int, list] = {}
+            for v, st in members:
+                widths.setdefault(v.Z_tr.shape[1], []).append((v, st))
+            for D1, group in widths.items():
+                per_batch = max(1, MEMORY_FLOATS // (K * k * D1))
+                for b0 in range(first, first + count, per_batch):
+                    eps = range(b0, min(first + count, b0 + per_batch))
+                    sup = torch.from_numpy(draw_supports(y_tr, classes, k, seed, eps)).to(dev)
+                    E = sup.shape[0]
+                    if len(group) > 1 and len(group) * E * K * k * D1 <= MEMORY_FLOATS:
+                        lams = [v.std.lam(C, K * k) for v, _ in group for _ in range(E)]
+                        P, _ = fit_logistic(torch.cat([v.Z_tr[sup] for v, _ in group]),
+                                            ys.expand(len(group) * E, -1), K, lams,
+                                            max_iter=FS_MAX_ITER, gtol=FS_GTOL)
+                        fits = P.split(E)
+                    else:
+                        fits = [fit_logistic(v.Z_tr[sup], ys.expand(E, -1), K, v.std.lam(C, K * k),
+                                             max_iter=FS_MAX_ITER, gtol=FS_GTOL)[0] for v, _ in group]
+                    for (v, st), P in zip(group, fits):
+                        protos = _normalise(v.Xn_tr[sup].view(E, K, k, -1).mean(2))          # [E, K, D]
+                        pred_p = (v.Xn_vt @ protos.reshape(E * K, -1).T).view(-1, E, K).argmax(-1).T  # [E, n_vt]
+                        preds = [("prototype", pred_p), ("logistic", predict(v.Z_vt, P))]
+                        for name in extra:
+                            fit = fit_heads(name, v.X_tr[sup], ys.expand(E, -1), v.X_vt, K, y_val_pos,
+                                            [head_seed(seed, k, e, name) for e in eps], **head_settings.get(name, {}))
+                            preds.append((name, fit.pred))
+                            st["val_est"][name].append(fit.val_unbiased)
+                        for name, pred in preds:
+                            ok = (classes_t[pred] == y_vt_t).cpu().numpy()
+                            st["val_ok"][name].append(ok[:, :n_val])
+                            st["test_ok"][name].append(ok[:, n_val:])
 
         def fresh() -> dict:
             # a head of heads.py picks its own candidate per episode on validation, so its plain
@@ -306,11 +320,9 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
         # the transform: every candidate runs the first batch; the best validation accuracy of any
         # head decides (ties: the earlier candidate), and only that one continues
         batch = int(min_episodes)
-        tried = []
-        for i in range(len(transforms)):
-            st_i = fresh()
-            run(view(i), st_i, 0, batch)
-            tried.append((top_val(st_i) if len(transforms) > 1 else 0.0, i, st_i))
+        states = [fresh() for _ in transforms]
+        run([(view(i), states[i]) for i in range(len(transforms))], 0, batch)
+        tried = [(top_val(st_i) if len(transforms) > 1 else 0.0, i, st_i) for i, st_i in enumerate(states)]
         _, chosen, st = max(tried, key=lambda t: (t[0], -t[1]))
         done = batch
         while True:
@@ -338,7 +350,7 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
                 if floor_var > 0:
                     needed = min(needed, math.ceil(var_ep / ((MC_SHARE ** 2 - 1) * floor_var)))
             batch = int(min(max_episodes - done, max(min_episodes, needed - done)))
-            run(view(chosen), st, done, batch)
+            run([(view(chosen), st)], done, batch)
             done += batch
         acc = float(acc_e.mean())
         entries.append(FewShotEntry(

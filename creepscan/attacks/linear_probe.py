@@ -24,6 +24,7 @@ optimum at C = 1e-6 on a 10-class test). Those fits run in float64; they take 1-
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +38,7 @@ from .stats import POSTERIOR_DRAWS, balanced_accuracy, bootstrap_ci
 from .stats import round6 as _r
 from .stats import skill as _skill
 
-__all__ = ["LinearProbeResult", "linear_probe", "fit_logistic", "Standardizer", "COARSE_LOG10_C",
+__all__ = ["LinearProbeResult", "linear_probe", "linear_probes", "fit_logistic", "Standardizer", "COARSE_LOG10_C",
            "solver_dtype"]
 
 COARSE_LOG10_C = (-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
@@ -54,6 +55,7 @@ MAX_ITER = 300          # per fit (warm starts usually need 5-20)
 SEARCH_MAX_ITER = ((2.0, 300), (4.0, 40), (math.inf, 25))  # (log10 C below, cap)
 REFIT_MAX_ITER_LARGE_C = 100
 HISTORY = 10
+BATCH_FLOATS = 1 << 25  # design floats (~128 MiB in float32) per batched call of several searches' fits
 
 
 def _rc(c: float) -> float:
@@ -136,8 +138,25 @@ def solver_dtype(lam: float) -> torch.dtype:
     return torch.float64 if lam > FLOAT64_ABOVE_LAM else torch.float32
 
 
-def _loss_grad(Z, y, P, lam: float, n: int):
-    """Objective per episode and its gradient. Z [E,n,D+1], y [E,n,1] long, P [E,D+1,K]."""
+def _penalties(lam, E: int) -> list[tuple[int, int, float]]:
+    """``lam`` (one float, or one per episode) as runs of equal values: [(start, stop, lam)]."""
+    if isinstance(lam, (int, float)):
+        return [(0, E, float(lam))]
+    lams = [float(v) for v in lam]
+    if len(lams) != E:
+        raise ValueError(f"lam has {len(lams)} values for {E} episodes")
+    runs: list[tuple[int, int, float]] = []
+    for e, v in enumerate(lams):
+        if runs and runs[-1][2] == v:
+            runs[-1] = (runs[-1][0], e + 1, v)
+        else:
+            runs.append((e, e + 1, v))
+    return runs
+
+
+def _loss_grad(Z, y, P, lam, n: int):
+    """Objective per episode and its gradient. Z [E,n,D+1], y [E,n,1] long, P [E,D+1,K]; ``lam``:
+    ``_penalties`` runs (one scalar per run, so a batch of searches computes what each would alone)."""
     logits = torch.bmm(Z, P)
     ll = logits.gather(-1, y)
     m = logits.amax(-1, keepdim=True)
@@ -146,11 +165,15 @@ def _loss_grad(Z, y, P, lam: float, n: int):
     tot = G.sum(-1, keepdim=True)
     lse = m + torch.log(tot)
     W = P[:, :-1]
-    f = (lse - ll).sum((1, 2)) / n + 0.5 * lam * (W * W).sum((1, 2))
+    pen = (W * W).sum((1, 2))
+    for a, b, lam_ in lam:
+        pen[a:b].mul_(0.5 * lam_)
+    f = (lse - ll).sum((1, 2)) / n + pen
     G.div_(tot)
     G.scatter_add_(-1, y, torch.full_like(ll, -1.0))
     g = torch.bmm(Z.transpose(1, 2), G).div_(n)
-    g[:, :-1].add_(W, alpha=lam)
+    for a, b, lam_ in lam:
+        g[a:b, :-1].add_(W[a:b], alpha=lam_)
     return f, g
 
 
@@ -170,14 +193,15 @@ def initial_params(y: torch.Tensor, n_classes: int, n_features: int, dtype=torch
 
 
 @torch.inference_mode()  # no autograd bookkeeping: a fit is hundreds of small ops, where it cost 20-35% of the CPU
-def fit_logistic(Z: torch.Tensor, y: torch.Tensor, n_classes: int, lam: float, *,
+def fit_logistic(Z: torch.Tensor, y: torch.Tensor, n_classes: int, lam: float | Sequence[float], *,
                  P0: torch.Tensor | None = None, g_ref: torch.Tensor | None = None,
                  max_iter: int = MAX_ITER, gtol: float = GTOL, ftol: float = FTOL,
                  history: int = HISTORY) -> tuple[torch.Tensor, int]:
     """Fit E independent L2 logistic regressions at once with a batched L-BFGS.
 
     Z : [E, n, D+1] float32 design (last column ones), y : [E, n] long labels in 0..K-1,
-    lam : mean-form penalty weight on the first D rows of the parameters.
+    lam : mean-form penalty weight on the first D rows of the parameters: one for every episode, or
+    one per episode (independent searches fitted together; each episode gets what it would alone).
     Returns parameters ``P`` [E, D+1, K] (last row: intercepts) and the iterations used.
     Each episode has its own curvature pairs, step sizes and stopping test (max|grad| below
     ``gtol`` times its gradient at the start ``g_ref``, a stalled objective, or a failed line
@@ -185,6 +209,7 @@ def fit_logistic(Z: torch.Tensor, y: torch.Tensor, n_classes: int, lam: float, *
     """
     E, n, D1 = Z.shape
     y = y.reshape(E, n, 1)
+    lam = _penalties(lam, E)
     P = initial_params(y.reshape(E, n), n_classes, D1 - 1, Z.dtype) if P0 is None else P0.clone()
     f, g = _loss_grad(Z, y, P, lam, n)
     if g_ref is None:
@@ -222,7 +247,8 @@ def fit_logistic(Z: torch.Tensor, y: torch.Tensor, n_classes: int, lam: float, *
             # First step: inverse of a diagonal curvature guess. With standardised features (unit
             # mean variance) and K balanced classes the softmax curvature is about 1/K per entry;
             # the weights add the penalty. The line search corrects a bad guess.
-            q[:, :-1].mul_(1.0 / (lam + 1.0 / n_classes))
+            for a, b, lam_ in lam:
+                q[a:b, :-1].mul_(1.0 / (lam_ + 1.0 / n_classes))
             q[:, -1].mul_(float(n_classes))
         for s_, y_, r_, a in zip(S, Yk, Rho, reversed(alphas)):
             q.add_(s_ * (a - r_ * _bdot(y_, q))[:, None, None])
@@ -331,21 +357,50 @@ def linear_probe(X, y, n_classes: int, split: Split, *, seed: int, device="cpu",
         several, each gets the coarse C grid; the one with the best validation accuracy there (ties:
         the earlier) gets the fine C search, the refit and the test (``LinearProbeResult.preprocess``).
     """
-    X, y = check_inputs(X, y, n_classes, split)
-    fit_rows = np.concatenate([split.train, split.val])
-    finite_rows(X, fit_rows, "train/val")
-    transforms = _pre.resolve(preprocess, X, split.train)
-    searches = []
-    for t in transforms:
-        search = _CSearch(t.apply(X) if not t.identity else X, y, n_classes, split, device)
-        search.coarse()
-        searches.append((search, t))
-    search, chosen = max(searches, key=lambda st: st[0].best_coarse_acc())  # max keeps the first of ties
-    res = search.finish(seed, n_boot)
-    res.preprocess = chosen.name
-    if len(searches) > 1:
-        res.preprocess_search = [[t.name, float(s.best_coarse_acc())] for s, t in searches]
-    return res
+    return linear_probes(X, y, n_classes, [split], seed=seed, device=device, n_boot=n_boot,
+                         preprocess=[preprocess])[0]
+
+
+@torch.inference_mode()
+def linear_probes(X, y, n_classes: int, splits: Sequence[Split], *, seed: int, device="cpu",
+                  n_boot: int = POSTERIOR_DRAWS, preprocess: Sequence | None = None) -> list[LinearProbeResult]:
+    """``linear_probe`` on each of ``splits`` (e.g. rotating folds), ``preprocess[i]`` for
+    ``splits[i]`` (None: raw features everywhere). The results are those of one call per split; the
+    searches of several splits run their L-BFGS fits batched, as many at a time as ``BATCH_FLOATS``
+    of design rows allow (a fit of a probe's size is mostly per-call overhead)."""
+    splits = list(splits)
+    preprocess = list(preprocess) if preprocess is not None else [None] * len(splits)
+    if len(preprocess) != len(splits):
+        raise ValueError(f"preprocess has {len(preprocess)} entries for {len(splits)} splits")
+    results: list[LinearProbeResult] = []
+    chunk: list[list[tuple[_CSearch, _pre.Transform]]] = []
+    floats = 0
+    for split, pre in zip(splits, preprocess):
+        X, y = check_inputs(X, y, n_classes, split)
+        finite_rows(X, np.concatenate([split.train, split.val]), "train/val")
+        transforms = _pre.resolve(pre, X, split.train)
+        size = len(transforms) * (split.train.size + split.val.size) * (X.shape[1] + 1)
+        if chunk and floats + size > BATCH_FLOATS:
+            results += _probe_together(chunk, seed, n_boot)
+            chunk, floats = [], 0
+        chunk.append([(_CSearch(t.apply(X) if not t.identity else X, y, n_classes, split, device), t)
+                      for t in transforms])
+        floats += size
+    return results + _probe_together(chunk, seed, n_boot)
+
+
+def _probe_together(per_split: list[list[tuple[_CSearch, _pre.Transform]]], seed: int,
+                    n_boot: int) -> list[LinearProbeResult]:
+    """Each split's searches (one per transform): the coarse grids together, then the fine search,
+    refit and test of each split's best transform (validation ties: the earlier transform)."""
+    coarse_together([search for searches in per_split for search, _ in searches])
+    chosen = [max(searches, key=lambda st: st[0].best_coarse_acc()) for searches in per_split]
+    out = finish_together([search for search, _ in chosen], seed, n_boot)
+    for res, (_, t), searches in zip(out, chosen, per_split):
+        res.preprocess = t.name
+        if len(searches) > 1:
+            res.preprocess_search = [[tr.name, float(s.best_coarse_acc())] for s, tr in searches]
+    return out
 
 
 class _CSearch:
@@ -363,9 +418,10 @@ class _CSearch:
         self.n_tr = split.train.size
         K = self.classes.size
         self.P_start = initial_params(self.y_tr, K, X.shape[1])
-        self.g_ref = _loss_grad(self.design(torch.float32)[0], self.y_tr[..., None], self.P_start.clone(), 0.0,
-                                self.n_tr)[1].abs().amax((1, 2))
+        self.g_ref = _loss_grad(self.design(torch.float32)[0], self.y_tr[..., None], self.P_start.clone(),
+                                _penalties(0.0, 1), self.n_tr)[1].abs().amax((1, 2))
         self.fits: dict[float, tuple[torch.Tensor, float]] = {}
+        self.best: float | None = None  # log10 C, once the search chose one
 
     def design(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(train [1, n, D+1], val [n_val, D+1]) in this precision, built on first use."""
@@ -374,51 +430,54 @@ class _CSearch:
             self.designs[dtype] = (self.std.design(X[sp.train], dtype)[None], self.std.design(X[sp.val], dtype))
         return self.designs[dtype]
 
-    def run(self, logc: float) -> float:
+    def _start(self, logc: float):
+        """(warm start, penalty, precision, iteration cap) of the fit at ``logc``: warm-started from
+        the nearest C fitted so far (ties: the smaller)."""
         fits = self.fits
-        if logc not in fits:
-            near = min(fits, key=lambda other: (abs(other - logc), other)) if fits else None
-            P0 = fits[near][0] if near is not None else self.P_start
-            lam = self.std.lam(10.0 ** logc, self.n_tr)
-            dtype = solver_dtype(lam)
-            Z_tr, Z_va = self.design(dtype)
-            cap = next(c for below, c in SEARCH_MAX_ITER if logc < below)
-            P, _ = fit_logistic(Z_tr, self.y_tr, self.classes.size, lam, P0=P0.to(dtype),
+        near = min(fits, key=lambda other: (abs(other - logc), other)) if fits else None
+        lam = self.std.lam(10.0 ** logc, self.n_tr)
+        dtype = solver_dtype(lam)
+        P0 = (fits[near][0] if near is not None else self.P_start).to(dtype)
+        return P0, lam, dtype, next(c for below, c in SEARCH_MAX_ITER if logc < below)
+
+    def _record(self, logc: float, P: torch.Tensor, dtype: torch.dtype) -> None:
+        pred = self.classes[predict(self.design(dtype)[1], P)[0].cpu().numpy()]
+        self.fits[logc] = (P, balanced_accuracy(self.y_va, pred, self.n_classes))
+
+    def run(self, logc: float) -> float:
+        if logc not in self.fits:
+            P0, lam, dtype, cap = self._start(logc)
+            P, _ = fit_logistic(self.design(dtype)[0], self.y_tr, self.classes.size, lam, P0=P0,
                                 g_ref=self.g_ref.to(dtype), max_iter=cap)
-            pred = self.classes[predict(Z_va, P)[0].cpu().numpy()]
-            fits[logc] = (P, balanced_accuracy(self.y_va, pred, self.n_classes))
-        return fits[logc][1]
+            self._record(logc, P, dtype)
+        return self.fits[logc][1]
 
     def best_of(self, cands):  # highest val accuracy; ties go to the smaller C (more regularised)
         return max(sorted(cands), key=lambda logc: (self.run(logc), -logc))
 
     def coarse(self) -> None:
-        for logc in COARSE_LOG10_C:
-            self.run(logc)
+        coarse_together([self])
 
     def best_coarse_acc(self) -> float:
         return max(self.fits[logc][1] for logc in COARSE_LOG10_C)
 
     def finish(self, seed: int, n_boot: int) -> LinearProbeResult:
-        best = self.best_of(COARSE_LOG10_C)
-        step = (COARSE_LOG10_C[1] - COARSE_LOG10_C[0]) / 2.0
-        lo, hi = COARSE_LOG10_C[0], COARSE_LOG10_C[-1]
-        for _ in range(N_HALVINGS):  # refine inside the searched range only
-            best = self.best_of([logc for logc in (best - step, best, best + step) if lo <= logc <= hi])
-            step /= 2.0
-        C = 10.0 ** best
-        X, y, split, fits, classes = self.X, self.y, self.split, self.fits, self.classes
-        fit_rows = np.concatenate([split.train, split.val])
+        return finish_together([self], seed, n_boot)[0]
 
-        # Refit on train + val at the chosen C, warm-started from the train-only fit.
+    def _refit_start(self):
+        """The train+val refit at the chosen C: (design, labels, penalty, precision, warm start, cap)."""
+        C = 10.0 ** self.best
+        fit_rows = np.concatenate([self.split.train, self.split.val])
         self.designs.clear()
         lam = self.std.lam(C, fit_rows.size)
         dtype = solver_dtype(lam)
-        Z_fit = self.std.design(X[fit_rows], dtype)[None]
-        y_fit = torch.from_numpy(remap_labels(y[fit_rows], classes)).to(self.dev)[None]
-        P, _ = fit_logistic(Z_fit, y_fit, classes.size, lam, P0=fits[best][0].to(dtype), gtol=REFIT_GTOL,
-                            max_iter=MAX_ITER if best < 4 else REFIT_MAX_ITER_LARGE_C)
-        del Z_fit
+        Z_fit = self.std.design(self.X[fit_rows], dtype)[None]
+        y_fit = torch.from_numpy(remap_labels(self.y[fit_rows], self.classes)).to(self.dev)[None]
+        cap = MAX_ITER if self.best < 4 else REFIT_MAX_ITER_LARGE_C
+        return Z_fit, y_fit, lam, dtype, self.fits[self.best][0].to(dtype), cap
+
+    def _score(self, P: torch.Tensor, dtype: torch.dtype, seed: int, n_boot: int) -> LinearProbeResult:
+        X, y, split, fits, classes, best = self.X, self.y, self.split, self.fits, self.classes, self.best
         test_pred = classes[predict(self.std.design(X[split.test], dtype), P)[0].cpu().numpy()]
         y_te = y[split.test]
         correct = test_pred == y_te
@@ -427,10 +486,80 @@ class _CSearch:
         return LinearProbeResult(
             accuracy=acc,
             ci95=bootstrap_ci(y_te, correct, self.n_classes, seed=stream(seed, Stream.LINEAR_PROBE_CI), n_boot=n_boot),
-            C=C,
+            C=10.0 ** best,
             skill=_skill(acc, chance),
             val_accuracy=fits[best][1],
             c_search=[[10.0 ** logc, fits[logc][1]] for logc in sorted(fits)],
             n_train=int(split.train.size), n_val=int(split.val.size), n_test=int(split.test.size),
             chance=chance, test_correct=correct, test_pred=test_pred, test_labels=y_te,
         )
+
+def _fit_together(jobs: Sequence[tuple[_CSearch, float]]) -> None:
+    """Fit each (search, log10 C) not fitted yet, warm-started from that search's fits so far: one
+    batched L-BFGS call per precision, design shape and iteration cap (at most ``BATCH_FLOATS`` of
+    design per call). Each fit keeps its own penalty, warm start, gradient scale and stopping test,
+    so it is the fit ``_CSearch.run`` would make alone (float for float at these sizes)."""
+    groups: dict[tuple, list] = {}
+    for search, logc in jobs:
+        if logc not in search.fits:
+            P0, lam, dtype, cap = search._start(logc)
+            key = (dtype, tuple(search.design(dtype)[0].shape), search.classes.size, cap)
+            groups.setdefault(key, []).append((search, logc, P0, lam))
+    for (dtype, shape, n_cls, cap), members in groups.items():
+        per_call = max(1, BATCH_FLOATS // math.prod(shape))
+        for i in range(0, len(members), per_call):
+            part = members[i:i + per_call]
+            if len(part) == 1:
+                search, logc, P0, lam = part[0]
+                P, _ = fit_logistic(search.design(dtype)[0], search.y_tr, n_cls, lam, P0=P0,
+                                    g_ref=search.g_ref.to(dtype), max_iter=cap)
+                search._record(logc, P, dtype)
+                continue
+            P, _ = fit_logistic(torch.cat([m[0].design(dtype)[0] for m in part]),
+                                torch.cat([m[0].y_tr for m in part]), n_cls, [m[3] for m in part],
+                                P0=torch.cat([m[2] for m in part]),
+                                g_ref=torch.cat([m[0].g_ref.to(dtype) for m in part]), max_iter=cap)
+            for j, (search, logc, _, _) in enumerate(part):
+                search._record(logc, P[j:j + 1], dtype)
+
+
+def coarse_together(searches: Sequence[_CSearch]) -> None:
+    """The coarse C grid of every search (the transforms of one split, or of several), batched."""
+    for logc in COARSE_LOG10_C:
+        _fit_together([(search, logc) for search in searches])
+
+
+def finish_together(searches: Sequence[_CSearch], seed: int, n_boot: int) -> list[LinearProbeResult]:
+    """``_CSearch.finish`` of each search: the fine search (step halved ``N_HALVINGS`` times around
+    the best C, inside the coarse range; validation ties go to the smaller C), the refit on
+    train+val at the chosen C and the test, with the fits of all searches batched. A round's two new
+    candidates of a search are warm-started from the fits before that round: the nearest fit of
+    the upper one is the round's centre, never the lower candidate, as in one-at-a-time order."""
+    for search in searches:
+        search.best = search.best_of(COARSE_LOG10_C)
+    step = (COARSE_LOG10_C[1] - COARSE_LOG10_C[0]) / 2.0
+    lo, hi = COARSE_LOG10_C[0], COARSE_LOG10_C[-1]
+    for _ in range(N_HALVINGS):  # refine inside the searched range only
+        cands = {id(s): [logc for logc in (s.best - step, s.best, s.best + step) if lo <= logc <= hi]
+                 for s in searches}
+        _fit_together([(s, logc) for s in searches for logc in cands[id(s)]])
+        for s in searches:
+            s.best = s.best_of(cands[id(s)])
+        step /= 2.0
+    # the refits, warm-started from the train-only fit at the chosen C, batched like the search's
+    starts = [s._refit_start() for s in searches]
+    fitted: list = [None] * len(searches)
+    groups: dict[tuple, list[int]] = {}
+    for i, (Z_fit, _, _, dtype, _, cap) in enumerate(starts):
+        groups.setdefault((dtype, tuple(Z_fit.shape), searches[i].classes.size, cap), []).append(i)
+    for (dtype, shape, n_cls, cap), idx in groups.items():
+        per_call = max(1, BATCH_FLOATS // math.prod(shape))
+        for c0 in range(0, len(idx), per_call):
+            part = idx[c0:c0 + per_call]
+            P, _ = fit_logistic(torch.cat([starts[i][0] for i in part]), torch.cat([starts[i][1] for i in part]),
+                                n_cls, [starts[i][2] for i in part] if len(part) > 1 else starts[part[0]][2],
+                                P0=torch.cat([starts[i][4] for i in part]), gtol=REFIT_GTOL, max_iter=cap)
+            for j, i in enumerate(part):
+                fitted[i] = P[j:j + 1]
+    del starts
+    return [s._score(P, P.dtype, seed, n_boot) for s, P in zip(searches, fitted)]
