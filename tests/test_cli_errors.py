@@ -49,7 +49,8 @@ def test_the_readme_test_command_collects_every_test_when_typed_bare():
     n = int(re.search(r"(\d+) tests? collected", proc.stdout).group(1))
     assert n > 100
     # and a test that imports fixtures/ runs under the bare command
-    proc = subprocess.run([str(exe), "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_fixtures_generator.py"],
+    proc = subprocess.run([str(exe), "-q", "-p", "no:cacheprovider", "-n", "0",
+                           "tests/test_fixtures_generator.py::test_same_arguments_same_bytes"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:]
 

@@ -84,6 +84,8 @@ def both_engines(two_checkpoints, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("engines")
     args = ["sweep", "creepscan-tiny-vit", "--weights", two_checkpoints[0], "--weights", two_checkpoints[1],
             "--suite", "fixtures", "--probe", "face-identity", "--max-per-class", "6", "-q"]
+    import os
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         # Each run chooses its thread count from the machine's load unless OMP_NUM_THREADS is set;
@@ -91,6 +93,12 @@ def both_engines(two_checkpoints, tmp_path_factory):
         mp.setenv("OMP_NUM_THREADS", "1")
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
+        # One CPU for both runs: the local Ray then has one CPU (one embedding actor, the attack tasks
+        # one after another: it cannot wait on itself, as the engine counts show), and its processes,
+        # which inherit the affinity, leave the other cores to the rest of the suite.
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        if cpus:
+            os.sched_setaffinity(0, {max(cpus)})
         try:
             runs = {}
             for engine in ("local", "ray"):
@@ -99,6 +107,8 @@ def both_engines(two_checkpoints, tmp_path_factory):
                 runs[engine] = (code, err, (tmp / engine / "report.json").read_bytes())
         finally:
             torch.set_num_threads(threads)
+            if cpus:
+                os.sched_setaffinity(0, cpus)
     return runs
 
 
