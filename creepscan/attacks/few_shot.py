@@ -34,7 +34,7 @@ from ..seeds import Stream
 from . import preprocess as _pre
 from .heads import HEADS as _EXTRA_HEADS
 from .heads import fit_heads, head_seed
-from .linear_probe import Standardizer, check_inputs, finite_rows, fit_logistic, predict
+from .linear_probe import BATCH_FLOATS, Standardizer, check_inputs, finite_rows, fit_logistic, predict
 from .splits import Split
 from .stats import balanced_accuracy_rows, few_shot_variance, paired_episodes, proportion_ci
 from .stats import round6 as _r
@@ -267,7 +267,7 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
         def run(members: list[tuple["_View", dict]], first: int, count: int) -> None:
             """Episodes first..first+count-1 on each (view, state). Views of one design width share
             the episodes' supports, and their logistic heads one batched fit (each with its own
-            penalty: the same fits as one call per view) while that stays within ``MEMORY_FLOATS``."""
+            penalty: the same fits as one call per view) while that stays within ``BATCH_FLOATS``."""
             widths: dict[int, list] = {}
             for v, st in members:
                 widths.setdefault(v.Z_tr.shape[1], []).append((v, st))
@@ -277,7 +277,7 @@ def few_shot_curve(X, y, n_classes: int, split: Split, *, seed: int, ks: Sequenc
                     eps = range(b0, min(first + count, b0 + per_batch))
                     sup = torch.from_numpy(draw_supports(y_tr, classes, k, seed, eps)).to(dev)
                     E = sup.shape[0]
-                    if len(group) > 1 and len(group) * E * K * k * D1 <= MEMORY_FLOATS:
+                    if len(group) > 1 and len(group) * E * K * k * D1 <= BATCH_FLOATS:
                         lams = [v.std.lam(C, K * k) for v, _ in group for _ in range(E)]
                         P, _ = fit_logistic(torch.cat([v.Z_tr[sup] for v, _ in group]),
                                             ys.expand(len(group) * E, -1), K, lams,
