@@ -404,8 +404,9 @@ def _probe_together(per_split: list[list[tuple[_CSearch, _pre.Transform]]], seed
 
 
 class _CSearch:
-    """The C search of one (transformed) feature matrix: ``coarse()`` fits ``COARSE_LOG10_C``;
-    ``finish()`` halves the steps around the best, refits on train+val and scores the test split."""
+    """The C search of one (transformed) feature matrix: ``coarse_together`` fits its
+    ``COARSE_LOG10_C``; ``finish_together`` halves the steps around the best, refits on train+val
+    and scores the test split (both for several searches at once)."""
 
     def __init__(self, X, y, n_classes: int, split: Split, device):
         self.X, self.y, self.n_classes, self.split = X, y, n_classes, split
@@ -455,14 +456,8 @@ class _CSearch:
     def best_of(self, cands):  # highest val accuracy; ties go to the smaller C (more regularised)
         return max(sorted(cands), key=lambda logc: (self.run(logc), -logc))
 
-    def coarse(self) -> None:
-        coarse_together([self])
-
     def best_coarse_acc(self) -> float:
         return max(self.fits[logc][1] for logc in COARSE_LOG10_C)
-
-    def finish(self, seed: int, n_boot: int) -> LinearProbeResult:
-        return finish_together([self], seed, n_boot)[0]
 
     def _refit_start(self):
         """The train+val refit at the chosen C: (design, labels, penalty, precision, warm start, cap)."""
@@ -530,7 +525,7 @@ def coarse_together(searches: Sequence[_CSearch]) -> None:
 
 
 def finish_together(searches: Sequence[_CSearch], seed: int, n_boot: int) -> list[LinearProbeResult]:
-    """``_CSearch.finish`` of each search: the fine search (step halved ``N_HALVINGS`` times around
+    """Finish each search: the fine search (step halved ``N_HALVINGS`` times around
     the best C, inside the coarse range; validation ties go to the smaller C), the refit on
     train+val at the chosen C and the test, with the fits of all searches batched. A round's two new
     candidates of a search are warm-started from the fits before that round: the nearest fit of
