@@ -14,11 +14,23 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # every report the tests write (a dict with a schema_version) is validated against report.json's
 # schema by creepscan.report.write_reports; dicts without one are renderer fixtures, not reports
 os.environ.setdefault("CREEPSCAN_CHECK_SCHEMA", "1")
+# pytest-xdist runs one worker per CPU (up to 4): each computes with its share of the CPUs, as a user
+# running several audits at once would set OMP_NUM_THREADS. Two threads in each of two workers on two
+# cores only contended (the fixtures audit: 53 CPU-s at two threads, 44 at one). A value already set
+# wins; the tests of creepscan's own thread choice unset it.
+os.environ.update({"OMP_NUM_THREADS": str(max(1, len(os.sched_getaffinity(0))
+                                                // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))}
+                  if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ
+                  and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1 and hasattr(os, "sched_getaffinity")
+                  else {})
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("OMP_NUM_THREADS"):
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # in case a plugin imported torch first
 
 TINY = "creepscan-tiny-vit"  # shipped in creepscan/encoders/configs: 32px ViT, 2 layers, 64-d
 ROOT = Path(__file__).resolve().parents[1]
